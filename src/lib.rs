@@ -1,0 +1,20 @@
+//! A self-managing SMP relay: wire-compatible with the reference `smp-server`.
+//!
+//! Crate map (one line per module: what it holds, and what it must not do):
+//! - [`protocol`]: SMP encodings, commands, responses, errors, transmissions and blocks; no I/O.
+//! - [`crypto`]: keys, signatures, crypto_box/secret_box, chain keys, certificates; no I/O but files of keys.
+//! - [`transport`]: TLS (rustls), tls-unique, the SMP handshake and block I/O; knows nothing of queues.
+//! - [`store`]: queue and message stores; knows nothing of connections.
+//! - [`server`]: sessions, subscriptions, delivery, notifications; wires store and transport.
+//! - [`client`]: an SMP client used by tests, the benchmark and (later) the proxy role.
+//! - [`config`]: `smp-server.ini` to a typed, validated `Config`.
+//! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod crypto;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod transport;
