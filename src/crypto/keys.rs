@@ -510,4 +510,147 @@ mod tests {
             assert_eq!(PublicKey::from_der(&der).expect("parse").algorithm(), alg);
         }
     }
+
+    #[test]
+    fn dummy_keys_decode_to_the_reference_constants() {
+        let ed = dummy_key(KeyAlgorithm::Ed25519);
+        assert_eq!(ed.algorithm(), KeyAlgorithm::Ed25519);
+        assert_eq!(&ed.raw()[..4], &[0xd7, 0x7f, 0x4e, 0xaa]);
+        let ed448 = dummy_key(KeyAlgorithm::Ed448);
+        assert_eq!(ed448.algorithm(), KeyAlgorithm::Ed448);
+        assert_eq!(&ed448.raw()[..3], &[0xea, 0x26, 0xd0]);
+        let x = dummy_key(KeyAlgorithm::X25519);
+        assert_eq!(x.algorithm(), KeyAlgorithm::X25519);
+        assert_eq!(&x.raw()[..3], &[0xe0, 0x91, 0x92]);
+        // Verifying against a dummy key takes the normal path and fails.
+        assert!(!verify(&ed, &[0u8; 64], b"m"));
+        assert!(!verify(&ed448, &[0u8; 114], b"m"));
+    }
+
+    #[test]
+    fn sign_verify_and_rejections() {
+        for alg in [KeyAlgorithm::Ed25519, KeyAlgorithm::Ed448] {
+            let k = PrivateSignKey::generate(alg).expect("key");
+            assert_eq!(k.algorithm(), alg);
+            let sig = k.sign(b"hello");
+            assert_eq!(signature_algorithm_for_len(sig.len()), Some(alg));
+            let public = k.public();
+            assert!(verify(&public, &sig, b"hello"));
+            assert!(!verify(&public, &sig, b"hellp"));
+            assert!(!verify(&public, &sig[1..], b"hello"));
+            let mut bad = sig.clone();
+            bad[0] ^= 1;
+            assert!(!verify(&public, &bad, b"hello"));
+            assert!(!verify(&public, &vec![0xffu8; sig.len()], b"hello"));
+            let other = if alg == KeyAlgorithm::Ed25519 { 114 } else { 64 };
+            assert!(!verify(&public, &vec![0u8; other], b"hello"));
+            // Same raw bytes under a DH algorithm never verify.
+            if alg == KeyAlgorithm::Ed25519 {
+                let x = PublicKey::from_raw(KeyAlgorithm::X25519, public.raw()).expect("x");
+                assert!(!verify(&x, &sig, b"hello"));
+            }
+            // An invalid point is a false, not a panic.
+            let junk = PublicKey::from_raw(alg, &vec![0xffu8; alg.key_len()]).expect("raw");
+            assert!(!verify(&junk, &sig, b"hello"));
+        }
+        assert_eq!(signature_algorithm_for_len(65), None);
+        assert!(PrivateSignKey::generate(KeyAlgorithm::X25519).is_err());
+    }
+
+    #[test]
+    fn rfc8032_ed25519_test_1() {
+        let seed = hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let k = PrivateSignKey::from_seed(KeyAlgorithm::Ed25519, &seed).expect("key");
+        assert_eq!(
+            k.public().raw(),
+            hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        );
+        assert_eq!(
+            k.sign(b""),
+            hex(concat!(
+                "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155",
+                "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+            ))
+        );
+    }
+
+    #[test]
+    fn rfc8032_ed448_blank() {
+        let seed = hex(concat!(
+            "6c82a562cb808d10d632be89c8513ebf6c929f34ddfa8c9f63c9960ef6e348a3",
+            "528c8a3fcc2f044e39a3fc5b94492f8f032e7549a20098f95b"
+        ));
+        let k = PrivateSignKey::from_seed(KeyAlgorithm::Ed448, &seed).expect("key");
+        assert_eq!(
+            k.public().raw(),
+            hex(concat!(
+                "5fd7449b59b461fd2ce787ec616ad46a1da1342485a70e1f8a0ea75d80e96778",
+                "edf124769b46c7061bd6783df1e50f6cd1fa1abeafe8256180"
+            ))
+        );
+        let sig = k.sign(b"");
+        assert_eq!(
+            sig,
+            hex(concat!(
+                "533a37f6bbe457251f023c0d88f976ae2dfb504a843e34d2074fd823d41a591f",
+                "2b233f034f628281f2fd7a22ddd47d7828c59bd0a21bfd3980ff0d2028d4b18a",
+                "9df63e006c5d1c2d345b925d8dc00b4104852db99ac5c7cdda8530a113a0f4db",
+                "b61149f05a7363268c71d95808ff2e652600"
+            ))
+        );
+        assert!(verify(&k.public(), &sig, b""));
+    }
+
+    #[test]
+    fn pkcs8_round_trip_and_openssl_layout() {
+        for (alg, len) in [(KeyAlgorithm::Ed25519, 48), (KeyAlgorithm::Ed448, 73)] {
+            let k = PrivateSignKey::generate(alg).expect("key");
+            let der = k.to_pkcs8_der();
+            assert_eq!(der.len(), len);
+            let back = PrivateSignKey::from_pkcs8_der(&der).expect("parse");
+            assert_eq!(back.public(), k.public());
+            let pem = k.to_pem();
+            assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            let back = PrivateSignKey::from_pem(&pem).expect("pem");
+            assert_eq!(back.public(), k.public());
+        }
+        assert!(PrivateSignKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(PrivateSignKey::from_pkcs8_der(&[0x30, 0x00]).is_err());
+    }
+
+    #[test]
+    fn x25519_dh_agrees_and_rejects_other_keys() {
+        let a = DhKeyPair::generate().expect("a");
+        let b = DhKeyPair::generate().expect("b");
+        assert_eq!(a.public().algorithm(), KeyAlgorithm::X25519);
+        assert_eq!(a.dh(&b.public()).expect("ab"), b.dh(&a.public()).expect("ba"));
+        let ed = PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("ed").public();
+        assert!(a.dh(&ed).is_err());
+        // RFC 7748 section 6.1.
+        let alice = DhKeyPair::from_secret_bytes(arr(&hex(
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+        )));
+        let bob = DhKeyPair::from_secret_bytes(arr(&hex(
+            "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb",
+        )));
+        assert_eq!(
+            alice.public().raw(),
+            hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+        );
+        assert_eq!(
+            alice.dh(&bob.public()).expect("dh").to_vec(),
+            hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
+        );
+    }
+
+    fn arr(v: &[u8]) -> [u8; 32] {
+        v.try_into().expect("32 bytes")
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
 }
