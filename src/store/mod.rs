@@ -1,1 +1,137 @@
-//! store (being written).
+//! Queue and message stores.
+//!
+//! The server talks to a [`Store`]: queue records and their messages behind one trait, so a
+//! persistent store (store log, message journal) can replace or wrap the in-memory one. Every
+//! per-queue change happens under that queue's own lock, so concurrent connections see each
+//! change whole; a deleted queue is marked so late holders of its handle get `AUTH`.
+
+pub mod memory;
+pub mod types;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::crypto::keys::PublicKey;
+use crate::protocol::command::{Party, QueueLinkData};
+use crate::protocol::errors::{BlockingInfo, ErrorType};
+pub use types::{Message, NtfCreds, QueueRec, QueueStatus};
+
+/// A queue: its record and its messages under one lock.
+#[derive(Debug)]
+pub struct Queue {
+    /// Recipient ID (immutable, used as the queue's key everywhere).
+    pub recipient_id: Vec<u8>,
+    state: Mutex<QueueState>,
+}
+
+/// The mutable part of a queue.
+#[derive(Debug)]
+pub struct QueueState {
+    /// The queue record.
+    pub rec: QueueRec,
+    /// Undelivered messages, oldest first.
+    pub msgs: VecDeque<Message>,
+    /// False after the quota marker was written, until the queue empties.
+    pub can_write: bool,
+    /// Set when the queue is deleted; the handle may outlive the store entry.
+    pub deleted: bool,
+}
+
+impl Queue {
+    /// A queue handle around a record.
+    pub fn new(rec: QueueRec) -> Self {
+        Queue {
+            recipient_id: rec.recipient_id.clone(),
+            state: Mutex::new(QueueState {
+                rec,
+                msgs: VecDeque::new(),
+                can_write: true,
+                deleted: false,
+            }),
+        }
+    }
+
+    /// Lock the queue. A poisoned lock (a panic while holding it) still yields the state: the
+    /// state is updated in single assignments, so it is never half-written.
+    pub fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the record, or `AUTH` if deleted.
+    pub fn rec(&self) -> Result<QueueRec, ErrorType> {
+        let s = self.lock();
+        if s.deleted {
+            Err(ErrorType::Auth)
+        } else {
+            Ok(s.rec.clone())
+        }
+    }
+}
+
+/// Outcome of writing a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    /// Stored; `was_empty` tells whether it is now the first message (deliver it).
+    Stored {
+        /// The queue had no messages before.
+        was_empty: bool,
+    },
+    /// The queue is full: a quota marker was stored, or one is already there.
+    Quota,
+}
+
+/// The queue and message store used by the server.
+pub trait Store: Send + Sync + 'static {
+    /// Add a new queue; `Duplicate` if any of its IDs is taken.
+    fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType>;
+    /// Find a queue by the ID a party uses (recipient, sender, notifier or link ID).
+    fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>>;
+    /// Set the sender key; OK again with the same key, `AUTH` with another.
+    fn secure_queue(&self, q: &Queue, key: PublicKey) -> Result<(), ErrorType>;
+    /// Replace the recipient keys.
+    fn update_keys(&self, q: &Queue, keys: Vec<PublicKey>) -> Result<(), ErrorType>;
+    /// Set link data; the link ID and fixed data can't change once set.
+    fn add_link(&self, q: &Queue, link_id: Vec<u8>, data: QueueLinkData) -> Result<(), ErrorType>;
+    /// Remove link data.
+    fn delete_link(&self, q: &Queue) -> Result<(), ErrorType>;
+    /// Link data for a link ID (`AUTH` if it does not match).
+    fn get_link(&self, q: &Queue, link_id: &[u8]) -> Result<QueueLinkData, ErrorType>;
+    /// Add or replace the notifier; returns the replaced one.
+    fn add_notifier(&self, q: &Queue, creds: NtfCreds) -> Result<Option<NtfCreds>, ErrorType>;
+    /// Remove the notifier; returns it.
+    fn delete_notifier(&self, q: &Queue) -> Result<Option<NtfCreds>, ErrorType>;
+    /// Set the status (OFF, blocked, active).
+    fn set_status(&self, q: &Queue, status: QueueStatus) -> Result<(), ErrorType>;
+    /// Record the day the queue was used.
+    fn update_time(&self, q: &Queue, day: i64) -> Result<(), ErrorType>;
+    /// Delete the queue and its messages; returns the record and the number of messages.
+    fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType>;
+    /// Append a message, applying the quota rules of the reference.
+    fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType>;
+    /// The oldest message.
+    fn peek_msg(&self, q: &Queue) -> Result<Option<Message>, ErrorType>;
+    /// Delete the oldest message if it has this ID; returns it.
+    fn del_msg(&self, q: &Queue, msg_id: &[u8]) -> Result<Option<Message>, ErrorType>;
+    /// Delete the oldest message if it has this ID and peek the next one, atomically.
+    fn del_peek_msg(
+        &self,
+        q: &Queue,
+        msg_id: &[u8],
+    ) -> Result<(Option<Message>, Option<Message>), ErrorType>;
+    /// Number of stored messages (quota marker included).
+    fn queue_size(&self, q: &Queue) -> Result<usize, ErrorType>;
+    /// Delete messages older than `before` (Unix seconds); returns how many.
+    fn delete_expired(&self, q: &Queue, before: i64) -> Result<usize, ErrorType>;
+    /// All queues (for expiration and statistics).
+    fn all_queues(&self) -> Vec<Arc<Queue>>;
+    /// Block or unblock: convenience over [`Store::set_status`].
+    fn block_queue(&self, q: &Queue, info: Option<BlockingInfo>) -> Result<(), ErrorType> {
+        self.set_status(
+            q,
+            match info {
+                Some(i) => QueueStatus::Blocked(i),
+                None => QueueStatus::Active,
+            },
+        )
+    }
+}

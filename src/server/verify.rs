@@ -1,0 +1,177 @@
+//! Command authorization, as the reference's `verifyQueueTransmission`.
+//!
+//! The time taken must depend only on the kind of authorization sent, not on whether the queue
+//! or its key exists: when there is nothing to verify against, the same check runs against a
+//! fixed dummy key and fails.
+
+use std::sync::Arc;
+
+use crate::crypto::cbox;
+use crate::crypto::keys::{self, DhKeyPair, KeyAlgorithm, PublicKey};
+use crate::protocol::command::{Command, Party, QueueMode};
+use crate::protocol::errors::ErrorType;
+use crate::protocol::transmission::{SignedTransmission, TransmissionAuth};
+use crate::store::{Queue, QueueRec, Store};
+
+/// A queue found and authorized for the command, with a snapshot of its record.
+pub type Verified = Option<(Arc<Queue>, QueueRec)>;
+
+/// Check `auth` over `authorized` with `key`; a mismatched kind is checked against a dummy key.
+pub fn verify_with(
+    dh: &DhKeyPair,
+    auth: Option<&TransmissionAuth>,
+    authorized: &[u8],
+    corr_id: &[u8],
+    key: &PublicKey,
+) -> bool {
+    match auth {
+        None => false,
+        Some(TransmissionAuth::Signature(alg, sig)) => {
+            if key.algorithm() == *alg {
+                keys::verify(key, sig, authorized)
+            } else {
+                let _ = keys::verify(&keys::dummy_key(*alg), sig, authorized);
+                false
+            }
+        }
+        Some(TransmissionAuth::Authenticator(a)) => {
+            let nonce = cbox::cb_nonce(corr_id);
+            if key.algorithm() == KeyAlgorithm::X25519 {
+                cbox::cb_verify(key, dh, &nonce, a, authorized)
+            } else {
+                let _ = cbox::cb_verify(
+                    &keys::dummy_key(KeyAlgorithm::X25519),
+                    dh,
+                    &nonce,
+                    a,
+                    authorized,
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Spend the time a real verification would take, for a missing queue or key.
+pub fn dummy_verify(
+    dh: &DhKeyPair,
+    auth: Option<&TransmissionAuth>,
+    authorized: &[u8],
+    corr_id: &[u8],
+) {
+    match auth {
+        None => {}
+        Some(TransmissionAuth::Signature(alg, _)) => {
+            let _ = verify_with(dh, auth, authorized, corr_id, &keys::dummy_key(*alg));
+        }
+        Some(TransmissionAuth::Authenticator(_)) => {
+            let _ = verify_with(
+                dh,
+                auth,
+                authorized,
+                corr_id,
+                &keys::dummy_key(KeyAlgorithm::X25519),
+            );
+        }
+    }
+}
+
+/// Look up the queue the command addresses and verify its authorization.
+pub fn verify_transmission(
+    store: &dyn Store,
+    dh: &DhKeyPair,
+    t: &SignedTransmission,
+) -> Result<Verified, ErrorType> {
+    let auth = t.auth.as_ref();
+    let verify = |k: &PublicKey| verify_with(dh, auth, &t.authorized, &t.corr_id, k);
+    let dummy = || {
+        dummy_verify(dh, auth, &t.authorized, &t.corr_id);
+        Err(ErrorType::Auth)
+    };
+    let party = t.command.party();
+    let q = match party {
+        Party::Recipient | Party::Sender | Party::Notifier | Party::LinkClient => {
+            match store.get_queue(party, &t.entity_id) {
+                Some(q) => match q.rec() {
+                    Ok(r) => Some((q, r)),
+                    Err(_) => return dummy(),
+                },
+                None => return dummy(),
+            }
+        }
+        _ => None,
+    };
+    // Service signatures are only valid in service sessions, which need a client certificate.
+    if t.service_sig.is_some() {
+        return Err(ErrorType::Service);
+    }
+    let ok = |q| Ok(q);
+    match (&t.command, q) {
+        (Command::New(r), _) => {
+            if verify(&r.rcv_auth_key) {
+                ok(None)
+            } else {
+                Err(ErrorType::Auth)
+            }
+        }
+        (Command::Subs | Command::Nsubs, _) => Err(ErrorType::Service),
+        (Command::Ping | Command::Prxy(..) | Command::Pfwd(..) | Command::Rfwd(_), _) => ok(None),
+        (_, None) => Err(ErrorType::Internal),
+        (Command::Skey(k) | Command::Lkey(k), Some((q, r))) => {
+            if allowed_sender_key(k, &r) {
+                if verify(k) {
+                    ok(Some((q, r)))
+                } else {
+                    Err(ErrorType::Auth)
+                }
+            } else {
+                dummy()
+            }
+        }
+        (Command::Send(..), Some((q, r))) => {
+            let pass = match &r.sender_key {
+                Some(k) => verify(k),
+                None => auth.is_none(),
+            };
+            if pass {
+                ok(Some((q, r)))
+            } else {
+                Err(ErrorType::Auth)
+            }
+        }
+        (Command::Lget, Some((q, r))) => {
+            if r.is_contact() {
+                ok(Some((q, r)))
+            } else {
+                Err(ErrorType::Auth)
+            }
+        }
+        (Command::Nsub, Some((q, r))) => match &r.notifier {
+            Some(n) => {
+                if verify(&n.notifier_key) {
+                    ok(Some((q, r)))
+                } else {
+                    Err(ErrorType::Auth)
+                }
+            }
+            None => dummy(),
+        },
+        (_, Some((q, r))) => {
+            // Recipient commands: any of the recipient keys.
+            let mut pass = false;
+            for k in &r.recipient_keys {
+                pass |= verify(k);
+            }
+            if pass {
+                ok(Some((q, r)))
+            } else {
+                Err(ErrorType::Auth)
+            }
+        }
+    }
+}
+
+/// A sender key may secure a messaging queue that is unsecured or secured with the same key.
+fn allowed_sender_key(k: &PublicKey, r: &QueueRec) -> bool {
+    r.queue_mode == Some(QueueMode::Messaging) && r.sender_key.as_ref().is_none_or(|s| s == k)
+}

@@ -1,0 +1,358 @@
+//! The in-memory store: hash maps from each ID to the queue handle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::{Message, NtfCreds, Queue, QueueRec, QueueState, QueueStatus, Store, WriteResult};
+use crate::crypto::keys::PublicKey;
+use crate::protocol::command::{Party, QueueLinkData};
+use crate::protocol::errors::ErrorType;
+
+type Index = RwLock<HashMap<Vec<u8>, Arc<Queue>>>;
+
+/// Queues and messages in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    recipients: Index,
+    senders: Index,
+    notifiers: Index,
+    links: Index,
+}
+
+fn read(i: &Index) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Arc<Queue>>> {
+    i.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(i: &Index) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Arc<Queue>>> {
+    i.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Run `f` on a live queue's state, `AUTH` if it was deleted.
+fn live<T>(q: &Queue, f: impl FnOnce(&mut QueueState) -> Result<T, ErrorType>) -> Result<T, ErrorType> {
+    let mut s = q.lock();
+    if s.deleted {
+        return Err(ErrorType::Auth);
+    }
+    f(&mut s)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of queues.
+    pub fn queue_count(&self) -> usize {
+        read(&self.recipients).len()
+    }
+}
+
+impl Store for MemoryStore {
+    fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType> {
+        // Lock order for the indexes: recipients, senders, notifiers, links.
+        let mut r = write(&self.recipients);
+        let mut s = write(&self.senders);
+        let mut n = write(&self.notifiers);
+        let mut l = write(&self.links);
+        let taken = r.contains_key(&rec.recipient_id)
+            || s.contains_key(&rec.sender_id)
+            || rec
+                .notifier
+                .as_ref()
+                .is_some_and(|c| n.contains_key(&c.notifier_id))
+            || rec
+                .queue_data
+                .as_ref()
+                .is_some_and(|(lid, _)| l.contains_key(lid));
+        if taken {
+            return Err(ErrorType::Duplicate);
+        }
+        let q = Arc::new(Queue::new(rec.clone()));
+        r.insert(rec.recipient_id.clone(), q.clone());
+        s.insert(rec.sender_id.clone(), q.clone());
+        if let Some(c) = &rec.notifier {
+            n.insert(c.notifier_id.clone(), q.clone());
+        }
+        if let Some((lid, _)) = &rec.queue_data {
+            l.insert(lid.clone(), q.clone());
+        }
+        Ok(q)
+    }
+
+    fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>> {
+        let idx = match party {
+            Party::Recipient => &self.recipients,
+            Party::Sender => &self.senders,
+            Party::Notifier => &self.notifiers,
+            Party::LinkClient => &self.links,
+            _ => return None,
+        };
+        read(idx).get(id).cloned()
+    }
+
+    fn secure_queue(&self, q: &Queue, key: PublicKey) -> Result<(), ErrorType> {
+        live(q, |s| match &s.rec.sender_key {
+            Some(k) if *k == key => Ok(()),
+            Some(_) => Err(ErrorType::Auth),
+            None => {
+                s.rec.sender_key = Some(key);
+                Ok(())
+            }
+        })
+    }
+
+    fn update_keys(&self, q: &Queue, keys: Vec<PublicKey>) -> Result<(), ErrorType> {
+        live(q, |s| {
+            s.rec.recipient_keys = keys;
+            Ok(())
+        })
+    }
+
+    fn add_link(&self, q: &Queue, link_id: Vec<u8>, data: QueueLinkData) -> Result<(), ErrorType> {
+        let mut l = write(&self.links);
+        live(q, |s| {
+            match &s.rec.queue_data {
+                None => {
+                    if l.contains_key(&link_id) {
+                        return Err(ErrorType::Auth);
+                    }
+                }
+                Some((lid, d)) if *lid == link_id && d.0 == data.0 => {}
+                Some(_) => return Err(ErrorType::Auth),
+            }
+            s.rec.queue_data = Some((link_id.clone(), data));
+            Ok(())
+        })?;
+        if let Some(h) = read(&self.recipients).get(&q.recipient_id) {
+            l.insert(link_id, h.clone());
+        }
+        Ok(())
+    }
+
+    fn delete_link(&self, q: &Queue) -> Result<(), ErrorType> {
+        let old = live(q, |s| Ok(s.rec.queue_data.take()))?;
+        if let Some((lid, _)) = old {
+            write(&self.links).remove(&lid);
+        }
+        Ok(())
+    }
+
+    fn get_link(&self, q: &Queue, link_id: &[u8]) -> Result<QueueLinkData, ErrorType> {
+        live(q, |s| match &s.rec.queue_data {
+            Some((lid, d)) if lid == link_id => Ok(d.clone()),
+            _ => Err(ErrorType::Auth),
+        })
+    }
+
+    fn add_notifier(&self, q: &Queue, creds: NtfCreds) -> Result<Option<NtfCreds>, ErrorType> {
+        let mut n = write(&self.notifiers);
+        if n.contains_key(&creds.notifier_id) {
+            return Err(ErrorType::Duplicate);
+        }
+        let new_id = creds.notifier_id.clone();
+        let old = live(q, |s| Ok(s.rec.notifier.replace(creds)))?;
+        if let Some(o) = &old {
+            n.remove(&o.notifier_id);
+        }
+        if let Some(h) = read(&self.recipients).get(&q.recipient_id) {
+            n.insert(new_id, h.clone());
+        }
+        Ok(old)
+    }
+
+    fn delete_notifier(&self, q: &Queue) -> Result<Option<NtfCreds>, ErrorType> {
+        let old = live(q, |s| Ok(s.rec.notifier.take()))?;
+        if let Some(o) = &old {
+            write(&self.notifiers).remove(&o.notifier_id);
+        }
+        Ok(old)
+    }
+
+    fn set_status(&self, q: &Queue, status: QueueStatus) -> Result<(), ErrorType> {
+        live(q, |s| {
+            s.rec.status = status;
+            Ok(())
+        })
+    }
+
+    fn update_time(&self, q: &Queue, day: i64) -> Result<(), ErrorType> {
+        live(q, |s| {
+            s.rec.updated_at = Some(day);
+            Ok(())
+        })
+    }
+
+    fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType> {
+        let mut r = write(&self.recipients);
+        let mut sn = write(&self.senders);
+        let mut n = write(&self.notifiers);
+        let mut l = write(&self.links);
+        let (rec, count) = live(q, |s| {
+            s.deleted = true;
+            let count = s.msgs.len();
+            s.msgs.clear();
+            Ok((s.rec.clone(), count))
+        })?;
+        r.remove(&rec.recipient_id);
+        sn.remove(&rec.sender_id);
+        if let Some(c) = &rec.notifier {
+            n.remove(&c.notifier_id);
+        }
+        if let Some((lid, _)) = &rec.queue_data {
+            l.remove(lid);
+        }
+        Ok((rec, count))
+    }
+
+    fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType> {
+        live(q, |s| {
+            let empty = s.msgs.is_empty();
+            if !(s.can_write || empty) {
+                return Ok(WriteResult::Quota);
+            }
+            // The marker takes the place of the message that would exceed the quota, so a full
+            // queue holds `quota` messages and one marker.
+            s.can_write = s.msgs.len() < quota;
+            if s.can_write {
+                s.msgs.push_back(msg);
+                Ok(WriteResult::Stored { was_empty: empty })
+            } else {
+                let marker = Message::Quota {
+                    msg_id: msg.msg_id().to_vec(),
+                    ts: msg.ts(),
+                };
+                s.msgs.push_back(marker);
+                Ok(WriteResult::Quota)
+            }
+        })
+    }
+
+    fn peek_msg(&self, q: &Queue) -> Result<Option<Message>, ErrorType> {
+        live(q, |s| Ok(s.msgs.front().cloned()))
+    }
+
+    fn del_msg(&self, q: &Queue, msg_id: &[u8]) -> Result<Option<Message>, ErrorType> {
+        live(q, |s| {
+            if s.msgs.front().is_some_and(|m| m.msg_id() == msg_id) {
+                Ok(s.msgs.pop_front())
+            } else {
+                Ok(None)
+            }
+        })
+    }
+
+    fn del_peek_msg(
+        &self,
+        q: &Queue,
+        msg_id: &[u8],
+    ) -> Result<(Option<Message>, Option<Message>), ErrorType> {
+        live(q, |s| match s.msgs.front() {
+            None => Ok((None, None)),
+            Some(m) if m.msg_id() == msg_id => {
+                let d = s.msgs.pop_front();
+                Ok((d, s.msgs.front().cloned()))
+            }
+            Some(m) => Ok((None, Some(m.clone()))),
+        })
+    }
+
+    fn queue_size(&self, q: &Queue) -> Result<usize, ErrorType> {
+        live(q, |s| Ok(s.msgs.len()))
+    }
+
+    fn delete_expired(&self, q: &Queue, before: i64) -> Result<usize, ErrorType> {
+        live(q, |s| {
+            let mut n = 0;
+            while s.msgs.front().is_some_and(|m| m.ts() < before) {
+                s.msgs.pop_front();
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    fn all_queues(&self) -> Vec<Arc<Queue>> {
+        read(&self.recipients).values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::KeyAlgorithm;
+    use crate::protocol::command::MsgFlags;
+
+    fn rec(rid: u8) -> QueueRec {
+        QueueRec {
+            recipient_id: vec![rid; 24],
+            recipient_keys: vec![PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k")],
+            rcv_dh_secret: [0; 32],
+            sender_id: vec![rid + 100; 24],
+            sender_key: None,
+            queue_mode: None,
+            queue_data: None,
+            notifier: None,
+            status: QueueStatus::Active,
+            updated_at: None,
+        }
+    }
+
+    fn msg(i: u8) -> Message {
+        Message::Msg {
+            msg_id: vec![i; 24],
+            ts: i as i64,
+            flags: MsgFlags::default(),
+            body: vec![i],
+        }
+    }
+
+    #[test]
+    fn quota_marker_and_reopening() {
+        let st = MemoryStore::new();
+        let q = st.add_queue(rec(1)).expect("add");
+        assert_eq!(
+            st.write_msg(&q, msg(1), 2).expect("w"),
+            WriteResult::Stored { was_empty: true }
+        );
+        assert_eq!(
+            st.write_msg(&q, msg(2), 2).expect("w"),
+            WriteResult::Stored { was_empty: false }
+        );
+        assert_eq!(st.write_msg(&q, msg(3), 2).expect("w"), WriteResult::Quota);
+        assert_eq!(st.write_msg(&q, msg(4), 2).expect("w"), WriteResult::Quota);
+        assert_eq!(st.queue_size(&q).expect("s"), 3);
+        for i in [1u8, 2, 3] {
+            let (d, _) = st.del_peek_msg(&q, &[i; 24]).expect("d");
+            assert!(d.is_some());
+        }
+        // empty again: writing resumes
+        assert_eq!(
+            st.write_msg(&q, msg(5), 2).expect("w"),
+            WriteResult::Stored { was_empty: true }
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_and_delete() {
+        let st = MemoryStore::new();
+        let q = st.add_queue(rec(1)).expect("add");
+        assert_eq!(st.add_queue(rec(1)).err(), Some(ErrorType::Duplicate));
+        assert!(st.get_queue(Party::Sender, &[101; 24]).is_some());
+        st.delete_queue(&q).expect("del");
+        assert!(st.get_queue(Party::Recipient, &[1; 24]).is_none());
+        assert!(st.get_queue(Party::Sender, &[101; 24]).is_none());
+        assert_eq!(st.peek_msg(&q).err(), Some(ErrorType::Auth));
+    }
+
+    #[test]
+    fn secure_is_idempotent_with_same_key_only() {
+        let st = MemoryStore::new();
+        let q = st.add_queue(rec(1)).expect("add");
+        let k1 = PublicKey::from_raw(KeyAlgorithm::Ed25519, &[2; 32]).expect("k");
+        let k2 = PublicKey::from_raw(KeyAlgorithm::Ed25519, &[3; 32]).expect("k");
+        st.secure_queue(&q, k1.clone()).expect("secure");
+        st.secure_queue(&q, k1).expect("same key again");
+        assert_eq!(st.secure_queue(&q, k2).err(), Some(ErrorType::Auth));
+    }
+}
