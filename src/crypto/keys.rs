@@ -542,7 +542,11 @@ mod tests {
             bad[0] ^= 1;
             assert!(!verify(&public, &bad, b"hello"));
             assert!(!verify(&public, &vec![0xffu8; sig.len()], b"hello"));
-            let other = if alg == KeyAlgorithm::Ed25519 { 114 } else { 64 };
+            let other = if alg == KeyAlgorithm::Ed25519 {
+                114
+            } else {
+                64
+            };
             assert!(!verify(&public, &vec![0u8; other], b"hello"));
             // Same raw bytes under a DH algorithm never verify.
             if alg == KeyAlgorithm::Ed25519 {
@@ -614,7 +618,10 @@ mod tests {
             let back = PrivateSignKey::from_pem(&pem).expect("pem");
             assert_eq!(back.public(), k.public());
         }
-        assert!(PrivateSignKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(PrivateSignKey::from_pem(
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+        )
+        .is_err());
         assert!(PrivateSignKey::from_pkcs8_der(&[0x30, 0x00]).is_err());
     }
 
@@ -623,8 +630,13 @@ mod tests {
         let a = DhKeyPair::generate().expect("a");
         let b = DhKeyPair::generate().expect("b");
         assert_eq!(a.public().algorithm(), KeyAlgorithm::X25519);
-        assert_eq!(a.dh(&b.public()).expect("ab"), b.dh(&a.public()).expect("ba"));
-        let ed = PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("ed").public();
+        assert_eq!(
+            a.dh(&b.public()).expect("ab"),
+            b.dh(&a.public()).expect("ba")
+        );
+        let ed = PrivateSignKey::generate(KeyAlgorithm::Ed25519)
+            .expect("ed")
+            .public();
         assert!(a.dh(&ed).is_err());
         // RFC 7748 section 6.1.
         let alice = DhKeyPair::from_secret_bytes(arr(&hex(

@@ -18,9 +18,9 @@ use crate::crypto::identity::Identity;
 use crate::crypto::keys::{KeyAlgorithm, PrivateSignKey};
 use crate::protocol::version::VersionRange;
 use crate::store::memory::MemoryStore;
-use crate::transport::sign::HandshakeSigner;
 use crate::transport::smp::{server_handshake, HandshakeCredentials, HANDSHAKE_TIMEOUT};
 use crate::transport::tls;
+use crate::transport::HandshakeSigner;
 pub use state::{ServerState, Settings};
 
 /// Errors that stop the server.
@@ -37,13 +37,17 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-impl HandshakeSigner for PrivateSignKey {
+/// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
+#[derive(Debug)]
+struct IdentitySigner(Arc<Identity>);
+
+impl HandshakeSigner for IdentitySigner {
     fn algorithm(&self) -> KeyAlgorithm {
-        PrivateSignKey::algorithm(self)
+        PrivateSignKey::algorithm(&self.0.server_key)
     }
 
     fn sign(&self, msg: &[u8]) -> Vec<u8> {
-        PrivateSignKey::sign(self, msg)
+        self.0.server_key.sign(msg)
     }
 }
 
@@ -69,7 +73,7 @@ impl Server {
         store: Arc<dyn crate::store::Store>,
     ) -> Result<Self, ServerError> {
         let identity = Arc::new(identity);
-        let signer: Arc<dyn HandshakeSigner> = Arc::new(identity.server_key.clone());
+        let signer: Arc<dyn HandshakeSigner> = Arc::new(IdentitySigner(identity.clone()));
         let tls = tls::server_config(identity.chain.clone(), signer, &[])
             .map_err(|e| ServerError::Tls(e.to_string()))?;
         Ok(Server {

@@ -57,9 +57,10 @@ pub async fn run_session<R, W>(
                 .map(|ts| ts.into_iter().map(|t| t.to_vec()).collect::<Vec<_>>())
                 .map_err(|_| ())
         }) {
-            Err(()) => out
-                .responses
-                .push((Vec::new(), Vec::new(), BrokerMsg::Err(ErrorType::Block))),
+            Err(()) => {
+                out.responses
+                    .push((Vec::new(), Vec::new(), BrokerMsg::Err(ErrorType::Block)))
+            }
             Ok(ts) => {
                 for t in &ts {
                     process_transmission(&conn, &params, &dh_key, t, &mut out);

@@ -149,7 +149,11 @@ impl ServerState {
     }
 
     /// Register a new connection.
-    pub fn add_client(&self, version: Version, tx: mpsc::Sender<Vec<Outgoing>>) -> Arc<ClientHandle> {
+    pub fn add_client(
+        &self,
+        version: Version,
+        tx: mpsc::Sender<Vec<Outgoing>>,
+    ) -> Arc<ClientHandle> {
         let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
         let c = Arc::new(ClientHandle {
             id,
@@ -213,7 +217,11 @@ impl Settings {
         let d = Settings::default();
         Settings {
             allow_new_queues: c.auth.new_queues,
-            create_password: c.auth.create_password.as_ref().map(|p| p.as_bytes().to_vec()),
+            create_password: c
+                .auth
+                .create_password
+                .as_ref()
+                .map(|p| p.as_bytes().to_vec()),
             message_ttl: match c.store_log.expire_messages_days {
                 Some(0) => None,
                 Some(days) => Some(days as i64 * 86400),
