@@ -194,6 +194,11 @@ fn created_identities_round_trip_renew_and_pass_openssl() {
         // Refuses to replace an identity.
         assert!(create_identity(&dir, alg, "x").is_err());
 
+        if openssl().is_none() {
+            eprintln!(
+                "NOTE: no openssl binary; OpenSSL cross-checks not run (apt-get install openssl)"
+            );
+        }
         if openssl().is_some() {
             let verified = run_openssl(&["verify", "-CAfile", CA_CRT_FILE, SERVER_CRT_FILE], &dir);
             assert!(verified.contains("OK"), "{verified}");
@@ -229,7 +234,31 @@ fn created_identities_round_trip_renew_and_pass_openssl() {
             ] {
                 assert!(text.contains(needle), "server cert lacks {needle}:\n{text}");
             }
+            // Key identifiers as OpenSSL's `hash` method: SHA-1 of the public key bits.
+            use sha1::Digest;
+            let colon_hex = |b: &[u8]| -> String {
+                b.iter()
+                    .map(|x| format!("{x:02X}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            };
+            let server_ski = colon_hex(&sha1::Sha1::digest(id.server_key.public().raw()));
+            let ca_ski = colon_hex(&sha1::Sha1::digest(
+                cert_public_key(&id.chain[1]).expect("ca key").raw(),
+            ));
+            assert!(
+                text.contains(&server_ski),
+                "server SKI {server_ski} not in:\n{text}"
+            );
+            assert!(
+                text.contains(&ca_ski),
+                "server AKI {ca_ski} not in:\n{text}"
+            );
             let ca_text = run_openssl(&["x509", "-in", CA_CRT_FILE, "-noout", "-text"], &dir);
+            assert!(
+                ca_text.contains(&ca_ski),
+                "CA SKI {ca_ski} not in:\n{ca_text}"
+            );
             assert!(
                 ca_text.contains("critical") && ca_text.contains("CA:TRUE"),
                 "{ca_text}"
