@@ -170,9 +170,9 @@ pub(crate) fn os_random(buf: &mut [u8]) -> Result<(), CryptoError> {
 ///
 /// Only Ed25519 and Ed448 exist because those are the only signature schemes SMP accepts.
 pub enum PrivateSignKey {
-    /// An Ed25519 key (RFC 8032).
-    Ed25519(ed25519_dalek::SigningKey),
-    /// An Ed448 key (RFC 8032); boxed because its expanded form is large.
+    /// An Ed25519 key (RFC 8032). Boxed, as is Ed448: moves then never copy secret material.
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+    /// An Ed448 key (RFC 8032).
     Ed448(Box<ed448_goldilocks_plus::SigningKey>),
 }
 
@@ -199,9 +199,9 @@ impl PrivateSignKey {
             KeyAlgorithm::Ed25519 => {
                 let mut seed = zeroize::Zeroizing::new([0u8; 32]);
                 os_random(seed.as_mut())?;
-                Ok(PrivateSignKey::Ed25519(
+                Ok(PrivateSignKey::Ed25519(Box::new(
                     ed25519_dalek::SigningKey::from_bytes(&seed),
-                ))
+                )))
             }
             KeyAlgorithm::Ed448 => {
                 let mut seed = zeroize::Zeroizing::new([0u8; 57]);
@@ -228,9 +228,9 @@ impl PrivateSignKey {
                 let seed: [u8; 32] = seed
                     .try_into()
                     .map_err(|_| CryptoError::BadKey("Ed25519 seed must be 32 bytes"))?;
-                Ok(PrivateSignKey::Ed25519(
+                Ok(PrivateSignKey::Ed25519(Box::new(
                     ed25519_dalek::SigningKey::from_bytes(&seed),
-                ))
+                )))
             }
             KeyAlgorithm::Ed448 => {
                 let seed: [u8; 57] = seed
