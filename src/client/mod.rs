@@ -99,6 +99,8 @@ pub struct SmpClient {
     pub server_dh_key: Option<PublicKey>,
     /// The range the server offered.
     pub server_range: VersionRange,
+    /// DH secret of our and the server's session keys (what a proxy uses to talk to a relay).
+    pub session_secret: Option<[u8; 32]>,
     writer: tokio::sync::Mutex<BlockWriter<WriteHalf<Stream>>>,
     pending: Pending,
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<(Vec<u8>, BrokerMsg)>>,
@@ -135,10 +137,25 @@ impl SmpClient {
         let (r, w) = tokio::io::split(tls.stream);
         let sess = tokio::time::timeout(
             opts.timeout,
-            client_handshake(r, w, tls.session_id, &fingerprint, opts.versions, &tls.peer_chain),
+            client_handshake(
+                r,
+                w,
+                tls.session_id,
+                &fingerprint,
+                opts.versions,
+                &tls.peer_chain,
+            ),
         )
         .await
         .map_err(|_| ClientError::Timeout)??;
+        let session_secret = match &sess.server_dh_key {
+            Some(k) => Some(
+                sess.dh_key
+                    .dh(k)
+                    .map_err(|_| ClientError::Auth("bad server key"))?,
+            ),
+            None => None,
+        };
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let (etx, erx) = mpsc::unbounded_channel();
         let params = sess.params.clone();
@@ -175,6 +192,7 @@ impl SmpClient {
             params,
             server_dh_key: sess.server_dh_key,
             server_range: sess.server_range,
+            session_secret,
             writer: tokio::sync::Mutex::new(sess.writer),
             pending,
             events: tokio::sync::Mutex::new(erx),

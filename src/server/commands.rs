@@ -42,6 +42,8 @@ pub struct Conn<'a> {
     pub client: &'a Arc<ClientHandle>,
     /// The connection's negotiated version.
     pub version: u16,
+    /// Session material for the relay role (absent inside a forwarded command).
+    pub relay: Option<&'a super::forward::RelaySession<'a>>,
 }
 
 /// Responses to this connection, then messages that follow them.
@@ -93,7 +95,10 @@ impl Conn<'_> {
             Command::New(req) => (corr.to_vec(), ent.to_vec(), self.new_queue(corr, req)),
             Command::Prxy(..) => err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth)),
             Command::Pfwd(..) => err(corr, ent, ErrorType::Proxy(ProxyError::NoSession)),
-            Command::Rfwd(_) => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
+            Command::Rfwd(enc) => match self.relay {
+                Some(r) => (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc)),
+                None => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
+            },
             Command::Subs | Command::Nsubs => err(corr, ent, ErrorType::Service),
             cmd => match verified {
                 None => err(corr, ent, ErrorType::Internal),

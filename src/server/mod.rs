@@ -4,6 +4,7 @@
 //! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
 
 pub mod commands;
+pub mod forward;
 pub mod session;
 pub mod state;
 pub mod verify;

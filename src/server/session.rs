@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{Conn, Output};
+use super::forward::RelaySession;
 use super::state::{Outgoing, ServerState};
 use super::verify::verify_transmission;
 use crate::protocol::errors::ErrorType;
@@ -32,8 +33,14 @@ pub async fn run_session<R, W>(
         writer,
         params,
         dh_key,
+        session_secret,
         ..
     } = sess;
+    let relay = RelaySession {
+        params: &params,
+        dh: &dh_key,
+        session_secret,
+    };
     let (tx, rx) = mpsc::channel::<Vec<Outgoing>>(state.settings.client_queue_size);
     let client = state.add_client(params.version, tx);
     let writer_task = tokio::spawn(write_loop(writer, params.clone(), rx));
@@ -41,6 +48,7 @@ pub async fn run_session<R, W>(
         state: &state,
         client: &client,
         version: params.version,
+        relay: Some(&relay),
     };
     loop {
         let block = tokio::select! {
