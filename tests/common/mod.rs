@@ -41,8 +41,28 @@ pub async fn start_server(settings: Settings) -> TestServer {
 
 pub async fn start_server_with(settings: Settings, alg: KeyAlgorithm) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fp = create_identity(dir.path(), alg, "localhost").expect("identity");
+    create_identity(dir.path(), alg, "localhost").expect("identity");
+    start_server_in(settings, dir).await
+}
+
+/// The reference's test identities, in `shared/` beside the project's checkout.
+pub fn reference_fixtures() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        std::env::var_os("SMP_REFERENCE_FIXTURES").map(std::path::PathBuf::from),
+        Some(manifest.join("../shared/reference-fixtures")),
+        Some(std::path::PathBuf::from("/work/shared/reference-fixtures")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.join("ca.crt").exists())
+    .expect("reference fixtures not found: set SMP_REFERENCE_FIXTURES")
+}
+
+/// Start a server with the identity files already in `dir`.
+pub async fn start_server_in(settings: Settings, dir: tempfile::TempDir) -> TestServer {
     let identity = load_identity(dir.path()).expect("load identity");
+    let fp = identity.fingerprint;
     let server = Arc::new(Server::new(settings, identity).expect("server"));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
