@@ -28,7 +28,10 @@ async fn serves_reference_ed448_identity_with_its_fingerprint() {
         let rc = s.client_at(v).await;
         let sc = s.client_at(v).await;
         let r = create_queue(&rc).await;
-        let (_, ok) = sc.request(r.sid(), send_cmd(b"ed448"), None).await.expect("send");
+        let (_, ok) = sc
+            .request(r.sid(), send_cmd(b"ed448"), None)
+            .await
+            .expect("send");
         assert_eq!(ok, BrokerMsg::Ok);
         let (_, m) = event(&rc).await;
         assert_eq!(decrypt_msg(&r, &m).body.as_deref(), Some(&b"ed448"[..]));
@@ -44,10 +47,17 @@ async fn fresh_ed448_identity_works_too() {
     // Ed448 queue keys authorize commands as well
     let k = ed448_key();
     let (_, ok) = c
-        .request(r.rid(), smp_server::protocol::command::Command::Key(k.public()), Some(&r.key))
+        .request(
+            r.rid(),
+            smp_server::protocol::command::Command::Key(k.public()),
+            Some(&r.key),
+        )
         .await
         .expect("KEY");
     assert_eq!(ok, BrokerMsg::Ok);
-    let (_, ok) = c.request(r.sid(), send_cmd(b"signed"), Some(&k)).await.expect("SEND");
+    let (_, ok) = c
+        .request(r.sid(), send_cmd(b"signed"), Some(&k))
+        .await
+        .expect("SEND");
     assert_eq!(ok, BrokerMsg::Ok);
 }
