@@ -183,9 +183,9 @@ async fn rustls_client_with_groups(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(
-            transport::verify::ServerIdentityVerifier::new(id.fingerprint),
-        ))
+        .with_custom_certificate_verifier(Arc::new(transport::verify::ServerIdentityVerifier::new(
+            id.fingerprint,
+        )))
         .with_no_client_auth();
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
@@ -202,11 +202,9 @@ async fn rustls_client_with_groups(
 
 #[tokio::test]
 async fn x25519_only_client_works_without_retry() {
-    let server = rustls_client_with_groups(
-        &identity(""),
-        vec![rustls::crypto::ring::kx_group::X25519],
-    )
-    .await;
+    let server =
+        rustls_client_with_groups(&identity(""), vec![rustls::crypto::ring::kx_group::X25519])
+            .await;
     assert_eq!(server.negotiated_group(), Some(NamedGroup::X25519));
     assert!(!server.facts.hello_retry);
     assert_eq!(server.session_id.len(), 32);
@@ -263,7 +261,10 @@ async fn data_flows_both_ways_after_handshake() {
         let (tcp, _) = listener.accept().await.expect("accept");
         let mut conn = accept(tcp, config, T).await.expect("server");
         let mut block = vec![0u8; 16384];
-        conn.stream.read_exact(&mut block).await.expect("read block");
+        conn.stream
+            .read_exact(&mut block)
+            .await
+            .expect("read block");
         block.reverse();
         conn.stream.write_all(&block).await.expect("write block");
         conn.stream.flush().await.expect("flush");

@@ -89,7 +89,10 @@ fn group(o: &Outcome) -> String {
 fn check_common(o: &Outcome) {
     let sid = hex(&o.session_id);
     assert_eq!(o.session_id.len(), 32);
-    assert_eq!(o.report["finished"], sid, "OpenSSL get_finished() == our session ID");
+    assert_eq!(
+        o.report["finished"], sid,
+        "OpenSSL get_finished() == our session ID"
+    );
     assert_eq!(o.report["server_line"], sid);
     assert_ne!(o.report["peer_finished"], sid);
     assert_eq!(o.report["chain_len"], 2, "chain is [server, CA]");
@@ -106,7 +109,10 @@ async fn openssl_x448_first_like_reference_client() {
         assert_eq!(o.alpn.as_deref(), Some(&b"smp/1"[..]));
         assert_eq!(group(&o), "x448");
         assert_eq!(o.facts.kx_group, Some(NamedGroup::X448));
-        assert!(!o.facts.hello_retry, "X448 key share first: no HelloRetryRequest");
+        assert!(
+            !o.facts.hello_retry,
+            "X448 key share first: no HelloRetryRequest"
+        );
     }
 }
 
@@ -131,7 +137,9 @@ async fn openssl_defaults_without_alpn() {
 /// The system `openssl s_client` as a second, independent look at the key exchange.
 #[tokio::test]
 async fn openssl_cli_reports_x448() {
-    let which = std::process::Command::new("openssl").arg("version").output();
+    let which = std::process::Command::new("openssl")
+        .arg("version")
+        .output();
     let Ok(version) = which else {
         panic!("the openssl CLI is required (apt-get install -y openssl)");
     };

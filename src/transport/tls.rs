@@ -165,7 +165,11 @@ where
     let mut conn_config = (*config).clone();
     conn_config.key_log = capture.clone();
     if let Some(offered) = &offered {
-        if !conn_config.alpn_protocols.iter().any(|p| offered.contains(p)) {
+        if !conn_config
+            .alpn_protocols
+            .iter()
+            .any(|p| offered.contains(p))
+        {
             conn_config.alpn_protocols.clear();
         }
     }
@@ -256,8 +260,8 @@ pub async fn connect_with<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let name = ServerName::try_from(opts.server_name.to_owned())
-        .map_err(|_| TlsError::ServerName)?;
+    let name =
+        ServerName::try_from(opts.server_name.to_owned()).map_err(|_| TlsError::ServerName)?;
     let capture = Arc::new(SecretCapture::default());
     let mut config = ClientConfig::builder_with_provider(shared_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -299,16 +303,21 @@ fn session_flight(
     capture: &SecretCapture,
     state: &CommonState,
 ) -> Result<ClientFlight, TlsError> {
-    let recorded = recorded.ok_or(TlsError::TlsUnique(
-        tls_unique::UniqueError::Malformed("client handshake too large"),
-    ))?;
+    let recorded = recorded.ok_or(TlsError::TlsUnique(tls_unique::UniqueError::Malformed(
+        "client handshake too large",
+    )))?;
     let suite = state
         .negotiated_cipher_suite()
         .and_then(|s| Suite::from_rustls(s.suite()))
-        .ok_or(TlsError::Config("negotiated cipher suite has no tls-unique support"))?;
-    let (client_random, secret) = capture.take().ok_or(TlsError::TlsUnique(
-        tls_unique::UniqueError::Malformed("no client handshake secret"),
-    ))?;
+        .ok_or(TlsError::Config(
+            "negotiated cipher suite has no tls-unique support",
+        ))?;
+    let (client_random, secret) =
+        capture
+            .take()
+            .ok_or(TlsError::TlsUnique(tls_unique::UniqueError::Malformed(
+                "no client handshake secret",
+            )))?;
     let flight = tls_unique::client_finished(suite, &recorded, &secret)?;
     if flight.client_random[..] != client_random[..] {
         return Err(TlsError::TlsUnique(tls_unique::UniqueError::Malformed(
@@ -331,9 +340,9 @@ fn handshake_error(e: std::io::Error) -> TlsError {
         Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) => {
             match other.0.downcast_ref::<ChainError>() {
                 Some(ce) => TlsError::Certificate(ce.clone()),
-                None => TlsError::Tls(rustls::Error::InvalidCertificate(
-                    CertificateError::Other(other),
-                )),
+                None => TlsError::Tls(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    other,
+                ))),
             }
         }
         Some(err) => TlsError::Tls(err),

@@ -26,7 +26,9 @@
 //! This module does no I/O: it takes bytes and a secret and returns the value or the reason.
 
 use hkdf::Hkdf;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
+use ring::aead::{
+    Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305,
+};
 use sha2::{Sha256, Sha384};
 use zeroize::Zeroizing;
 
@@ -156,8 +158,8 @@ impl RecordKey {
         let mut iv = [0u8; 12];
         hkdf_expand_label(suite, secret, b"key", &[], &mut key[..])?;
         hkdf_expand_label(suite, secret, b"iv", &[], &mut iv)?;
-        let unbound = UnboundKey::new(alg, &key[..])
-            .map_err(|_| UniqueError::Malformed("bad record key"))?;
+        let unbound =
+            UnboundKey::new(alg, &key[..]).map_err(|_| UniqueError::Malformed("bad record key"))?;
         Ok(RecordKey {
             key: LessSafeKey::new(unbound),
             iv,
@@ -187,7 +189,9 @@ impl RecordKey {
         let end = plain
             .iter()
             .rposition(|&b| b != 0)
-            .ok_or(UniqueError::Malformed("encrypted record without content type"))?;
+            .ok_or(UniqueError::Malformed(
+                "encrypted record without content type",
+            ))?;
         Ok((plain[end], &plain[..end]))
     }
 
@@ -272,7 +276,9 @@ pub fn client_finished(
             REC_ALERT => return Err(UniqueError::Alert),
             REC_HANDSHAKE => {
                 if seq > 0 {
-                    return Err(UniqueError::Malformed("plaintext handshake after encryption"));
+                    return Err(UniqueError::Malformed(
+                        "plaintext handshake after encryption",
+                    ));
                 }
                 for (typ, body) in plain.push(fragment) {
                     if typ != HS_CLIENT_HELLO {
@@ -340,8 +346,7 @@ mod tests {
     /// RFC 8448 section 3: client handshake traffic secret -> write key (16) and iv (12).
     #[test]
     fn expand_label_matches_rfc8448() {
-        let secret =
-            unhex("b3eddb126e067f35a780b3abf45e2d8f3b1a950738f52e9600746a0e27a55a21");
+        let secret = unhex("b3eddb126e067f35a780b3abf45e2d8f3b1a950738f52e9600746a0e27a55a21");
         let mut key = [0u8; 16];
         let mut iv = [0u8; 12];
         hkdf_expand_label(Suite::Aes128GcmSha256, &secret, b"key", &[], &mut key).expect("key");
@@ -418,7 +423,10 @@ mod tests {
                 Err(UniqueError::Incomplete)
             );
         }
-        assert_eq!(client_finished(C, &sent, &[3u8; 32]), Err(UniqueError::Decrypt));
+        assert_eq!(
+            client_finished(C, &sent, &[3u8; 32]),
+            Err(UniqueError::Decrypt)
+        );
         let mut alert = client_hello(1);
         alert.extend(key.seal(0, REC_ALERT, &[2, 40]));
         assert_eq!(client_finished(C, &alert, &secret), Err(UniqueError::Alert));

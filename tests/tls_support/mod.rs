@@ -40,7 +40,7 @@ pub fn pem_der(path: &std::path::Path) -> Vec<u8> {
 /// A test implementation of the server's handshake signer.
 #[derive(Debug)]
 pub enum TestSigner {
-    Ed25519(ed25519_dalek::SigningKey),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
     Ed448(Box<ed448_goldilocks_plus::SigningKey>),
 }
 
@@ -67,7 +67,7 @@ pub fn load_signer(path: &std::path::Path) -> TestSigner {
     match der.len() {
         48 => {
             let seed: [u8; 32] = der[16..].try_into().expect("seed");
-            TestSigner::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
+            TestSigner::Ed25519(Box::new(ed25519_dalek::SigningKey::from_bytes(&seed)))
         }
         73 => TestSigner::Ed448(Box::new(
             ed448_goldilocks_plus::SigningKey::try_from(&der[16..]).expect("ed448 key"),
