@@ -283,3 +283,28 @@ async fn data_flows_both_ways_after_handshake() {
     assert_eq!(back, block);
     assert_eq!(server.await.expect("join"), client.session_id);
 }
+
+/// Prints handshake cost per identity (run with `--nocapture`, ideally `--release`).
+#[tokio::test]
+async fn handshake_timing() {
+    const N: u32 = 5;
+    for sub in ["", "ed25519"] {
+        let id = identity(sub);
+        let config = server_config(id.chain.clone(), id.signer.clone(), &[]).expect("config");
+        let start = std::time::Instant::now();
+        for _ in 0..N {
+            let (addr, server) = one_shot_server(config.clone()).await;
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let client = connect(tcp, id.fingerprint, "localhost", Some(SMP_ALPN), T)
+                .await
+                .expect("client");
+            let server = server.await.expect("join").expect("server");
+            assert_eq!(client.session_id, server.session_id);
+        }
+        let label = if sub.is_empty() { "ed448" } else { sub };
+        eprintln!(
+            "{label} chain, X448: {:?} per handshake (client+server, one process)",
+            start.elapsed() / N
+        );
+    }
+}
