@@ -137,15 +137,18 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Recording<IO> {
     }
 }
 
+/// (client_random, CLIENT_HANDSHAKE_TRAFFIC_SECRET) as rustls reports them.
+pub(crate) type ClientSecret = (Vec<u8>, Zeroizing<Vec<u8>>);
+
 /// A per-connection `KeyLog` that keeps only the client handshake traffic secret.
 #[derive(Debug, Default)]
 pub(crate) struct SecretCapture {
-    secret: Mutex<Option<(Vec<u8>, Zeroizing<Vec<u8>>)>>,
+    secret: Mutex<Option<ClientSecret>>,
 }
 
 impl SecretCapture {
     /// The (client_random, secret) pair rustls reported, if any.
-    pub(crate) fn take(&self) -> Option<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+    pub(crate) fn take(&self) -> Option<ClientSecret> {
         self.secret
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

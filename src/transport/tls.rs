@@ -133,6 +133,8 @@ impl<IO> TlsServerConn<IO> {
 
 /// Accept a TLS connection on `io`, finishing the handshake within `timeout`.
 ///
+/// Set TCP_NODELAY on TCP sockets: with Nagle on, a handshake stalls ~40 ms on delayed ACKs.
+///
 /// `config` is used as a template: each connection gets a clone carrying its own key log, and
 /// when the client offers ALPN protocols none of which we speak, we continue without ALPN (as
 /// the reference server does) instead of failing the handshake.
@@ -229,6 +231,9 @@ impl<IO> TlsClientConn<IO> {
 }
 
 /// Connect as an SMP client does: no SNI, identity checked against `fingerprint`.
+///
+/// Set TCP_NODELAY on TCP sockets first: with Nagle on, the handshake stalls ~40 ms (measured:
+/// 46 ms vs 3.8 ms for an Ed25519 identity on loopback).
 pub async fn connect<IO>(
     io: IO,
     fingerprint: [u8; 32],

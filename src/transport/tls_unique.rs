@@ -412,6 +412,18 @@ mod tests {
     }
 
     #[test]
+    fn aes_256_gcm_sha384_flight_has_48_byte_finished() {
+        let suite = Suite::Aes256GcmSha384;
+        let secret = [4u8; 48];
+        let key = RecordKey::new(suite, &secret).expect("key");
+        let mut sent = client_hello(2);
+        sent.extend(key.seal(0, REC_HANDSHAKE, &hs_msg(HS_FINISHED, &[0x77; 48])));
+        let flight = client_finished(suite, &sent, &secret).expect("finished");
+        assert_eq!(flight.verify_data, vec![0x77; 48]);
+        assert!(client_finished(C, &sent, &secret[..32]).is_err());
+    }
+
+    #[test]
     fn incomplete_wrong_key_and_alerts() {
         let secret = [2u8; 32];
         let key = RecordKey::new(C, &secret).expect("key");
