@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 pub use address::{is_valid_password, ServerAddress, DEFAULT_SMP_PORT, PLACEHOLDER_HOST};
 pub use ini::{Ini, SyntaxError};
 pub use model::{
-    Auth, ConfirmMigrations, Contacts, Entity, HostMode, HostingType, InactiveClients, Information,
-    MessageStoreType, PgpKey, Proxy, QueueStoreType, SocksMode, StartOptions, StoreLog, Transport,
-    Web, Websockets,
+    country_code, parse_socks_proxy, Auth, ConfirmMigrations, Contacts, Entity, HostMode,
+    HostingType, InactiveClients, Information, MessageStoreType, PgpKey, Proxy, QueueStoreType,
+    SocksMode, StartOptions, StoreLog, Transport, Web, Websockets,
 };
 pub use paths::{Paths, CFG_PATH_ENV, DEFAULT_CFG_DIR, DEFAULT_LOG_DIR, LOG_PATH_ENV};
 pub use template::{render_ini, IniTemplate};
