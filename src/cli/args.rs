@@ -47,7 +47,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: StoreCmd,
         /// Database tables: queues/messages
-        #[arg(long = "table", value_name = "TABLE", default_value = "all", value_parser = ["queues", "messages", "all"])]
+        #[arg(long = "table", global = true, value_name = "TABLE", default_value = "all", value_parser = ["queues", "messages", "all"])]
         table: String,
         /// Database connection settings.
         #[command(flatten)]
@@ -92,13 +92,13 @@ impl SignAlgorithm {
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
     /// Database connection string
-    #[arg(short = 'd', long = "database", value_name = "DB_CONN", default_value = defaults::DB_CONNECTION)]
+    #[arg(short = 'd', long = "database", global = true, value_name = "DB_CONN", default_value = defaults::DB_CONNECTION)]
     pub database: String,
     /// Database schema
-    #[arg(long = "schema", value_name = "DB_SCHEMA", default_value = defaults::DB_SCHEMA)]
+    #[arg(long = "schema", global = true, value_name = "DB_SCHEMA", default_value = defaults::DB_SCHEMA)]
     pub schema: String,
     /// Database pool size
-    #[arg(long = "pool-size", value_name = "POOL_SIZE", default_value_t = defaults::DB_POOL_SIZE)]
+    #[arg(long = "pool-size", global = true, value_name = "POOL_SIZE", default_value_t = defaults::DB_POOL_SIZE)]
     pub pool_size: u32,
 }
 

@@ -132,6 +132,16 @@ fn start_info(c: &Config) -> Vec<String> {
             );
         }
     }
+    if let Some((_, cert, key)) = c.web.https_params() {
+        for f in [cert, key] {
+            if !f.exists() {
+                out.push(format!(
+                    "Warning: [WEB] {} does not exist: the HTTPS information page cannot start.",
+                    f.display()
+                ));
+            }
+        }
+    }
     for w in c.warnings() {
         out.push(format!("Warning: {w}"));
     }

@@ -240,7 +240,12 @@ impl Config {
                 "[WEB] https is set without both cert and key: the HTTPS page is disabled".into(),
             );
         }
-        if self.information.source_code.is_none() && self.information.has_details() {
+        // `init` always writes hosting_type, so it alone does not deserve a warning.
+        let info = Information {
+            hosting_type: None,
+            ..self.information.clone()
+        };
+        if info.source_code.is_none() && info.has_details() {
             w.push(
                 "[INFORMATION] has details but no source_code: no server information is published"
                     .into(),
