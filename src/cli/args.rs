@@ -16,7 +16,7 @@ use crate::config::{defaults, is_valid_password, HostingType};
     about = "SMP server: a SimpleX Messaging Protocol relay"
 )]
 pub struct Cli {
-    /// Show version
+    /// Print the version
     #[arg(short = 'v', long = "version")]
     pub version: bool,
     /// The command to run.
@@ -27,26 +27,26 @@ pub struct Cli {
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Initialize server - creates the configuration and log directories and configuration files
+    /// Create the server: identity keys and certificates, smp-server.ini, and the log directory
     Init(Box<InitArgs>),
-    /// Generate new online TLS server credentials (signed by ca.key; the identity is unchanged)
+    /// Make a new online TLS key and certificate signed by ca.key (the server address stays the same)
     Cert(CertArgs),
-    /// Start server (configuration: smp-server.ini in the configuration directory)
+    /// Run the server as configured in smp-server.ini
     Start(StartArgs),
-    /// Delete configuration and log files
+    /// Remove the configuration and log directories (the server identity is lost)
     Delete(DeleteArgs),
-    /// Import/export messages to/from journal storage (not supported by this server)
+    /// Move messages between the message log and journal storage (not supported here)
     Journal {
         /// What to do.
         #[command(subcommand)]
         cmd: StoreCmd,
     },
-    /// Import/export queues to/from PostgreSQL database storage (not supported by this server)
+    /// Move queues and messages to or from PostgreSQL (not supported here)
     Database {
         /// What to do.
         #[command(subcommand)]
         cmd: StoreCmd,
-        /// Database tables: queues/messages
+        /// Which tables: queues, messages or all
         #[arg(long = "table", global = true, value_name = "TABLE", default_value = "all", value_parser = ["queues", "messages", "all"])]
         table: String,
         /// Database connection settings.
@@ -91,13 +91,13 @@ impl SignAlgorithm {
 /// PostgreSQL options (accepted for compatibility; written to the INI file by `init`).
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
-    /// Database connection string
+    /// PostgreSQL connection string
     #[arg(short = 'd', long = "database", global = true, value_name = "DB_CONN", default_value = defaults::DB_CONNECTION)]
     pub database: String,
-    /// Database schema
+    /// PostgreSQL schema name
     #[arg(long = "schema", global = true, value_name = "DB_SCHEMA", default_value = defaults::DB_SCHEMA)]
     pub schema: String,
-    /// Database pool size
+    /// Number of PostgreSQL connections
     #[arg(long = "pool-size", global = true, value_name = "POOL_SIZE", default_value_t = defaults::DB_POOL_SIZE)]
     pub pool_size: u32,
 }
@@ -149,19 +149,19 @@ fn parse_port(s: &str) -> Result<u16, String> {
 /// `smp-server init`.
 #[derive(Args, Debug, Clone)]
 pub struct InitArgs {
-    /// Disable store log for persistence (enabled by default)
+    /// Do not keep queue records across restarts (the store log is on by default)
     #[arg(long = "disable-store-log")]
     pub disable_store_log: bool,
-    /// Enable store log for persistence (DEPRECATED, enabled by default)
+    /// Keep queue records across restarts (deprecated: this is the default)
     #[arg(short = 'l', long = "store-log", conflicts_with = "disable_store_log")]
     pub store_log: bool,
     /// Database connection settings, written to the INI file.
     #[command(flatten)]
     pub db: DbArgs,
-    /// Enable logging daily server statistics
+    /// Write daily statistics to a CSV file
     #[arg(short = 's', long = "daily-stats")]
     pub daily_stats: bool,
-    /// Signature algorithm used for TLS certificates: ED25519, ED448
+    /// Key type of the identity and TLS certificates
     #[arg(
         short = 'a',
         long = "sign-algorithm",
@@ -170,58 +170,58 @@ pub struct InitArgs {
         ignore_case = true
     )]
     pub sign_algorithm: SignAlgorithm,
-    /// Server IP address, used as Common Name for TLS online certificate if FQDN is not supplied
+    /// Public IP address; the certificate's Common Name when no --fqdn is given
     #[arg(long = "ip", value_name = "IP", default_value = "127.0.0.1")]
     pub ip: String,
-    /// Server FQDN used as Common Name for TLS online certificate
+    /// Public domain name; the certificate's Common Name and the address host
     #[arg(short = 'n', long = "fqdn", value_name = "FQDN")]
     pub fqdn: Option<String>,
-    /// Allow creating new queues without password
+    /// Let anyone create queues (recommended for public servers)
     #[arg(long = "no-password", conflicts_with = "password")]
     pub no_password: bool,
-    /// Set password to create new messaging queues (default: a random password)
+    /// Password clients need to create queues (default: a random one)
     #[arg(long = "password", value_name = "PASSWORD", value_parser = parse_password)]
     pub password: Option<String>,
-    /// Enable control port (5224 when given without a value)
+    /// Enable the control port, 5224 unless a port is given
     #[arg(long = "control-port", value_name = "PORT", num_args = 0..=1, default_missing_value = "5224", value_parser = parse_port)]
     pub control_port: Option<u16>,
-    /// Outgoing SOCKS proxy to forward messages to onion-only servers (127.0.0.1:9050 when given without a value)
+    /// SOCKS proxy for forwarding to onion-only servers, 127.0.0.1:9050 unless given
     #[arg(long = "socks-proxy", value_name = "PROXY", num_args = 0..=1, default_missing_value = defaults::SOCKS_PROXY, value_parser = parse_socks_proxy)]
     pub socks_proxy: Option<SocketAddr>,
-    /// Own server domain names (comma-separated)
+    /// Domains of your own relays, separated by commas
     #[arg(long = "own-domains", value_name = "DOMAINS", value_parser = parse_domains)]
     pub own_domains: Option<DomainList>,
-    /// Server source code (https://github.com/simplex-chat/simplexmq when given without a value)
+    /// URI of the source code you run; the upstream repository unless given
     #[arg(long = "source-code", value_name = "URI", num_args = 0..=1, default_missing_value = defaults::SOURCE_CODE)]
     pub source_code: Option<String>,
-    /// Server operator name
+    /// Name of the operator (organization or person)
     #[arg(long = "operator", value_name = "OPERATOR_NAME")]
     pub operator: Option<String>,
-    /// Server operator country
+    /// Operator's country (ISO 3166 two-letter code)
     #[arg(long = "operator-country", value_name = "OPERATOR_COUNTRY", value_parser = parse_country)]
     pub operator_country: Option<String>,
-    /// Hosting provider name
+    /// Name of the hosting provider
     #[arg(long = "hosting", value_name = "HOSTING_NAME")]
     pub hosting: Option<String>,
-    /// Hosting provider country
+    /// Hosting provider's country (ISO 3166 two-letter code)
     #[arg(long = "hosting-country", value_name = "HOSTING_COUNTRY", value_parser = parse_country)]
     pub hosting_country: Option<String>,
-    /// Hosting type: virtual, dedicated, colocation, owned
+    /// One of: virtual, dedicated, colocation, owned
     #[arg(long = "hosting-type", value_name = "HOSTING_TYPE", value_parser = parse_hosting_type)]
     pub hosting_type: Option<HostingType>,
-    /// Server datacenter country
+    /// Country of the data centre (ISO 3166 two-letter code)
     #[arg(long = "server-country", value_name = "SERVER_COUNTRY", value_parser = parse_country)]
     pub server_country: Option<String>,
-    /// Operator public website
+    /// Operator's website
     #[arg(long = "operator-website", value_name = "WEBSITE")]
     pub operator_website: Option<String>,
-    /// Directory to store generated static site with server information
+    /// Where to generate the server information pages
     #[arg(long = "web-path", value_name = "PATH")]
     pub web_path: Option<PathBuf>,
-    /// Disable starting static web server with server information
+    /// Do not serve the information pages over HTTPS
     #[arg(long = "disable-web")]
     pub disable_web: bool,
-    /// Non-interactive initialization using command-line options
+    /// Ask no questions; use the options given
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
 }
@@ -255,19 +255,19 @@ pub enum ConfirmMigrationsArg {
 /// `smp-server start`.
 #[derive(Args, Debug, Clone)]
 pub struct StartArgs {
-    /// Do not start the server, only perform start and stop tasks
+    /// Run start-up and shutdown tasks only, without serving clients
     #[arg(short = 'm', long = "maintenance")]
     pub maintenance: bool,
-    /// Compact store log (always enabled with `memory` storage for queues)
+    /// Compact the store log at start (always done with in-memory queues)
     #[arg(long = "compact-log")]
     pub compact_log: bool,
-    /// Logging level
+    /// How much to log: trace, debug, info, note, warn or error
     #[arg(long = "log-level", value_name = "LOG_LEVEL", default_value = "info")]
     pub log_level: LogLevel,
-    /// Start the server with non-critical start warnings
+    /// Start even if there are non-critical warnings
     #[arg(long = "skip-warnings")]
     pub skip_warnings: bool,
-    /// Confirm PostgreSQL database migration: up, down (default is manual confirmation)
+    /// Apply PostgreSQL migrations without asking: up, or down
     #[arg(long = "confirm-migrations", value_name = "CONFIRM_MIGRATIONS")]
     pub confirm_migrations: Option<ConfirmMigrationsArg>,
 }
@@ -275,7 +275,7 @@ pub struct StartArgs {
 /// `smp-server cert`.
 #[derive(Args, Debug, Clone)]
 pub struct CertArgs {
-    /// Set new signature algorithm used for TLS certificates: ED25519, ED448 (must match the CA)
+    /// Key type of the new certificate (must be the CA's)
     #[arg(
         short = 'a',
         long = "sign-algorithm",
@@ -283,7 +283,7 @@ pub struct CertArgs {
         ignore_case = true
     )]
     pub sign_algorithm: Option<SignAlgorithm>,
-    /// Set new Common Name for TLS online certificate
+    /// Common Name of the new certificate (default: the current one)
     #[arg(long = "cn", value_name = "FQDN")]
     pub cn: Option<String>,
 }
@@ -291,7 +291,7 @@ pub struct CertArgs {
 /// `smp-server delete`.
 #[derive(Args, Debug, Clone)]
 pub struct DeleteArgs {
-    /// Delete without asking for confirmation (this server's addition)
+    /// Do not ask for confirmation
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
 }
