@@ -83,7 +83,10 @@ fn crypto_matches_libsodium_and_openssl() {
     for t in list(&v, "secret_box") {
         let (key, nonce, msg) = (a32(&t["key"]), a24(&t["nonce"]), hex(&t["msg"]));
         assert_eq!(secret_box(&key, &nonce, &msg), hex(&t["box"]));
-        assert_eq!(secret_box_open(&key, &nonce, &hex(&t["box"])).expect("open"), msg);
+        assert_eq!(
+            secret_box_open(&key, &nonce, &hex(&t["box"])).expect("open"),
+            msg
+        );
     }
 
     for t in list(&v, "cb_authenticate") {
@@ -100,7 +103,10 @@ fn crypto_matches_libsodium_and_openssl() {
         assert!(!cb_verify(&own.public(), &peer, &nonce, &auth, b"other"));
     }
 
-    for (name, alg) in [("ed25519", KeyAlgorithm::Ed25519), ("ed448", KeyAlgorithm::Ed448)] {
+    for (name, alg) in [
+        ("ed25519", KeyAlgorithm::Ed25519),
+        ("ed448", KeyAlgorithm::Ed448),
+    ] {
         for t in list(&v, name) {
             let key = PrivateSignKey::from_seed(alg, &hex(&t["seed"])).expect("seed");
             assert_eq!(key.public().raw(), hex(&t["pk"]), "{name} public key");

@@ -1,1 +1,296 @@
-//! client (being written).
+//! An SMP client: TLS, the SMP handshake, authorized commands and response correlation.
+//!
+//! Used by the integration tests and the benchmark now, and by the proxy role later. Responses
+//! are matched to requests by correlation ID; messages the server pushes (MSG, END, DELD,
+//! NMSG) arrive on [`SmpClient::next_event`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::WriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::crypto::cbox;
+use crate::crypto::keys::{DhKeyPair, PrivateSignKey, PublicKey};
+use crate::protocol::command::Command;
+use crate::protocol::response::BrokerMsg;
+use crate::protocol::transmission::{
+    batch, decode_client, encode_client, split_batch, with_auth, THParams,
+};
+use crate::protocol::version::{VersionRange, SMP_BLOCK_SIZE};
+use crate::transport::smp::{client_handshake, BlockWriter, SmpTransportError};
+use crate::transport::{self, Recording, TlsError};
+
+type Stream = tokio_rustls::client::TlsStream<Recording<TcpStream>>;
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TLS failed.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// SMP transport or handshake failed.
+    #[error("SMP transport: {0}")]
+    Transport(#[from] SmpTransportError),
+    /// Socket error.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// No response in time.
+    #[error("response timeout")]
+    Timeout,
+    /// The connection closed.
+    #[error("connection closed")]
+    Closed,
+    /// The command could not be authorized (e.g. no server session key for an X25519 key).
+    #[error("cannot authorize: {0}")]
+    Auth(&'static str),
+}
+
+/// A queue key the client authorizes commands with.
+#[derive(Debug)]
+pub enum AuthKey {
+    /// Ed25519/Ed448 signature key.
+    Sign(PrivateSignKey),
+    /// X25519 key: crypto_box authenticator with the server's session key (v7+).
+    Dh(DhKeyPair),
+}
+
+impl AuthKey {
+    /// The public key to register with the server.
+    pub fn public(&self) -> PublicKey {
+        match self {
+            AuthKey::Sign(k) => k.public(),
+            AuthKey::Dh(k) => k.public(),
+        }
+    }
+}
+
+/// Connection options.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Versions the client supports.
+    pub versions: VersionRange,
+    /// Offer ALPN `smp/1` (without it servers offer only v6).
+    pub alpn: bool,
+    /// How long to wait for a response.
+    pub timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            versions: VersionRange::SERVER,
+            alpn: true,
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<(Vec<u8>, BrokerMsg)>>>>;
+
+/// A connected SMP client.
+pub struct SmpClient {
+    /// Framing parameters (version, session ID).
+    pub params: THParams,
+    /// The server's session key, verified against its certificate.
+    pub server_dh_key: Option<PublicKey>,
+    /// The range the server offered.
+    pub server_range: VersionRange,
+    /// DH secret of our and the server's session keys (what a proxy uses to talk to a relay).
+    pub session_secret: Option<[u8; 32]>,
+    writer: tokio::sync::Mutex<BlockWriter<WriteHalf<Stream>>>,
+    pending: Pending,
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<(Vec<u8>, BrokerMsg)>>,
+    timeout: Duration,
+    reader_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SmpClient {
+    fn drop(&mut self) {
+        self.reader_task.abort();
+    }
+}
+
+/// A fresh random correlation ID (24 bytes: it doubles as the authenticator nonce).
+pub fn new_corr_id() -> Vec<u8> {
+    crate::server::commands::random_bytes(24)
+}
+
+impl SmpClient {
+    /// Connect over TCP+TLS and run the SMP handshake.
+    pub async fn connect(
+        addr: SocketAddr,
+        fingerprint: [u8; 32],
+        opts: ClientOptions,
+    ) -> Result<SmpClient, ClientError> {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let alpn = if opts.alpn {
+            Some(transport::SMP_ALPN)
+        } else {
+            None
+        };
+        let tls = transport::connect(tcp, fingerprint, "localhost", alpn, opts.timeout).await?;
+        let (r, w) = tokio::io::split(tls.stream);
+        let sess = tokio::time::timeout(
+            opts.timeout,
+            client_handshake(
+                r,
+                w,
+                tls.session_id,
+                &fingerprint,
+                opts.versions,
+                &tls.peer_chain,
+            ),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+        let session_secret = match &sess.server_dh_key {
+            Some(k) => Some(
+                sess.dh_key
+                    .dh(k)
+                    .map_err(|_| ClientError::Auth("bad server key"))?,
+            ),
+            None => None,
+        };
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let (etx, erx) = mpsc::unbounded_channel();
+        let params = sess.params.clone();
+        let mut reader = sess.reader;
+        let p2 = pending.clone();
+        let params2 = params.clone();
+        let reader_task = tokio::spawn(async move {
+            while let Ok(block) = reader.read_block().await {
+                let Ok(content) = block else { continue };
+                let Ok(ts) = split_batch(&content) else {
+                    continue;
+                };
+                for t in ts {
+                    let Ok((corr, ent, msg)) = decode_client(&params2, t) else {
+                        continue;
+                    };
+                    let waiter = if corr.is_empty() {
+                        None
+                    } else {
+                        p2.lock().unwrap_or_else(|e| e.into_inner()).remove(&corr)
+                    };
+                    match waiter {
+                        Some(w) => {
+                            let _ = w.send((ent, msg));
+                        }
+                        None => {
+                            let _ = etx.send((ent, msg));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(SmpClient {
+            params,
+            server_dh_key: sess.server_dh_key,
+            server_range: sess.server_range,
+            session_secret,
+            writer: tokio::sync::Mutex::new(sess.writer),
+            pending,
+            events: tokio::sync::Mutex::new(erx),
+            timeout: opts.timeout,
+            reader_task,
+        })
+    }
+
+    /// The negotiated version.
+    pub fn version(&self) -> u16 {
+        self.params.version
+    }
+
+    /// Encode and authorize one transmission.
+    pub fn transmission(
+        &self,
+        corr: &[u8],
+        entity: &[u8],
+        cmd: &Command,
+        key: Option<&AuthKey>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let ct = encode_client(&self.params, corr, entity, cmd);
+        let auth = match key {
+            None => None,
+            Some(AuthKey::Sign(k)) => Some(k.sign(&ct.for_auth)),
+            Some(AuthKey::Dh(k)) => {
+                let srv = self
+                    .server_dh_key
+                    .as_ref()
+                    .ok_or(ClientError::Auth("server sent no session key"))?;
+                Some(
+                    cbox::cb_authenticate(srv, k, &cbox::cb_nonce(corr), &ct.for_auth)
+                        .map_err(|_| ClientError::Auth("bad key"))?,
+                )
+            }
+        };
+        Ok(with_auth(&self.params, auth.as_deref(), &ct.to_send))
+    }
+
+    /// Send a command and wait for its response: (entity ID, message).
+    pub async fn request(
+        &self,
+        entity: &[u8],
+        cmd: Command,
+        key: Option<&AuthKey>,
+    ) -> Result<(Vec<u8>, BrokerMsg), ClientError> {
+        let corr = new_corr_id();
+        let t = self.transmission(&corr, entity, &cmd, key)?;
+        let mut r = self.send_batch(vec![(corr, t)]).await?;
+        r.pop().ok_or(ClientError::Closed)
+    }
+
+    /// Send several transmissions in as few blocks as possible and wait for all responses.
+    pub async fn send_batch(
+        &self,
+        items: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<(Vec<u8>, BrokerMsg)>, ClientError> {
+        let mut rxs = Vec::new();
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (corr, _) in &items {
+                let (tx, rx) = oneshot::channel();
+                p.insert(corr.clone(), tx);
+                rxs.push(rx);
+            }
+        }
+        let ts: Vec<Vec<u8>> = items.into_iter().map(|(_, t)| t).collect();
+        {
+            let mut w = self.writer.lock().await;
+            for b in batch(&ts, SMP_BLOCK_SIZE) {
+                let content = b.map_err(|_| {
+                    ClientError::Transport(SmpTransportError::Transport(
+                        crate::protocol::errors::TransportError::LargeMsg,
+                    ))
+                })?;
+                w.write_block(&content).await?;
+            }
+        }
+        let mut out = Vec::new();
+        for rx in rxs {
+            match tokio::time::timeout(self.timeout, rx).await {
+                Ok(Ok(r)) => out.push(r),
+                Ok(Err(_)) => return Err(ClientError::Closed),
+                Err(_) => return Err(ClientError::Timeout),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write block content as is (tests of malformed input).
+    pub async fn send_raw_content(&self, content: &[u8]) -> Result<(), ClientError> {
+        self.writer.lock().await.write_block(content).await?;
+        Ok(())
+    }
+
+    /// The next message pushed by the server (or a response nobody waited for).
+    pub async fn next_event(&self, wait: Duration) -> Option<(Vec<u8>, BrokerMsg)> {
+        let mut rx = self.events.lock().await;
+        tokio::time::timeout(wait, rx.recv()).await.ok().flatten()
+    }
+}

@@ -336,4 +336,30 @@ mod tests {
         assert_eq!(r1.next_key(), r2.next_key());
         assert!(hkdf_sha512(b"", b"x", b"", 255 * 64 + 1).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn pad_unpad_and_box_round_trip(
+            msg in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            extra in 0usize..50,
+            key in proptest::prelude::any::<[u8; 32]>(),
+            nonce in proptest::prelude::any::<[u8; 24]>(),
+        ) {
+            let padded_len = msg.len() + 2 + extra;
+            let padded = pad(&msg, padded_len).expect("fits");
+            proptest::prop_assert_eq!(padded.len(), padded_len);
+            proptest::prop_assert_eq!(&unpad(&padded).expect("unpad"), &msg);
+            let boxed = cb_encrypt(&key, &nonce, &msg, padded_len).expect("enc");
+            proptest::prop_assert_eq!(boxed.len(), padded_len + AUTH_TAG_SIZE);
+            proptest::prop_assert_eq!(&cb_decrypt(&key, &nonce, &boxed).expect("dec"), &msg);
+        }
+
+        #[test]
+        fn unpad_and_open_never_panic(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100),
+        ) {
+            let _ = unpad(&data);
+            let _ = secret_box_open(&[0u8; 32], &[0u8; 24], &data);
+        }
+    }
 }

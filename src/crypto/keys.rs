@@ -170,9 +170,9 @@ pub(crate) fn os_random(buf: &mut [u8]) -> Result<(), CryptoError> {
 ///
 /// Only Ed25519 and Ed448 exist because those are the only signature schemes SMP accepts.
 pub enum PrivateSignKey {
-    /// An Ed25519 key (RFC 8032).
-    Ed25519(ed25519_dalek::SigningKey),
-    /// An Ed448 key (RFC 8032); boxed because its expanded form is large.
+    /// An Ed25519 key (RFC 8032). Boxed, as is Ed448: moves then never copy secret material.
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+    /// An Ed448 key (RFC 8032).
     Ed448(Box<ed448_goldilocks_plus::SigningKey>),
 }
 
@@ -199,9 +199,9 @@ impl PrivateSignKey {
             KeyAlgorithm::Ed25519 => {
                 let mut seed = zeroize::Zeroizing::new([0u8; 32]);
                 os_random(seed.as_mut())?;
-                Ok(PrivateSignKey::Ed25519(
+                Ok(PrivateSignKey::Ed25519(Box::new(
                     ed25519_dalek::SigningKey::from_bytes(&seed),
-                ))
+                )))
             }
             KeyAlgorithm::Ed448 => {
                 let mut seed = zeroize::Zeroizing::new([0u8; 57]);
@@ -228,9 +228,9 @@ impl PrivateSignKey {
                 let seed: [u8; 32] = seed
                     .try_into()
                     .map_err(|_| CryptoError::BadKey("Ed25519 seed must be 32 bytes"))?;
-                Ok(PrivateSignKey::Ed25519(
+                Ok(PrivateSignKey::Ed25519(Box::new(
                     ed25519_dalek::SigningKey::from_bytes(&seed),
-                ))
+                )))
             }
             KeyAlgorithm::Ed448 => {
                 let seed: [u8; 57] = seed
@@ -542,7 +542,11 @@ mod tests {
             bad[0] ^= 1;
             assert!(!verify(&public, &bad, b"hello"));
             assert!(!verify(&public, &vec![0xffu8; sig.len()], b"hello"));
-            let other = if alg == KeyAlgorithm::Ed25519 { 114 } else { 64 };
+            let other = if alg == KeyAlgorithm::Ed25519 {
+                114
+            } else {
+                64
+            };
             assert!(!verify(&public, &vec![0u8; other], b"hello"));
             // Same raw bytes under a DH algorithm never verify.
             if alg == KeyAlgorithm::Ed25519 {
@@ -614,7 +618,10 @@ mod tests {
             let back = PrivateSignKey::from_pem(&pem).expect("pem");
             assert_eq!(back.public(), k.public());
         }
-        assert!(PrivateSignKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(PrivateSignKey::from_pem(
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+        )
+        .is_err());
         assert!(PrivateSignKey::from_pkcs8_der(&[0x30, 0x00]).is_err());
     }
 
@@ -623,8 +630,13 @@ mod tests {
         let a = DhKeyPair::generate().expect("a");
         let b = DhKeyPair::generate().expect("b");
         assert_eq!(a.public().algorithm(), KeyAlgorithm::X25519);
-        assert_eq!(a.dh(&b.public()).expect("ab"), b.dh(&a.public()).expect("ba"));
-        let ed = PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("ed").public();
+        assert_eq!(
+            a.dh(&b.public()).expect("ab"),
+            b.dh(&a.public()).expect("ba")
+        );
+        let ed = PrivateSignKey::generate(KeyAlgorithm::Ed25519)
+            .expect("ed")
+            .public();
         assert!(a.dh(&ed).is_err());
         // RFC 7748 section 6.1.
         let alice = DhKeyPair::from_secret_bytes(arr(&hex(

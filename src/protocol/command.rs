@@ -198,8 +198,8 @@ impl Command {
         use Command::*;
         match self {
             New(_) => Party::Creator,
-            Sub | Key(_) | Rkey(_) | Lset(..) | Ldel | Nkey(..) | Ndel | Get | Ack(_) | Off | Del
-            | Que => Party::Recipient,
+            Sub | Key(_) | Rkey(_) | Lset(..) | Ldel | Nkey(..) | Ndel | Get | Ack(_) | Off
+            | Del | Que => Party::Recipient,
             Subs => Party::RecipientService,
             Skey(_) | Send(..) => Party::Sender,
             Ping => Party::IdleClient,
@@ -363,7 +363,10 @@ impl Command {
                 e.raw(b"RKEY ").list(ks, |e, k| key(e, k));
             }
             Lset(id, d) => {
-                e.raw(b"LSET ").short_bytes(id).large_bytes(&d.0).large_bytes(&d.1);
+                e.raw(b"LSET ")
+                    .short_bytes(id)
+                    .large_bytes(&d.0)
+                    .large_bytes(&d.1);
             }
             Ldel => {
                 e.raw(b"LDEL");

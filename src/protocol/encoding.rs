@@ -326,8 +326,7 @@ mod tests {
         assert_eq!(d.short_bytes().expect("s"), b"abc");
         assert_eq!(d.large_bytes().expect("l"), b"xy");
         assert_eq!(
-            d.maybe(|d| d.short_bytes().map(|x| x.to_vec()))
-                .expect("m"),
+            d.maybe(|d| d.short_bytes().map(|x| x.to_vec())).expect("m"),
             Some(b"k".to_vec())
         );
         assert_eq!(d.maybe(|d| d.byte()).expect("m"), None);

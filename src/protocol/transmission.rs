@@ -63,9 +63,7 @@ pub fn unpad(block: &[u8]) -> DResult<&[u8]> {
         return Err(DecodeError("short block"));
     }
     let n = u16::from_be_bytes([block[0], block[1]]) as usize;
-    block
-        .get(2..2 + n)
-        .ok_or(DecodeError("bad block length"))
+    block.get(2..2 + n).ok_or(DecodeError("bad block length"))
 }
 
 /// Split block content into its batched transmissions.
@@ -219,9 +217,7 @@ pub fn decode_server(
     }
     let auth = match raw.authenticator.len() {
         0 => None,
-        CB_AUTHENTICATOR_SIZE => Some(TransmissionAuth::Authenticator(
-            raw.authenticator.to_vec(),
-        )),
+        CB_AUTHENTICATOR_SIZE => Some(TransmissionAuth::Authenticator(raw.authenticator.to_vec())),
         64 => Some(TransmissionAuth::Signature(
             KeyAlgorithm::Ed25519,
             raw.authenticator.to_vec(),
@@ -271,7 +267,12 @@ pub struct ClientTransmission {
 }
 
 /// Encode a client command (corrId, entityId, command) for this connection.
-pub fn encode_client(p: &THParams, corr_id: &[u8], entity_id: &[u8], cmd: &Command) -> ClientTransmission {
+pub fn encode_client(
+    p: &THParams,
+    corr_id: &[u8],
+    entity_id: &[u8],
+    cmd: &Command,
+) -> ClientTransmission {
     let mut e = Encoder::with_capacity(64);
     e.short_bytes(corr_id).short_bytes(entity_id);
     cmd.encode(p.version, &mut e);
@@ -280,7 +281,11 @@ pub fn encode_client(p: &THParams, corr_id: &[u8], entity_id: &[u8], cmd: &Comma
     for_auth.push(p.session_id.len() as u8);
     for_auth.extend_from_slice(&p.session_id);
     for_auth.extend_from_slice(&t);
-    let to_send = if p.imply_sess_id() { t } else { for_auth.clone() };
+    let to_send = if p.imply_sess_id() {
+        t
+    } else {
+        for_auth.clone()
+    };
     ClientTransmission { for_auth, to_send }
 }
 

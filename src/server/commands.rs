@@ -42,6 +42,8 @@ pub struct Conn<'a> {
     pub client: &'a Arc<ClientHandle>,
     /// The connection's negotiated version.
     pub version: u16,
+    /// Session material for the relay role (absent inside a forwarded command).
+    pub relay: Option<&'a super::forward::RelaySession<'a>>,
 }
 
 /// Responses to this connection, then messages that follow them.
@@ -93,7 +95,10 @@ impl Conn<'_> {
             Command::New(req) => (corr.to_vec(), ent.to_vec(), self.new_queue(corr, req)),
             Command::Prxy(..) => err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth)),
             Command::Pfwd(..) => err(corr, ent, ErrorType::Proxy(ProxyError::NoSession)),
-            Command::Rfwd(_) => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
+            Command::Rfwd(enc) => match self.relay {
+                Some(r) => (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc)),
+                None => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
+            },
             Command::Subs | Command::Nsubs => err(corr, ent, ErrorType::Service),
             cmd => match verified {
                 None => err(corr, ent, ErrorType::Internal),
@@ -121,7 +126,8 @@ impl Conn<'_> {
         // OFF, DEL and SEND work on blocked queues (SEND reports BLOCKED itself).
         let blocked_ok = matches!(cmd, Command::Off | Command::Del | Command::Send(..));
         if let (QueueStatus::Blocked(info), false) = (&rec.status, blocked_ok) {
-            out.responses.push(reply(BrokerMsg::Err(ErrorType::Blocked(info.clone()))));
+            out.responses
+                .push(reply(BrokerMsg::Err(ErrorType::Blocked(info.clone()))));
             return;
         }
         if !matches!(cmd, Command::Off | Command::Del) {
@@ -211,8 +217,7 @@ impl Conn<'_> {
     fn new_queue(&self, corr: &[u8], req: NewQueueReq) -> BrokerMsg {
         let s = &self.state.settings;
         let allowed = s.allow_new_queues
-            && s
-                .create_password
+            && s.create_password
                 .as_ref()
                 .is_none_or(|p| req.auth.as_ref() == Some(p));
         if !allowed {
@@ -339,7 +344,8 @@ impl Conn<'_> {
                     if let Some(s) = subs.get_mut(ent) {
                         s.delivered = Some((m.msg_id().to_vec(), now_secs()));
                     }
-                    out.msgs.push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
+                    out.msgs
+                        .push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
                 }
             }
             Err(e) => out.responses.push(err(corr, ent, e)),
@@ -491,7 +497,13 @@ impl Conn<'_> {
         BrokerMsg::Info(info.to_string().into_bytes())
     }
 
-    fn send_message(&self, q: &Arc<Queue>, rec: &QueueRec, flags: MsgFlags, body: Vec<u8>) -> BrokerMsg {
+    fn send_message(
+        &self,
+        q: &Arc<Queue>,
+        rec: &QueueRec,
+        flags: MsgFlags,
+        body: Vec<u8>,
+    ) -> BrokerMsg {
         let st = self.state.store.as_ref();
         let s = &self.state.settings;
         if body.len() > max_message_length(self.version) {
@@ -567,7 +579,11 @@ impl Conn<'_> {
         let sub = lock(&self.state.ntf_subscribers).get(nid).cloned();
         match sub {
             Some(c) if c.connected.load(std::sync::atomic::Ordering::Acquire) => {
-                c.send(vec![(Vec::new(), nid.clone(), BrokerMsg::Nmsg(nonce, enc_meta))]);
+                c.send(vec![(
+                    Vec::new(),
+                    nid.clone(),
+                    BrokerMsg::Nmsg(nonce, enc_meta),
+                )]);
             }
             _ => {
                 lock(&self.state.pending_ntfs)
@@ -595,7 +611,13 @@ impl Conn<'_> {
             let msgs: Vec<Outgoing> = ntfs
                 .into_iter()
                 .filter(|n| n.ts >= cutoff)
-                .map(|n| (Vec::new(), nid.to_vec(), BrokerMsg::Nmsg(n.nonce, n.enc_meta)))
+                .map(|n| {
+                    (
+                        Vec::new(),
+                        nid.to_vec(),
+                        BrokerMsg::Nmsg(n.nonce, n.enc_meta),
+                    )
+                })
                 .collect();
             msgs_out.extend(msgs);
         }

@@ -1,22 +1,177 @@
-//! Sessions, subscriptions, delivery and notifications (being written on main).
+//! Sessions, subscriptions, delivery and notifications: the SMP relay itself.
+//!
+//! [`Server`] owns the shared state; [`Server::serve`] runs accept loops on bound listeners
+//! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
+
+pub mod commands;
+pub mod forward;
+pub mod session;
+pub mod state;
+pub mod verify;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::crypto::identity::Identity;
+use crate::crypto::keys::{KeyAlgorithm, PrivateSignKey};
+use crate::protocol::version::VersionRange;
+use crate::store::memory::MemoryStore;
+use crate::transport::smp::{server_handshake, HandshakeCredentials, HANDSHAKE_TIMEOUT};
+use crate::transport::tls;
+use crate::transport::HandshakeSigner;
+pub use state::{ServerState, Settings};
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// Not written yet.
-    #[error("server not yet available: {0}")]
-    NotReady(&'static str),
+    /// The identity (keys, certificates) could not be loaded.
+    #[error("server identity: {0}")]
+    Identity(#[from] crate::crypto::CryptoError),
+    /// TLS could not be configured.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// Listening failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-/// Run the SMP service on already-bound listeners until `shutdown` is cancelled.
-///
-/// Taking bound listeners lets tests bind port 0 and lets `start` report bind errors itself.
+/// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
+#[derive(Debug)]
+struct IdentitySigner(Arc<Identity>);
+
+impl HandshakeSigner for IdentitySigner {
+    fn algorithm(&self) -> KeyAlgorithm {
+        PrivateSignKey::algorithm(&self.0.server_key)
+    }
+
+    fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        self.0.server_key.sign(msg)
+    }
+}
+
+/// A running SMP relay's shared parts.
+pub struct Server {
+    /// State shared by connections.
+    pub state: Arc<ServerState>,
+    identity: Arc<Identity>,
+    tls: Arc<rustls::ServerConfig>,
+    versions: VersionRange,
+}
+
+impl Server {
+    /// Build a server with an in-memory store.
+    pub fn new(settings: Settings, identity: Identity) -> Result<Self, ServerError> {
+        Self::with_store(settings, identity, Arc::new(MemoryStore::new()))
+    }
+
+    /// Build a server around a given store.
+    pub fn with_store(
+        settings: Settings,
+        identity: Identity,
+        store: Arc<dyn crate::store::Store>,
+    ) -> Result<Self, ServerError> {
+        let identity = Arc::new(identity);
+        let signer: Arc<dyn HandshakeSigner> = Arc::new(IdentitySigner(identity.clone()));
+        let tls = tls::server_config(identity.chain.clone(), signer, &[])
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+        Ok(Server {
+            state: Arc::new(ServerState::new(settings, store)),
+            identity,
+            tls,
+            versions: VersionRange::SERVER,
+        })
+    }
+
+    /// Limit the versions offered (tests of older clients).
+    pub fn set_versions(&mut self, v: VersionRange) {
+        self.versions = v;
+    }
+
+    /// Accept connections on all listeners until `shutdown` is cancelled.
+    pub async fn serve(self: Arc<Self>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
+        let mut tasks = Vec::new();
+        for l in listeners {
+            let me = self.clone();
+            let sd = shutdown.clone();
+            tasks.push(tokio::spawn(async move { me.accept_loop(l, sd).await }));
+        }
+        shutdown.cancelled().await;
+        self.state
+            .active
+            .store(false, std::sync::atomic::Ordering::Release);
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((sock, _addr)) => {
+                    let me = self.clone();
+                    let sd = shutdown.clone();
+                    tokio::spawn(async move { me.connection(sock, sd).await });
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn connection(self: Arc<Self>, sock: TcpStream, shutdown: CancellationToken) {
+        let _ = sock.set_nodelay(true);
+        let conn = match tls::accept(sock, self.tls.clone(), HANDSHAKE_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("TLS handshake failed: {e}");
+                return;
+            }
+        };
+        let alpn_smp = conn.alpn.as_deref() == Some(tls::SMP_ALPN);
+        let (r, w) = tokio::io::split(conn.stream);
+        let creds = HandshakeCredentials {
+            chain: &self.identity.chain,
+            sign_key: &self.identity.server_key,
+            key_hash: &self.identity.fingerprint.0,
+        };
+        let hs = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            server_handshake(r, w, conn.session_id, alpn_smp, &creds, self.versions),
+        )
+        .await;
+        let sess = match hs {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!("SMP handshake failed: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        session::run_session(self.state.clone(), sess, shutdown).await;
+    }
+}
+
+/// Run the SMP service from a loaded configuration on already-bound listeners until
+/// `shutdown` is cancelled. Taking bound listeners lets tests bind port 0 and lets `start`
+/// report bind errors itself.
 pub async fn run(
-    _config: Arc<crate::config::Config>,
-    _listeners: Vec<tokio::net::TcpListener>,
-    _shutdown: tokio_util::sync::CancellationToken,
+    config: Arc<crate::config::Config>,
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    Err(ServerError::NotReady("run"))
+    let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
+    let settings = Settings::from_config(&config);
+    let server = Arc::new(Server::new(settings, identity)?);
+    server.serve(listeners, shutdown).await;
+    Ok(())
 }

@@ -149,7 +149,11 @@ impl ServerState {
     }
 
     /// Register a new connection.
-    pub fn add_client(&self, version: Version, tx: mpsc::Sender<Vec<Outgoing>>) -> Arc<ClientHandle> {
+    pub fn add_client(
+        &self,
+        version: Version,
+        tx: mpsc::Sender<Vec<Outgoing>>,
+    ) -> Arc<ClientHandle> {
         let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
         let c = Arc::new(ClientHandle {
             id,
@@ -204,5 +208,28 @@ impl ServerState {
     /// Number of connected clients.
     pub fn client_count(&self) -> usize {
         lock(&self.clients).len()
+    }
+}
+
+impl Settings {
+    /// Settings from the INI model (`[AUTH]`, `[STORE_LOG]` expiry keys).
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        let d = Settings::default();
+        Settings {
+            allow_new_queues: c.auth.new_queues,
+            create_password: c
+                .auth
+                .create_password
+                .as_ref()
+                .map(|p| p.as_bytes().to_vec()),
+            message_ttl: match c.store_log.expire_messages_days {
+                Some(0) => None,
+                Some(days) => Some(days as i64 * 86400),
+                None => d.message_ttl,
+            },
+            expire_messages_on_send: c.store_log.expire_messages_on_send,
+            ntf_ttl: c.store_log.expire_ntfs_hours as i64 * 3600,
+            ..d
+        }
     }
 }

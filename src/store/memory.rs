@@ -28,7 +28,10 @@ fn write(i: &Index) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Arc<Queu
 }
 
 /// Run `f` on a live queue's state, `AUTH` if it was deleted.
-fn live<T>(q: &Queue, f: impl FnOnce(&mut QueueState) -> Result<T, ErrorType>) -> Result<T, ErrorType> {
+fn live<T>(
+    q: &Queue,
+    f: impl FnOnce(&mut QueueState) -> Result<T, ErrorType>,
+) -> Result<T, ErrorType> {
     let mut s = q.lock();
     if s.deleted {
         return Err(ErrorType::Auth);

@@ -184,11 +184,9 @@ where
         return Err(SmpTransportError::Transport(err));
     }
     let session_secret = match &ch.auth_pub_key {
-        Some(k) => Some(
-            dh_key
-                .dh(k)
-                .map_err(|_| SmpTransportError::Transport(TransportError::Handshake(HandshakeError::Parse)))?,
-        ),
+        Some(k) => Some(dh_key.dh(k).map_err(|_| {
+            SmpTransportError::Transport(TransportError::Handshake(HandshakeError::Parse))
+        })?),
         None => None,
     };
     if !ch.proxy_server && v >= version::ENCRYPTED_BLOCK {
@@ -259,15 +257,17 @@ where
     let server_dh_key = match &sh.auth_pub_key {
         Some(ck) => {
             let leaf = peer_chain.first().ok_or(perr(HandshakeError::BadAuth))?;
-            let leaf_key = x509::cert_public_key(leaf).map_err(|_| perr(HandshakeError::BadAuth))?;
+            let leaf_key =
+                x509::cert_public_key(leaf).map_err(|_| perr(HandshakeError::BadAuth))?;
             let k = x509::verify_signed_pubkey(&leaf_key, &ck.signed_key)
                 .map_err(|_| perr(HandshakeError::BadAuth))?;
             Some(k)
         }
         None => None,
     };
-    let dh_key = DhKeyPair::generate()
-        .map_err(|_| SmpTransportError::Io(std::io::Error::other("cannot generate a session key")))?;
+    let dh_key = DhKeyPair::generate().map_err(|_| {
+        SmpTransportError::Io(std::io::Error::other("cannot generate a session key"))
+    })?;
     let hello = ClientHandshake {
         version: v,
         key_hash: key_hash.to_vec(),

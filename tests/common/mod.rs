@@ -1,0 +1,257 @@
+//! Shared helpers for integration tests: a real server on 127.0.0.1:0 with a fresh identity,
+//! and SMP clients that talk TLS to it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smp_server::client::{AuthKey, ClientOptions, SmpClient};
+use smp_server::crypto::cbox;
+use smp_server::crypto::identity::{create_identity, load_identity};
+use smp_server::crypto::keys::{DhKeyPair, KeyAlgorithm, PrivateSignKey, PublicKey};
+use smp_server::protocol::command::{
+    Command, MsgFlags, NewQueueReq, QueueReqData, SubscriptionMode,
+};
+use smp_server::protocol::encoding::Decoder;
+use smp_server::protocol::response::{BrokerMsg, QueueIdsKeys};
+use smp_server::protocol::version::VersionRange;
+use smp_server::server::{Server, Settings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A running server; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub fingerprint: [u8; 32],
+    pub server: Arc<Server>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn start_server(settings: Settings) -> TestServer {
+    start_server_with(settings, KeyAlgorithm::Ed25519).await
+}
+
+pub async fn start_server_with(settings: Settings, alg: KeyAlgorithm) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_identity(dir.path(), alg, "localhost").expect("identity");
+    start_server_in(settings, dir).await
+}
+
+/// The reference's test identities, in `shared/` beside the project's checkout.
+pub fn reference_fixtures() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        std::env::var_os("SMP_REFERENCE_FIXTURES").map(std::path::PathBuf::from),
+        Some(manifest.join("../shared/reference-fixtures")),
+        Some(std::path::PathBuf::from("/work/shared/reference-fixtures")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.join("ca.crt").exists())
+    .expect("reference fixtures not found: set SMP_REFERENCE_FIXTURES")
+}
+
+/// Start a server with the identity files already in `dir`.
+pub async fn start_server_in(settings: Settings, dir: tempfile::TempDir) -> TestServer {
+    let identity = load_identity(dir.path()).expect("load identity");
+    let fp = identity.fingerprint;
+    let server = Arc::new(Server::new(settings, identity).expect("server"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server.clone().serve(vec![listener], shutdown.clone()));
+    TestServer {
+        addr,
+        fingerprint: fp.0,
+        server,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    /// A client at the newest version.
+    pub async fn client(&self) -> SmpClient {
+        self.client_v(VersionRange::SERVER, true).await
+    }
+
+    /// A client limited to a version range, with or without ALPN.
+    pub async fn client_v(&self, versions: VersionRange, alpn: bool) -> SmpClient {
+        SmpClient::connect(
+            self.addr,
+            self.fingerprint,
+            ClientOptions {
+                versions,
+                alpn,
+                timeout: Duration::from_secs(10),
+            },
+        )
+        .await
+        .expect("connect")
+    }
+
+    /// A client at exactly version `v` (ALPN as needed for v > 6).
+    pub async fn client_at(&self, v: u16) -> SmpClient {
+        let c = self
+            .client_v(VersionRange::new(6, v).expect("range"), v > 6)
+            .await;
+        assert_eq!(c.version(), v);
+        c
+    }
+}
+
+/// A recipient's keys for one queue.
+pub struct Recipient {
+    pub key: AuthKey,
+    pub dh: DhKeyPair,
+    pub ids: QueueIdsKeys,
+}
+
+impl Recipient {
+    pub fn rid(&self) -> &[u8] {
+        &self.ids.rcv_id
+    }
+    pub fn sid(&self) -> &[u8] {
+        &self.ids.snd_id
+    }
+    /// The shared secret the server encrypts message bodies with.
+    pub fn secret(&self) -> [u8; 32] {
+        self.dh.dh(&self.ids.rcv_public_dh_key).expect("dh")
+    }
+}
+
+pub fn sign_key() -> AuthKey {
+    AuthKey::Sign(PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("key"))
+}
+
+pub fn ed448_key() -> AuthKey {
+    AuthKey::Sign(PrivateSignKey::generate(KeyAlgorithm::Ed448).expect("key"))
+}
+
+pub fn dh_auth_key() -> AuthKey {
+    AuthKey::Dh(DhKeyPair::generate().expect("key"))
+}
+
+/// The right kind of recipient key for the version: X25519 authenticators need v7+.
+pub fn key_for(v: u16) -> AuthKey {
+    if v >= 7 {
+        dh_auth_key()
+    } else {
+        sign_key()
+    }
+}
+
+pub fn new_req(
+    key: &AuthKey,
+    dh: &DhKeyPair,
+    sub: SubscriptionMode,
+    data: Option<QueueReqData>,
+) -> Command {
+    Command::New(NewQueueReq {
+        rcv_auth_key: key.public(),
+        rcv_dh_key: dh.public(),
+        auth: None,
+        sub_mode: sub,
+        queue_req_data: data,
+        ntf_creds: None,
+    })
+}
+
+/// Create a messaging queue (subscribed).
+pub async fn create_queue(c: &SmpClient) -> Recipient {
+    create_queue_with(
+        c,
+        key_for(c.version()),
+        SubscriptionMode::Subscribe,
+        Some(QueueReqData::Messaging(None)),
+    )
+    .await
+}
+
+pub async fn create_queue_with(
+    c: &SmpClient,
+    key: AuthKey,
+    sub: SubscriptionMode,
+    data: Option<QueueReqData>,
+) -> Recipient {
+    let dh = DhKeyPair::generate().expect("dh");
+    let (_, r) = c
+        .request(b"", new_req(&key, &dh, sub, data), Some(&key))
+        .await
+        .expect("NEW");
+    match r {
+        BrokerMsg::Ids(ids) => Recipient { key, dh, ids },
+        other => panic!("expected IDS, got {other:?}"),
+    }
+}
+
+pub fn send_cmd(body: &[u8]) -> Command {
+    Command::Send(
+        MsgFlags {
+            notification: false,
+        },
+        body.to_vec(),
+    )
+}
+
+/// A decrypted MSG: (msg_id, ts, flags, body), or `None` body for the quota marker.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Received {
+    pub msg_id: Vec<u8>,
+    pub ts: i64,
+    pub notification: bool,
+    pub body: Option<Vec<u8>>,
+}
+
+pub fn decrypt_msg(r: &Recipient, msg: &BrokerMsg) -> Received {
+    let BrokerMsg::Msg(id, enc) = msg else {
+        panic!("expected MSG, got {msg:?}")
+    };
+    let plain = cbox::cb_decrypt(&r.secret(), &cbox::cb_nonce(id), enc).expect("decrypt MSG");
+    if let Some(rest) = plain.strip_prefix(b"QUOTA ") {
+        let mut d = Decoder::new(rest);
+        return Received {
+            msg_id: id.clone(),
+            ts: d.i64().expect("ts"),
+            notification: false,
+            body: None,
+        };
+    }
+    let mut d = Decoder::new(&plain);
+    let ts = d.i64().expect("ts");
+    let notification = d.bool().expect("flags");
+    d.till_space();
+    d.space().expect("space");
+    Received {
+        msg_id: id.clone(),
+        ts,
+        notification,
+        body: Some(d.tail().to_vec()),
+    }
+}
+
+/// Wait for the next pushed message.
+pub async fn event(c: &SmpClient) -> (Vec<u8>, BrokerMsg) {
+    c.next_event(Duration::from_secs(5))
+        .await
+        .expect("expected a message from the server")
+}
+
+/// Assert nothing is pushed for a short while.
+pub async fn no_event(c: &SmpClient) {
+    if let Some(e) = c.next_event(Duration::from_millis(300)).await {
+        panic!("unexpected message: {e:?}");
+    }
+}
+
+pub fn pk(k: &AuthKey) -> PublicKey {
+    k.public()
+}
