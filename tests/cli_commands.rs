@@ -546,3 +546,54 @@ fn storage_commands_are_reported_unsupported() {
     let out = failed(&s.run(&["database", "export", "--table", "queues"]));
     assert!(out.contains("not supported"), "{out}");
 }
+
+#[cfg(unix)]
+#[test]
+fn start_listens_and_stops_on_sigterm() {
+    use std::time::{Duration, Instant};
+    let s = Server::new();
+    ok(&s.run(&["init", "-y", "--no-password", "--disable-web"]));
+    let (p1, p2) = (free_port(), free_port());
+    let ini = std::fs::read_to_string(s.paths.ini_file()).expect("ini");
+    s.write_ini(&ini.replace("port = 5223,443", &format!("port = {p1},{p2}")));
+    let mut child = s
+        .cmd(&["start"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while reader.read_line(&mut line).expect("line") > 0 {
+        if line.starts_with("creating new queues") {
+            break;
+        }
+        line.clear();
+    }
+    assert_eq!(line.trim(), "creating new queues allowed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for port in [p1, p2] {
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "port {port} never accepted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
