@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 pub use address::{is_valid_password, ServerAddress, DEFAULT_SMP_PORT, PLACEHOLDER_HOST};
 pub use ini::{Ini, SyntaxError};
 pub use model::{
-    Auth, ConfirmMigrations, Contacts, Entity, HostMode, HostingType, InactiveClients, Information,
-    MessageStoreType, PgpKey, Proxy, QueueStoreType, SocksMode, StartOptions, StoreLog, Transport,
-    Web, Websockets,
+    country_code, parse_socks_proxy, Auth, ConfirmMigrations, Contacts, Entity, HostMode,
+    HostingType, InactiveClients, Information, MessageStoreType, PgpKey, Proxy, QueueStoreType,
+    SocksMode, StartOptions, StoreLog, Transport, Web, Websockets,
 };
 pub use paths::{Paths, CFG_PATH_ENV, DEFAULT_CFG_DIR, DEFAULT_LOG_DIR, LOG_PATH_ENV};
 pub use template::{render_ini, IniTemplate};
@@ -240,7 +240,12 @@ impl Config {
                 "[WEB] https is set without both cert and key: the HTTPS page is disabled".into(),
             );
         }
-        if self.information.source_code.is_none() && self.information.has_details() {
+        // `init` always writes hosting_type, so it alone does not deserve a warning.
+        let info = Information {
+            hosting_type: None,
+            ..self.information.clone()
+        };
+        if info.source_code.is_none() && info.has_details() {
             w.push(
                 "[INFORMATION] has details but no source_code: no server information is published"
                     .into(),

@@ -579,7 +579,7 @@ pub(crate) fn from_ini(ini: &Ini, paths: Paths) -> Result<Config, ConfigError> {
 }
 
 /// Validate an ISO 3166 alpha-2 code as the reference does; returns it upper-cased.
-pub(crate) fn country_code(s: &str) -> Option<String> {
+pub fn country_code(s: &str) -> Option<String> {
     (s.len() == 2 && s.chars().all(|c| c.is_ascii_alphabetic())).then(|| s.to_ascii_uppercase())
 }
 
@@ -828,7 +828,7 @@ const PROXY: &str = "PROXY";
 
 /// Parse a SOCKS proxy as the reference does: `[host][:port]`, host an IP address
 /// (default 127.0.0.1, and `localhost` accepted), port default 9050.
-pub(crate) fn parse_socks_proxy(s: &str) -> Option<SocketAddr> {
+pub fn parse_socks_proxy(s: &str) -> Option<SocketAddr> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']')?;
         let host: IpAddr = rest[..end].parse().ok()?;

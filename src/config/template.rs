@@ -214,13 +214,9 @@ fn store_log(out: &mut String, t: &IniTemplate) {
     out.push_str(
         "# Also append database changes to the store log file.\n\
          # db_store_log = off\n\n\
-         # How long deleted queues are kept in the database.\n",
+         # How long deleted queues are kept in the database, in seconds (21 days here).\n",
     );
-    let _ = writeln!(
-        out,
-        "# db_deleted_ttl = {}\n",
-        defaults::EXPIRE_MESSAGES_DAYS
-    );
+    let _ = writeln!(out, "# db_deleted_ttl = {}\n", defaults::DB_DELETED_TTL);
     out.push_str(
         "# Where messages are kept: memory or journal.\n\
          store_messages = memory\n\n\
