@@ -360,7 +360,7 @@ impl Command {
                 key(e, k);
             }
             Rkey(ks) => {
-                e.raw(b"RKEY ").list(ks, |e, k| key(e, k));
+                e.raw(b"RKEY ").list(ks, key);
             }
             Lset(id, d) => {
                 e.raw(b"LSET ")

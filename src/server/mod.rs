@@ -130,7 +130,7 @@ impl Server {
 
     async fn connection(self: Arc<Self>, sock: TcpStream, shutdown: CancellationToken) {
         let _ = sock.set_nodelay(true);
-        let conn = match tls::accept(sock, self.tls.clone(), HANDSHAKE_TIMEOUT).await {
+        let conn = match tls::accept(sock, self.tls.clone(), tls::DEFAULT_HANDSHAKE_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!("TLS handshake failed: {e}");

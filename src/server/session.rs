@@ -82,7 +82,6 @@ pub async fn run_session<R, W>(
         }
     }
     state.remove_client(&client);
-    drop(conn);
     drop(client);
     // The writer ends when the channel closes (all senders dropped) or the socket fails; a
     // delivery task still holding a sender must not keep the connection open.
@@ -123,12 +122,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             .iter()
             .map(|(c, e, m)| encode_server(&params, c, e, m))
             .collect();
-        for b in batch(&encoded, SMP_BLOCK_SIZE) {
-            // A response too large for a block is dropped, as the reference logs and skips it.
-            if let Ok(content) = b {
-                if writer.write_block(&content).await.is_err() {
-                    return;
-                }
+        // A response too large for a block is dropped, as the reference logs and skips it.
+        for content in batch(&encoded, SMP_BLOCK_SIZE).into_iter().flatten() {
+            if writer.write_block(&content).await.is_err() {
+                return;
             }
         }
     }
