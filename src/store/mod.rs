@@ -135,3 +135,25 @@ pub trait Store: Send + Sync + 'static {
         )
     }
 }
+
+/// Durability hooks for queue records (the store log). Called after the in-memory change
+/// succeeded and before the command is answered; an error is answered as `STORE`/`INTERNAL`.
+pub trait QueueLog: Send + Sync + 'static {
+    /// A queue was created.
+    fn created(&self, rec: &QueueRec) -> Result<(), ErrorType>;
+    /// A queue record changed (secure, keys, link, notifier, status, time): the new record.
+    fn updated(&self, old: &QueueRec, new: &QueueRec) -> Result<(), ErrorType>;
+    /// A queue was deleted.
+    fn deleted(&self, recipient_id: &[u8]) -> Result<(), ErrorType>;
+}
+
+/// Durability hooks for messages (the message journal). `written` must make the message durable
+/// (per the configured fsync policy) before SEND is answered `OK`.
+pub trait MessageLog: Send + Sync + 'static {
+    /// A message was appended to a queue.
+    fn written(&self, recipient_id: &[u8], msg: &Message) -> Result<(), ErrorType>;
+    /// The oldest message(s) of a queue were removed, up to and including `msg_id`.
+    fn removed(&self, recipient_id: &[u8], msg_id: &[u8]) -> Result<(), ErrorType>;
+    /// All messages of a queue are gone (queue deleted).
+    fn cleared(&self, recipient_id: &[u8]) -> Result<(), ErrorType>;
+}
