@@ -12,7 +12,7 @@ use crate::protocol::errors::{HandshakeError, TransportError};
 use crate::protocol::handshake::{
     CertChainPubKey, ClientHandshake, ServerHandshake, ServerHandshakeResponse,
 };
-use crate::protocol::transmission::{pad, unpad, THParams};
+use crate::protocol::transmission::THParams;
 use crate::protocol::version::{self, Version, VersionRange, SMP_BLOCK_SIZE};
 
 /// Poly1305 tag length: the padded plaintext of an encrypted block is this much shorter.
@@ -58,9 +58,7 @@ impl<R: AsyncRead + Unpin> BlockReader<R> {
                 let (sk, nonce) = k.next_key();
                 cbox::cb_decrypt(&sk, &nonce, &self.buf).map_err(|_| TransportError::LargeMsg)
             }
-            None => unpad(&self.buf)
-                .map(|c| c.to_vec())
-                .map_err(|_| TransportError::LargeMsg),
+            None => cbox::unpad(&self.buf).map_err(|_| TransportError::LargeMsg),
         })
     }
 }
@@ -85,8 +83,8 @@ impl<W: AsyncWrite + Unpin> BlockWriter<W> {
                 cbox::cb_encrypt(&sk, &nonce, content, SMP_BLOCK_SIZE - TAG)
                     .map_err(|_| SmpTransportError::Transport(TransportError::LargeMsg))?
             }
-            None => pad(content, SMP_BLOCK_SIZE)
-                .ok_or(SmpTransportError::Transport(TransportError::LargeMsg))?,
+            None => cbox::pad(content, SMP_BLOCK_SIZE)
+                .map_err(|_| SmpTransportError::Transport(TransportError::LargeMsg))?,
         };
         self.io.write_all(&block).await?;
         self.io.flush().await?;
