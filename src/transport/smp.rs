@@ -221,9 +221,14 @@ pub struct ClientSession<R, W> {
     pub dh_key: DhKeyPair,
     /// The range the server offered.
     pub server_range: VersionRange,
+    /// The server's certificate chain and signed session key (a proxy passes it on in PKEY).
+    pub server_auth: Option<CertChainPubKey>,
 }
 
 /// Run the client side of the SMP handshake. `peer_chain` is the TLS chain the server sent.
+/// `proxy` declares this client an SMP proxy: no block encryption (the forwarded traffic is
+/// already encrypted), and relays older than v14 are spoken to at v10 at most, as the
+/// reference's proxies do.
 pub async fn client_handshake<R, W>(
     read: R,
     write: W,
@@ -231,6 +236,7 @@ pub async fn client_handshake<R, W>(
     key_hash: &[u8; 32],
     range: VersionRange,
     peer_chain: &[Vec<u8>],
+    proxy: bool,
 ) -> Result<ClientSession<R, W>, SmpTransportError>
 where
     R: AsyncRead + Unpin,
@@ -247,6 +253,14 @@ where
     if sh.session_id != session_id {
         return Err(SmpTransportError::Transport(TransportError::BadSession));
     }
+    let range = if proxy && sh.version_range.max < version::PROXY_SERVER_HANDSHAKE {
+        VersionRange {
+            min: range.min,
+            max: range.min.max(version::DELETED_EVENT),
+        }
+    } else {
+        range
+    };
     let agreed = sh
         .version_range
         .intersect(&range)
@@ -270,11 +284,11 @@ where
         version: v,
         key_hash: key_hash.to_vec(),
         auth_pub_key: Some(dh_key.public()),
-        proxy_server: false,
+        proxy_server: proxy,
         client_service: None,
     };
     writer.write_block(&hello.encode()).await?;
-    if v >= version::ENCRYPTED_BLOCK {
+    if !proxy && v >= version::ENCRYPTED_BLOCK {
         if let Some(k) = &server_dh_key {
             let secret = dh_key.dh(k).map_err(|_| perr(HandshakeError::BadAuth))?;
             // The client's send key is the server's receive key.
@@ -293,6 +307,7 @@ where
         server_dh_key,
         dh_key,
         server_range: sh.version_range,
+        server_auth: sh.auth_pub_key,
     })
 }
 
