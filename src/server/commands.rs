@@ -362,41 +362,51 @@ impl Conn<'_> {
 
     fn subscribe(&self, corr: &[u8], ent: &[u8], q: &Arc<Queue>, rec: &QueueRec, out: &mut Output) {
         let st = self.state.store.as_ref();
-        let mut subs = lock(&self.client.subs);
-        match subs.get_mut(ent) {
-            Some(s) if s.prohibit => {
-                drop(subs);
-                out.responses
-                    .push(err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)));
-                return;
-            }
-            Some(s) => {
-                // Repeated SUB: deliver the first message again.
-                s.delivered = None;
-            }
-            None => {
-                subs.insert(
-                    ent.to_vec(),
-                    Sub {
-                        prohibit: false,
-                        delivered: None,
-                    },
-                );
-                if let Some(prev) = self.state.set_subscriber(ent, self.client) {
-                    end_subscription(&prev, ent, BrokerMsg::End);
+        // Never hold this connection's subscriptions while touching another connection's:
+        // two connections taking over each other's queues would deadlock.
+        let new_sub = {
+            let mut subs = lock(&self.client.subs);
+            match subs.get_mut(ent) {
+                Some(s) if s.prohibit => {
+                    drop(subs);
+                    out.responses
+                        .push(err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)));
+                    return;
+                }
+                Some(s) => {
+                    // Repeated SUB: deliver the first message again.
+                    s.delivered = None;
+                    false
+                }
+                None => {
+                    subs.insert(
+                        ent.to_vec(),
+                        Sub {
+                            prohibit: false,
+                            delivered: None,
+                        },
+                    );
+                    true
                 }
             }
+        };
+        if new_sub {
+            if let Some(prev) = self.state.set_subscriber(ent, self.client) {
+                end_subscription(&prev, ent, BrokerMsg::End);
+            }
         }
+        let mut subs = lock(&self.client.subs);
         match st.peek_msg(q) {
             Ok(m) => {
                 out.responses
                     .push((corr.to_vec(), ent.to_vec(), BrokerMsg::Sok(None)));
-                if let Some(m) = m {
-                    if let Some(s) = subs.get_mut(ent) {
+                if let (Some(m), Some(s)) = (m, subs.get_mut(ent)) {
+                    // A SEND racing with this SUB may have delivered it already.
+                    if s.delivered.is_none() {
                         s.delivered = Some((m.msg_id().to_vec(), now_secs()));
+                        out.msgs
+                            .push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
                     }
-                    out.msgs
-                        .push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
                 }
             }
             Err(e) => out.responses.push(err(corr, ent, e)),
