@@ -20,7 +20,10 @@ async fn create_secure_send_receive_ack_all_versions() {
         let data = (v >= 9).then_some(QueueReqData::Contact(None));
         let r = create_queue_with(&rc, key_for(v), SubscriptionMode::Subscribe, data).await;
         // unsecured queue accepts an unsigned SEND (the confirmation message)
-        let (_, ok) = sc.request(r.sid(), send_cmd(b"hello"), None).await.expect("send");
+        let (_, ok) = sc
+            .request(r.sid(), send_cmd(b"hello"), None)
+            .await
+            .expect("send");
         assert_eq!(ok, BrokerMsg::Ok, "v{v}");
         let (ent, msg) = event(&rc).await;
         assert_eq!(ent, r.rid());
@@ -34,7 +37,10 @@ async fn create_secure_send_receive_ack_all_versions() {
             .expect("KEY");
         assert_eq!(k, BrokerMsg::Ok);
         // unsigned SEND is now refused, signed one accepted
-        let (_, e) = sc.request(r.sid(), send_cmd(b"x"), None).await.expect("send");
+        let (_, e) = sc
+            .request(r.sid(), send_cmd(b"x"), None)
+            .await
+            .expect("send");
         assert_eq!(e, BrokerMsg::Err(ErrorType::Auth));
         let (_, e) = sc
             .request(r.sid(), send_cmd(b"x"), Some(&key_for(v)))
@@ -149,16 +155,29 @@ async fn rkey_updates_recipient_keys_of_contact_queue() {
     let k2 = dh_auth_key();
     let k3 = sign_key();
     let (_, ok) = c
-        .request(r.rid(), Command::Rkey(vec![k2.public(), k3.public()]), Some(&r.key))
+        .request(
+            r.rid(),
+            Command::Rkey(vec![k2.public(), k3.public()]),
+            Some(&r.key),
+        )
         .await
         .expect("RKEY");
     assert_eq!(ok, BrokerMsg::Ok);
     // the old key no longer works, both new ones do
-    let (_, e) = c.request(r.rid(), Command::Sub, Some(&r.key)).await.expect("SUB");
+    let (_, e) = c
+        .request(r.rid(), Command::Sub, Some(&r.key))
+        .await
+        .expect("SUB");
     assert_eq!(e, BrokerMsg::Err(ErrorType::Auth));
-    let (_, ok) = c.request(r.rid(), Command::Sub, Some(&k2)).await.expect("SUB");
+    let (_, ok) = c
+        .request(r.rid(), Command::Sub, Some(&k2))
+        .await
+        .expect("SUB");
     assert_eq!(ok, BrokerMsg::Sok(None));
-    let (_, ok) = c.request(r.rid(), Command::Sub, Some(&k3)).await.expect("SUB");
+    let (_, ok) = c
+        .request(r.rid(), Command::Sub, Some(&k3))
+        .await
+        .expect("SUB");
     assert_eq!(ok, BrokerMsg::Sok(None));
     // RKEY is refused on messaging queues
     let m = create_queue(&c).await;
@@ -177,29 +196,64 @@ async fn off_and_del() {
         let rc2 = s.client_at(v).await;
         let sc = s.client_at(v).await;
         let r = create_queue(&rc).await;
-        let (_, ok) = sc.request(r.sid(), send_cmd(b"m1"), None).await.expect("send");
+        let (_, ok) = sc
+            .request(r.sid(), send_cmd(b"m1"), None)
+            .await
+            .expect("send");
         assert_eq!(ok, BrokerMsg::Ok);
         let _ = event(&rc).await;
         // another connection subscribes: the first gets END
-        let (_, sok) = rc2.request(r.rid(), Command::Sub, Some(&r.key)).await.expect("SUB");
-        assert_eq!(sok, if v >= 16 { BrokerMsg::Sok(None) } else { BrokerMsg::Ok });
+        let (_, sok) = rc2
+            .request(r.rid(), Command::Sub, Some(&r.key))
+            .await
+            .expect("SUB");
+        assert_eq!(
+            sok,
+            if v >= 16 {
+                BrokerMsg::Sok(None)
+            } else {
+                BrokerMsg::Ok
+            }
+        );
         let (ent, end) = event(&rc).await;
         assert_eq!((ent.as_slice(), end), (r.rid(), BrokerMsg::End));
         let _ = event(&rc2).await; // redelivered m1
-        // OFF: sending is refused
-        let (_, ok) = rc.request(r.rid(), Command::Off, Some(&r.key)).await.expect("OFF");
+                                   // OFF: sending is refused
+        let (_, ok) = rc
+            .request(r.rid(), Command::Off, Some(&r.key))
+            .await
+            .expect("OFF");
         assert_eq!(ok, BrokerMsg::Ok);
-        let (_, e) = sc.request(r.sid(), send_cmd(b"m2"), None).await.expect("send");
+        let (_, e) = sc
+            .request(r.sid(), send_cmd(b"m2"), None)
+            .await
+            .expect("send");
         assert_eq!(e, BrokerMsg::Err(ErrorType::Auth));
         // DEL from the first connection: the subscribed one gets DELD (END before v10)
-        let (_, ok) = rc.request(r.rid(), Command::Del, Some(&r.key)).await.expect("DEL");
+        let (_, ok) = rc
+            .request(r.rid(), Command::Del, Some(&r.key))
+            .await
+            .expect("DEL");
         assert_eq!(ok, BrokerMsg::Ok);
         let (ent, deld) = event(&rc2).await;
         assert_eq!(ent, r.rid());
-        assert_eq!(deld, if v >= 10 { BrokerMsg::Deld } else { BrokerMsg::End });
-        let (_, e) = rc.request(r.rid(), Command::Sub, Some(&r.key)).await.expect("SUB");
+        assert_eq!(
+            deld,
+            if v >= 10 {
+                BrokerMsg::Deld
+            } else {
+                BrokerMsg::End
+            }
+        );
+        let (_, e) = rc
+            .request(r.rid(), Command::Sub, Some(&r.key))
+            .await
+            .expect("SUB");
         assert_eq!(e, BrokerMsg::Err(ErrorType::Auth));
-        let (_, e) = sc.request(r.sid(), send_cmd(b"m3"), None).await.expect("send");
+        let (_, e) = sc
+            .request(r.sid(), send_cmd(b"m3"), None)
+            .await
+            .expect("send");
         assert_eq!(e, BrokerMsg::Err(ErrorType::Auth));
     }
 }
@@ -215,7 +269,11 @@ async fn new_queues_setting_and_password() {
     let k = dh_auth_key();
     let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");
     let (_, e) = c
-        .request(b"", new_req(&k, &dh, SubscriptionMode::Subscribe, None), Some(&k))
+        .request(
+            b"",
+            new_req(&k, &dh, SubscriptionMode::Subscribe, None),
+            Some(&k),
+        )
         .await
         .expect("NEW");
     assert_eq!(e, BrokerMsg::Err(ErrorType::Auth));
@@ -233,8 +291,15 @@ async fn new_queues_setting_and_password() {
         r.auth = auth.map(|a| a.to_vec());
         Command::New(r)
     };
-    for (auth, ok) in [(None, false), (Some(&b"wrong"[..]), false), (Some(&b"secret"[..]), true)] {
-        let (_, resp) = c.request(b"", with_auth(auth), Some(&k)).await.expect("NEW");
+    for (auth, ok) in [
+        (None, false),
+        (Some(&b"wrong"[..]), false),
+        (Some(&b"secret"[..]), true),
+    ] {
+        let (_, resp) = c
+            .request(b"", with_auth(auth), Some(&k))
+            .await
+            .expect("NEW");
         assert_eq!(matches!(resp, BrokerMsg::Ids(_)), ok, "{resp:?}");
     }
 }
@@ -251,13 +316,24 @@ async fn get_and_sub_are_exclusive_per_connection() {
         Some(QueueReqData::Messaging(None)),
     )
     .await;
-    let (_, ok) = c.request(r.rid(), Command::Get, Some(&r.key)).await.expect("GET");
+    let (_, ok) = c
+        .request(r.rid(), Command::Get, Some(&r.key))
+        .await
+        .expect("GET");
     assert_eq!(ok, BrokerMsg::Ok, "empty queue");
-    sc.request(r.sid(), send_cmd(b"one"), None).await.expect("send");
-    let (_, m) = c.request(r.rid(), Command::Get, Some(&r.key)).await.expect("GET");
+    sc.request(r.sid(), send_cmd(b"one"), None)
+        .await
+        .expect("send");
+    let (_, m) = c
+        .request(r.rid(), Command::Get, Some(&r.key))
+        .await
+        .expect("GET");
     let m = decrypt_msg(&r, &m);
     assert_eq!(m.body.as_deref(), Some(&b"one"[..]));
-    let (_, e) = c.request(r.rid(), Command::Sub, Some(&r.key)).await.expect("SUB");
+    let (_, e) = c
+        .request(r.rid(), Command::Sub, Some(&r.key))
+        .await
+        .expect("SUB");
     assert_eq!(e, BrokerMsg::Err(ErrorType::Cmd(CommandError::Prohibited)));
     let (_, ok) = c
         .request(r.rid(), Command::Ack(m.msg_id), Some(&r.key))
@@ -266,9 +342,15 @@ async fn get_and_sub_are_exclusive_per_connection() {
     assert_eq!(ok, BrokerMsg::Ok);
     // a subscribed connection can't GET
     let c2 = s.client().await;
-    let (_, ok) = c2.request(r.rid(), Command::Sub, Some(&r.key)).await.expect("SUB");
+    let (_, ok) = c2
+        .request(r.rid(), Command::Sub, Some(&r.key))
+        .await
+        .expect("SUB");
     assert_eq!(ok, BrokerMsg::Sok(None));
-    let (_, e) = c2.request(r.rid(), Command::Get, Some(&r.key)).await.expect("GET");
+    let (_, e) = c2
+        .request(r.rid(), Command::Get, Some(&r.key))
+        .await
+        .expect("GET");
     assert_eq!(e, BrokerMsg::Err(ErrorType::Cmd(CommandError::Prohibited)));
 }
 
@@ -290,7 +372,10 @@ async fn quota_and_quota_marker() {
         assert_eq!(ok, BrokerMsg::Ok);
     }
     for _ in 0..2 {
-        let (_, e) = sc.request(r.sid(), send_cmd(b"over"), None).await.expect("send");
+        let (_, e) = sc
+            .request(r.sid(), send_cmd(b"over"), None)
+            .await
+            .expect("send");
         assert_eq!(e, BrokerMsg::Err(ErrorType::Quota));
     }
     let (_, first) = event(&rc).await;
@@ -316,9 +401,19 @@ async fn quota_and_quota_marker() {
     ];
     assert_eq!(bodies, expected, "four messages then the QUOTA marker");
     // after draining, sending works again
-    let (_, ok) = sc.request(r.rid(), send_cmd(b"x"), None).await.expect("send");
-    assert_eq!(ok, BrokerMsg::Err(ErrorType::Auth), "recipient ID is not a sender ID");
-    let (_, ok) = sc.request(r.sid(), send_cmd(b"again"), None).await.expect("send");
+    let (_, ok) = sc
+        .request(r.rid(), send_cmd(b"x"), None)
+        .await
+        .expect("send");
+    assert_eq!(
+        ok,
+        BrokerMsg::Err(ErrorType::Auth),
+        "recipient ID is not a sender ID"
+    );
+    let (_, ok) = sc
+        .request(r.sid(), send_cmd(b"again"), None)
+        .await
+        .expect("send");
     assert_eq!(ok, BrokerMsg::Ok);
 }
 
@@ -331,23 +426,39 @@ async fn duplex_over_two_connections() {
     let rb = create_queue(&bob).await; // Bob receives here
     let ka = key_for(18);
     let kb = key_for(18);
-    bob.request(ra.sid(), Command::Skey(kb.public()), Some(&kb)).await.expect("skey");
-    alice.request(rb.sid(), Command::Skey(ka.public()), Some(&ka)).await.expect("skey");
+    bob.request(ra.sid(), Command::Skey(kb.public()), Some(&kb))
+        .await
+        .expect("skey");
+    alice
+        .request(rb.sid(), Command::Skey(ka.public()), Some(&ka))
+        .await
+        .expect("skey");
     for i in 0..5 {
         let body = format!("bob->alice {i}");
-        let (_, ok) = bob.request(ra.sid(), send_cmd(body.as_bytes()), Some(&kb)).await.expect("s");
+        let (_, ok) = bob
+            .request(ra.sid(), send_cmd(body.as_bytes()), Some(&kb))
+            .await
+            .expect("s");
         assert_eq!(ok, BrokerMsg::Ok);
         let (_, m) = event(&alice).await;
         let m = decrypt_msg(&ra, &m);
         assert_eq!(m.body.as_deref(), Some(body.as_bytes()));
-        alice.request(ra.rid(), Command::Ack(m.msg_id), Some(&ra.key)).await.expect("ack");
+        alice
+            .request(ra.rid(), Command::Ack(m.msg_id), Some(&ra.key))
+            .await
+            .expect("ack");
         let body = format!("alice->bob {i}");
-        let (_, ok) = alice.request(rb.sid(), send_cmd(body.as_bytes()), Some(&ka)).await.expect("s");
+        let (_, ok) = alice
+            .request(rb.sid(), send_cmd(body.as_bytes()), Some(&ka))
+            .await
+            .expect("s");
         assert_eq!(ok, BrokerMsg::Ok);
         let (_, m) = event(&bob).await;
         let m = decrypt_msg(&rb, &m);
         assert_eq!(m.body.as_deref(), Some(body.as_bytes()));
-        bob.request(rb.rid(), Command::Ack(m.msg_id), Some(&rb.key)).await.expect("ack");
+        bob.request(rb.rid(), Command::Ack(m.msg_id), Some(&rb.key))
+            .await
+            .expect("ack");
     }
 }
 
@@ -358,7 +469,10 @@ async fn large_message_is_refused() {
         let rc = s.client_at(v).await;
         let r = create_queue(&rc).await;
         let sc = s.client_at(v).await;
-        let (_, ok) = sc.request(r.sid(), send_cmd(&vec![b'a'; max]), None).await.expect("send");
+        let (_, ok) = sc
+            .request(r.sid(), send_cmd(&vec![b'a'; max]), None)
+            .await
+            .expect("send");
         assert_eq!(ok, BrokerMsg::Ok, "v{v} max");
         let (_, e) = sc
             .request(r.sid(), send_cmd(&vec![b'a'; max + 1]), None)

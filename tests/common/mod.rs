@@ -147,7 +147,13 @@ pub fn new_req(
 
 /// Create a messaging queue (subscribed).
 pub async fn create_queue(c: &SmpClient) -> Recipient {
-    create_queue_with(c, key_for(c.version()), SubscriptionMode::Subscribe, Some(QueueReqData::Messaging(None))).await
+    create_queue_with(
+        c,
+        key_for(c.version()),
+        SubscriptionMode::Subscribe,
+        Some(QueueReqData::Messaging(None)),
+    )
+    .await
 }
 
 pub async fn create_queue_with(
@@ -168,7 +174,12 @@ pub async fn create_queue_with(
 }
 
 pub fn send_cmd(body: &[u8]) -> Command {
-    Command::Send(MsgFlags { notification: false }, body.to_vec())
+    Command::Send(
+        MsgFlags {
+            notification: false,
+        },
+        body.to_vec(),
+    )
 }
 
 /// A decrypted MSG: (msg_id, ts, flags, body), or `None` body for the quota marker.
