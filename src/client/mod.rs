@@ -135,7 +135,14 @@ impl SmpClient {
         let (r, w) = tokio::io::split(tls.stream);
         let sess = tokio::time::timeout(
             opts.timeout,
-            client_handshake(r, w, tls.session_id, &fingerprint, opts.versions, &tls.peer_chain),
+            client_handshake(
+                r,
+                w,
+                tls.session_id,
+                &fingerprint,
+                opts.versions,
+                &tls.peer_chain,
+            ),
         )
         .await
         .map_err(|_| ClientError::Timeout)??;
