@@ -499,7 +499,10 @@ async fn concurrent_cross_takeovers_do_not_deadlock() {
         tokio::spawn(async move {
             for _ in 0..100 {
                 for q in [&q1, &q2] {
-                    let (_, r) = c.request(q.rid(), Command::Sub, Some(&q.key)).await.expect("SUB");
+                    let (_, r) = c
+                        .request(q.rid(), Command::Sub, Some(&q.key))
+                        .await
+                        .expect("SUB");
                     assert_eq!(r, BrokerMsg::Sok(None));
                 }
             }
