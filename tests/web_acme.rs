@@ -78,18 +78,57 @@ impl Pebble {
         let p = |f: &str| d.join(f).to_string_lossy().into_owned();
         // A throwaway CA and a certificate for pebble's own HTTPS listener.
         run(Command::new("openssl").args([
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", &p("ca.key"), "-out", &p("ca.pem"), "-days", "2", "-subj", "/CN=pebble test CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pebble test CA",
         ]));
         run(Command::new("openssl").args([
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", &p("key.pem"), "-out", &p("req.csr"), "-subj", "/CN=localhost",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &p("key.pem"),
+            "-out",
+            &p("req.csr"),
+            "-subj",
+            "/CN=localhost",
         ]));
-        std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-            .expect("ext");
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("ext");
         run(Command::new("openssl").args([
-            "x509", "-req", "-in", &p("req.csr"), "-CA", &p("ca.pem"), "-CAkey", &p("ca.key"),
-            "-CAcreateserial", "-out", &p("cert.pem"), "-days", "2", "-extfile", &p("ext.cnf"),
+            "x509",
+            "-req",
+            "-in",
+            &p("req.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &p("cert.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext.cnf"),
         ]));
         let (port, mgmt, dns, dns_mgmt) = (free_port(), free_port(), free_port(), free_port());
         let config = serde_json::json!({ "pebble": {
@@ -106,9 +145,20 @@ impl Pebble {
         let log = |name: &str| Stdio::from(std::fs::File::create(d.join(name)).expect("log"));
         let dns_srv = Command::new("pebble-challtestsrv")
             .args([
-                "-dns01", &format!("127.0.0.1:{dns}"), "-http01", "", "-https01", "",
-                "-tlsalpn01", "", "-management", &format!("127.0.0.1:{dns_mgmt}"),
-                "-defaultIPv6", "", "-defaultIPv4", "127.0.0.1",
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{dns_mgmt}"),
+                "-defaultIPv6",
+                "",
+                "-defaultIPv4",
+                "127.0.0.1",
             ])
             .stdout(log("dns.log"))
             .stderr(log("dns.err"))
@@ -117,7 +167,12 @@ impl Pebble {
         let dns_srv = Running(dns_srv);
         wait_port(dns_mgmt, "pebble-challtestsrv");
         let pebble = Command::new("pebble")
-            .args(["-config", &p("pebble.json"), "-dnsserver", &format!("127.0.0.1:{dns}")])
+            .args([
+                "-config",
+                &p("pebble.json"),
+                "-dnsserver",
+                &format!("127.0.0.1:{dns}"),
+            ])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .stdout(log("pebble.log"))
@@ -173,11 +228,16 @@ fn bin() -> Command {
 const INFORMATION: &str = "[INFORMATION]\nsource_code = https://example.com/our-source\noperator = Test Operator Ltd\noperator_country = DE\nwebsite = https://operator.example\nserver_country = NL\nhosting = Example Hosting\nhosting_type = virtual\n";
 
 /// Init an identity, then write our own INI; `extra` holds the [WEB]/[ACME] sections.
-fn start_server(dir: tempfile::TempDir, shared_port: u16, extra: impl Fn(&Path) -> String) -> Server {
+fn start_server(
+    dir: tempfile::TempDir,
+    shared_port: u16,
+    extra: impl Fn(&Path) -> String,
+) -> Server {
     let cfg = dir.path().join("etc");
     let logd = dir.path().join("var");
     let env = |c: &mut Command| {
-        c.env("SMP_SERVER_CFG_PATH", &cfg).env("SMP_SERVER_LOG_PATH", &logd);
+        c.env("SMP_SERVER_CFG_PATH", &cfg)
+            .env("SMP_SERVER_LOG_PATH", &logd);
     };
     let mut init = bin();
     env(&mut init);
@@ -212,7 +272,14 @@ fn start_server(dir: tempfile::TempDir, shared_port: u16, extra: impl Fn(&Path) 
     s
 }
 
-fn acme_ini(pebble: &Pebble, http_port: u16, shared_port: u16, challenge: &str, www: &Path, cfg: &Path) -> String {
+fn acme_ini(
+    pebble: &Pebble,
+    http_port: u16,
+    shared_port: u16,
+    challenge: &str,
+    www: &Path,
+    cfg: &Path,
+) -> String {
     format!(
         "[WEB]\nstatic_path = {}\nhttp = {http_port}\nhttps = {shared_port}\ncert = {}\nkey = {}\n[ACME]\nenable = on\ndomains = {DOMAIN}\ndirectory = https://localhost:{}/dir\nchallenge = {challenge}\nca_root = {}\ncheck_interval = 3600\n",
         www.display(),
@@ -238,7 +305,10 @@ async fn web_leaf(port: u16, root: &CertificateDer<'static>) -> Result<Vec<u8>, 
         .await
         .map_err(|e| e.to_string())?;
     let conn = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(DOMAIN).map_err(|e| e.to_string())?, tcp)
+        .connect(
+            ServerName::try_from(DOMAIN).map_err(|e| e.to_string())?,
+            tcp,
+        )
         .await
         .map_err(|e| e.to_string())?;
     let leaf = conn
@@ -303,7 +373,11 @@ async fn acme_round(challenge: &str) {
     {
         use std::os::unix::fs::PermissionsExt;
         for f in ["web.key", "acme-account.json"] {
-            let mode = std::fs::metadata(s.cfg.join(f)).expect(f).permissions().mode() & 0o777;
+            let mode = std::fs::metadata(s.cfg.join(f))
+                .expect(f)
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{f} must be private");
         }
     }
@@ -322,13 +396,31 @@ async fn acme_round(challenge: &str) {
     let (head, body) = curl(&["--resolve", &resolve, "--cacert", &root_arg, &url]);
     assert!(head.starts_with("http/"), "{head}");
     assert!(head.contains("content-type: text/html"), "{head}");
-    assert!(body.contains("Test Operator Ltd") && body.contains("https://example.com/our-source"), "{body}");
-    let (head, _) = curl(&["--resolve", &resolve, "--cacert", &root_arg, "-H", "Accept-Encoding: gzip", &url]);
+    assert!(
+        body.contains("Test Operator Ltd") && body.contains("https://example.com/our-source"),
+        "{body}"
+    );
+    let (head, _) = curl(&[
+        "--resolve",
+        &resolve,
+        "--cacert",
+        &root_arg,
+        "-H",
+        "Accept-Encoding: gzip",
+        &url,
+    ]);
     assert!(head.contains("content-encoding: gzip"), "{head}");
     // Plain HTTP now redirects to HTTPS.
-    let (head, _) = curl(&["-H", &format!("Host: {DOMAIN}"), &format!("http://127.0.0.1:{http_port}/contact")]);
+    let (head, _) = curl(&[
+        "-H",
+        &format!("Host: {DOMAIN}"),
+        &format!("http://127.0.0.1:{http_port}/contact"),
+    ]);
     assert!(head.contains(" 301"), "{head}");
-    assert!(head.contains(&format!("location: https://{DOMAIN}:{shared_port}/contact")), "{head}");
+    assert!(
+        head.contains(&format!("location: https://{DOMAIN}:{shared_port}/contact")),
+        "{head}"
+    );
 
     // Forced renewal (SIGUSR1): a new certificate with no restart and no dropped SMP session.
     let pid = s.proc.0.id().to_string();
@@ -336,17 +428,32 @@ async fn acme_round(challenge: &str) {
     let renewed = wait_web_leaf(&s, &root, Some(&leaf)).await;
     assert_ne!(renewed, leaf);
     let q2 = create_queue(&smp).await;
-    assert_ne!(q2.rid(), q.rid(), "the SMP connection opened before the renewal still works");
+    assert_ne!(
+        q2.rid(),
+        q.rid(),
+        "the SMP connection opened before the renewal still works"
+    );
     let log = s.log();
     assert!(log.contains("new certificate in use"), "{log}");
-    assert_eq!(log.matches("ACME: certificate for smp.test issued").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("ACME: certificate for smp.test issued").count(),
+        2,
+        "{log}"
+    );
 }
 
 fn base64_pem(der: &CertificateDer<'_>) -> String {
     use base64::Engine;
     let b = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let lines: Vec<&str> = b.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+    let lines: Vec<&str> = b
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,7 +484,10 @@ async fn missing_web_certificate_warns_and_smp_still_runs() {
     create_queue(&smp2).await;
     let log = s.log();
     assert!(log.contains("cannot be used"), "{log}");
-    assert!(log.contains("[ACME] enable = on"), "the warning says what to do: {log}");
+    assert!(
+        log.contains("[ACME] enable = on"),
+        "the warning says what to do: {log}"
+    );
 }
 
 #[test]
@@ -402,7 +512,10 @@ async fn page_over_http_renders_in_chromium() {
     let (http_port, shared_port) = (free_port(), free_port());
     let www = dir.path().join("www");
     let s = start_server(dir, shared_port, |_| {
-        format!("[WEB]\nstatic_path = {}\nhttp = {http_port}\n", www.display())
+        format!(
+            "[WEB]\nstatic_path = {}\nhttp = {http_port}\n",
+            www.display()
+        )
     });
     let url = format!("http://127.0.0.1:{http_port}/");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -415,19 +528,33 @@ async fn page_over_http_renders_in_chromium() {
         assert!(Instant::now() < deadline, "no page: {head}\n{}", s.log());
         std::thread::sleep(Duration::from_millis(200));
     };
-    for field in ["Test Operator Ltd", "https://operator.example", "Example Hosting", "NL", "21 days", "Anyone may create queues"] {
+    for field in [
+        "Test Operator Ltd",
+        "https://operator.example",
+        "Example Hosting",
+        "NL",
+        "21 days",
+        "Anyone may create queues",
+    ] {
         assert!(body.contains(field), "page lacks {field}: {body}");
     }
     assert!(body.contains(&format!("smp://{}@{DOMAIN}", s.fp.to_base64url())));
     // Link pages, .well-known files with JSON types, no traversal.
     let (head, body) = curl(&[&format!("http://127.0.0.1:{http_port}/contact")]);
     assert!(head.contains(" 200") && body.contains("link.js"), "{head}");
-    let (head, body) = curl(&[&format!("http://127.0.0.1:{http_port}/.well-known/apple-app-site-association")]);
+    let (head, body) = curl(&[&format!(
+        "http://127.0.0.1:{http_port}/.well-known/apple-app-site-association"
+    )]);
     assert!(head.contains("content-type: application/json"), "{head}");
     assert!(body.contains("chat.simplex.app"));
-    let (head, _) = curl(&["--path-as-is", &format!("http://127.0.0.1:{http_port}/../etc/smp-server.ini")]);
+    let (head, _) = curl(&[
+        "--path-as-is",
+        &format!("http://127.0.0.1:{http_port}/../etc/smp-server.ini"),
+    ]);
     assert!(head.contains(" 404"), "{head}");
-    let (head, _) = curl(&[&format!("http://127.0.0.1:{http_port}/%2e%2e/etc/smp-server.ini")]);
+    let (head, _) = curl(&[&format!(
+        "http://127.0.0.1:{http_port}/%2e%2e/etc/smp-server.ini"
+    )]);
     assert!(head.contains(" 404"), "{head}");
 
     // Headless Chromium renders it.
@@ -435,9 +562,16 @@ async fn page_over_http_renders_in_chromium() {
     let profile = s.dir.path().join("chromium-profile");
     let out = Command::new("chromium")
         .args([
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--hide-scrollbars", "--window-size=1000,800",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1000,800",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", shot.display()))
@@ -451,7 +585,11 @@ async fn page_over_http_renders_in_chromium() {
     let height = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
     assert_eq!((width, height), (1000, 800));
     // A blank 1000x800 page compresses to a few KB; text, tables and colours do not.
-    assert!(png.len() > 20_000, "screenshot looks blank ({} bytes)", png.len());
+    assert!(
+        png.len() > 20_000,
+        "screenshot looks blank ({} bytes)",
+        png.len()
+    );
     if let Some(keep) = std::env::var_os("SMP_TEST_KEEP_SCREENSHOT") {
         let _ = std::fs::copy(&shot, keep);
     }
