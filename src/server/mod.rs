@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod forward;
+pub mod proxy;
 pub mod session;
 pub mod state;
 pub mod verify;
