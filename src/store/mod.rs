@@ -7,6 +7,8 @@
 
 pub mod durable;
 pub mod memory;
+pub mod storelog;
+pub mod strenc;
 pub mod types;
 
 use std::collections::VecDeque;
