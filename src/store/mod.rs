@@ -8,6 +8,7 @@
 pub mod durable;
 pub mod memory;
 pub mod storelog;
+pub mod storelog_file;
 pub mod strenc;
 pub mod types;
 
