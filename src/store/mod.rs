@@ -7,6 +7,7 @@
 
 pub mod durable;
 pub mod memory;
+pub mod msgfile;
 pub mod storelog;
 pub mod storelog_file;
 pub mod strenc;
