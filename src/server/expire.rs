@@ -2,8 +2,6 @@
 //! `expireMessagesThread` every 2 hours and `expireNtfsThread` every hour).
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 
 use super::state::{lock, ServerState};
@@ -64,6 +62,3 @@ pub async fn run(state: Arc<ServerState>, shutdown: CancellationToken) {
         }
     }
 }
-
-/// Used by tests: a short interval.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(10);

@@ -144,7 +144,7 @@ impl Persistence {
     }
 }
 
-/// Read a line file; `each` gets (line number, line, is last). A bad last line is skipped
+/// Read a line file, calling `each` per non-empty line. A bad last line is skipped
 /// with a warning; a bad line before it stops with an error naming the line.
 fn for_lines(
     path: &Path,

@@ -147,3 +147,42 @@ fn writer_appends_reference_records() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn disk_full_refuses_the_change_and_keeps_memory_unchanged() {
+    use crate::store::durable::DurableStore;
+    use std::sync::Arc;
+    // /dev/full fails every write with ENOSPC, like a full disk.
+    let w = StoreLogWriter::open(Path::new("/dev/full")).expect("open /dev/full");
+    let st = DurableStore::new(MemoryStore::new(), Some(Arc::new(w)), None);
+    let first = FIXTURE.lines().next().expect("line");
+    let StoreLogRecord::Create(rec) = StoreLogRecord::parse(first.as_bytes()).expect("p") else {
+        panic!("create")
+    };
+    let e = st.add_queue(rec.clone()).expect_err("disk full");
+    assert!(
+        matches!(&e, ErrorType::Store(s) if s.contains("addStoreQueue")),
+        "{e:?}"
+    );
+    assert!(st.get_queue(Party::Recipient, &rec.recipient_id).is_none());
+    // /dev/full can't be cut back either: the log now refuses all changes
+    let e = st.add_queue(rec).expect_err("closed");
+    assert!(
+        matches!(&e, ErrorType::Store(s) if s.contains("closed")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unwritable_directory_names_the_file_and_the_fix() {
+    let d = tmp("ro");
+    let log = d.join("sub").join("smp-server-store.log");
+    // a missing parent stands in for a directory we may not write (root ignores modes)
+    let err = open_store_log(&log, &MemoryStore::new()).expect_err("no dir");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("smp-server-store.log") && msg.contains("creating"),
+        "{msg}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
