@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             updated_at: None,
         };
         let mut recs = vec![
-            StoreLogRecord::Create(rec),
+            StoreLogRecord::Create(Box::new(rec)),
             StoreLogRecord::Secure(id(i, 1), sk.clone()),
             StoreLogRecord::Time(id(i, 1), 1_700_006_400),
         ];

@@ -27,7 +27,7 @@ use crate::protocol::errors::BlockingInfo;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLogRecord {
     /// `CREATE`: a queue with its whole record.
-    Create(QueueRec),
+    Create(Box<QueueRec>),
     /// `LINK`: link ID and data added to a queue.
     Link(Vec<u8>, Vec<u8>, QueueLinkData),
     /// `LDELETE`: link data removed.
@@ -142,7 +142,7 @@ impl StoreLogRecord {
         let r = if c.try_tag("CREATE rid=") {
             let rid = c.bytes()?;
             c.space()?;
-            Create(parse_queue_rec(&mut c, rid)?)
+            Create(Box::new(parse_queue_rec(&mut c, rid)?))
         } else if c.try_tag("LINK ") {
             let r = c.bytes()?;
             c.space()?;

@@ -100,7 +100,7 @@ fn apply(st: &MemoryStore, r: StoreLogRecord, stats: &mut ReplayStats) {
     use StoreLogRecord::*;
     let q = |rid: &[u8]| st.get_queue(Party::Recipient, rid);
     let res: Result<(), ErrorType> = match r {
-        Create(rec) => st.add_queue(rec).map(|_| ()),
+        Create(rec) => st.add_queue(*rec).map(|_| ()),
         NewService(line) => {
             stats.services.push(line);
             Ok(())
@@ -218,7 +218,7 @@ pub fn write_compacted(
     }
     for q in st.all_queues() {
         if let Ok(rec) = q.rec() {
-            let mut line = StoreLogRecord::Create(rec).encode();
+            let mut line = StoreLogRecord::Create(Box::new(rec)).encode();
             line.push(b'\n');
             w.write_all(&line).map_err(io_err(path, "writing"))?;
             n += 1;
@@ -368,7 +368,10 @@ impl StoreLogWriter {
 
 impl QueueLog for StoreLogWriter {
     fn created(&self, rec: &QueueRec) -> Result<(), ErrorType> {
-        self.write_records("addStoreQueue", &[StoreLogRecord::Create(rec.clone())])
+        self.write_records(
+            "addStoreQueue",
+            &[StoreLogRecord::Create(Box::new(rec.clone()))],
+        )
     }
 
     fn updated(&self, old: &QueueRec, new: &QueueRec) -> Result<(), ErrorType> {

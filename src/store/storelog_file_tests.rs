@@ -159,14 +159,14 @@ fn disk_full_refuses_the_change_and_keeps_memory_unchanged() {
     let StoreLogRecord::Create(rec) = StoreLogRecord::parse(first.as_bytes()).expect("p") else {
         panic!("create")
     };
-    let e = st.add_queue(rec.clone()).expect_err("disk full");
+    let e = st.add_queue(*rec.clone()).expect_err("disk full");
     assert!(
         matches!(&e, ErrorType::Store(s) if s.contains("addStoreQueue")),
         "{e:?}"
     );
     assert!(st.get_queue(Party::Recipient, &rec.recipient_id).is_none());
     // /dev/full can't be cut back either: the log now refuses all changes
-    let e = st.add_queue(rec).expect_err("closed");
+    let e = st.add_queue(*rec).expect_err("closed");
     assert!(
         matches!(&e, ErrorType::Store(s) if s.contains("closed")),
         "{e:?}"

@@ -52,7 +52,7 @@ fn lines_in_current_syntax_encode_back_byte_exact() {
 fn create_is_encoded_as_the_reference_writes_it() {
     let mut q = rec();
     assert_eq!(
-        String::from_utf8(StoreLogRecord::Create(q.clone()).encode()).expect("utf8"),
+        String::from_utf8(StoreLogRecord::Create(Box::new(q.clone())).encode()).expect("utf8"),
         format!(
             "CREATE rid=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB rk={K1} rdh={DH} \
              sid=AgICAgICAgICAgICAgICAgICAgICAgIC sk= queue_mode=M"
@@ -78,11 +78,11 @@ fn create_is_encoded_as_the_reference_writes_it() {
          notifier=BgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYG {K2} {DH} updated_at=1699920000 \
          status=blocked,reason=content"
     );
-    let line = StoreLogRecord::Create(q.clone()).encode();
+    let line = StoreLogRecord::Create(Box::new(q.clone())).encode();
     assert_eq!(String::from_utf8(line.clone()).expect("utf8"), expected);
     assert_eq!(
         StoreLogRecord::parse(&line).expect("parse"),
-        StoreLogRecord::Create(q)
+        StoreLogRecord::Create(Box::new(q))
     );
 }
 
