@@ -318,3 +318,35 @@ async fn reference_store_log_and_messages_load_and_corrupt_log_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn crash_during_compaction_is_recovered_from_the_start_file() {
+    let s = init();
+    std::fs::create_dir_all(&s.log).expect("log dir");
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    // the state before compaction is in .start; the new log was cut short by the crash
+    std::fs::copy(
+        fx.join("reference-store.log"),
+        s.log.join("smp-server-store.log.start"),
+    )
+    .expect("copy");
+    std::fs::write(s.log.join("smp-server-store.log"), "CREATE rid=AQEB").expect("partial");
+    let (srv, c) = start(&s).await;
+    drop(c);
+    stop(srv).await;
+    let names = files(&s.log);
+    assert!(
+        !names.contains(&"smp-server-store.log.start".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.log.join("smp-server-store.log.bak")).expect("bak"),
+        "CREATE rid=AQEB"
+    );
+    let log = std::fs::read_to_string(s.log.join("smp-server-store.log")).expect("log");
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("CREATE ")).count(),
+        3,
+        "{log}"
+    );
+}
