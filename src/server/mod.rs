@@ -4,7 +4,9 @@
 //! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
 
 pub mod commands;
+pub mod expire;
 pub mod forward;
+pub mod persist;
 pub mod proxy;
 pub mod session;
 pub mod state;
@@ -37,6 +39,9 @@ pub enum ServerError {
     /// Listening failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// Restoring or saving queues and messages failed.
+    #[error("{0}")]
+    Persist(#[from] persist::PersistError),
 }
 
 /// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
@@ -61,6 +66,8 @@ pub struct Server {
     tls: Arc<rustls::ServerConfig>,
     versions: VersionRange,
     web: Option<Arc<crate::web::WebService>>,
+    /// Connection tasks, awaited at shutdown before state is saved.
+    sessions: tokio_util::task::TaskTracker,
 }
 
 impl Server {
@@ -85,6 +92,7 @@ impl Server {
             tls,
             versions: VersionRange::SERVER,
             web: None,
+            sessions: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -113,6 +121,15 @@ impl Server {
         for t in tasks {
             let _ = t.await;
         }
+        // Let sessions finish the block they are processing, so every answered command is in
+        // the state saved after this returns; bounded so a stuck peer can't hold shutdown.
+        self.sessions.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within 10 s");
+        }
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
@@ -131,7 +148,8 @@ impl Server {
                     let me = self.clone();
                     let sd = shutdown.clone();
                     let web = web.clone();
-                    tokio::spawn(async move { me.connection(sock, web, sd).await });
+                    let tracker = self.sessions.clone();
+                    tracker.spawn(async move { me.connection(sock, web, sd).await });
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -203,8 +221,9 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
     let settings = Settings::from_config(&config);
+    let store = persist::Persistence::open(&config)?;
     let fingerprint = identity.fingerprint.to_base64url();
-    let mut server = Server::new(settings, identity)?;
+    let mut server = Server::with_store(settings, identity, store.store.clone())?;
     if !config.start.maintenance {
         server.set_web(crate::web::start(
             &config,
@@ -214,6 +233,42 @@ pub async fn run(
         ));
     }
     let server = Arc::new(server);
-    server.serve(listeners, shutdown).await;
+    serve_persisted(
+        server,
+        &store,
+        listeners,
+        shutdown,
+        config.start.maintenance,
+    )
+    .await
+}
+
+/// Restore saved state, serve until `shutdown` (unless `maintenance`), then save state.
+/// Saving happens after the listeners stopped, so nothing changes while it runs.
+pub async fn serve_persisted(
+    server: Arc<Server>,
+    store: &persist::Persistence,
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
+    maintenance: bool,
+) -> Result<(), ServerError> {
+    let now = expire::now_secs();
+    store.restore(&server.state, now)?;
+    let s = &server.state.settings;
+    if s.expire_messages_on_start {
+        if let Some(ttl) = s.message_ttl {
+            let n = expire::expire_messages(&server.state, now - ttl);
+            tracing::info!("expired messages at start: {n}");
+        }
+    }
+    if maintenance {
+        tracing::info!("server started in maintenance mode, exiting");
+    } else {
+        let exp = tokio::spawn(expire::run(server.state.clone(), shutdown.clone()));
+        server.clone().serve(listeners, shutdown).await;
+        let _ = exp.await;
+    }
+    tracing::info!("saving server state...");
+    store.save(&server.state)?;
     Ok(())
 }
