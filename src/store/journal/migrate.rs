@@ -1,0 +1,1 @@
+//! Moving messages between `smp-server-messages.log` and the journal (`smp-server journal`).
