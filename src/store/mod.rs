@@ -5,6 +5,7 @@
 //! per-queue change happens under that queue's own lock, so concurrent connections see each
 //! change whole; a deleted queue is marked so late holders of its handle get `AUTH`.
 
+pub mod durable;
 pub mod journal;
 pub mod memory;
 pub mod types;
