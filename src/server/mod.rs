@@ -36,6 +36,9 @@ pub enum ServerError {
     /// Listening failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The message journal could not be opened or read.
+    #[error("{0}")]
+    Journal(#[from] crate::store::journal::JournalError),
 }
 
 /// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
@@ -171,7 +174,17 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
     let settings = Settings::from_config(&config);
-    let server = Arc::new(Server::new(settings, identity)?);
+    let memory = MemoryStore::new();
+    // The message journal restores into queues that must already be in `memory`.
+    let journal = crate::store::journal::migrate::open_for_config(&config, &memory)?;
+    let mlog = journal
+        .clone()
+        .map(|j| j as Arc<dyn crate::store::MessageLog>);
+    let store = Arc::new(crate::store::durable::DurableStore::new(memory, None, mlog));
+    let server = Arc::new(Server::with_store(settings, identity, store)?);
     server.serve(listeners, shutdown).await;
+    if let Some(j) = journal {
+        j.sync_all()?;
+    }
     Ok(())
 }

@@ -191,7 +191,7 @@ fn corrupt_middle_record_is_an_error_naming_file_and_offset() {
         .len();
     bytes[second + 20] ^= 0xff;
     std::fs::write(&path, &bytes).expect("write");
-    let err = Journal::open(&dir, opts()).err().expect("must fail");
+    let err = Journal::open(&dir, opts()).expect_err("must fail");
     let text = err.to_string();
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert!(text.contains(&format!("offset {second}")), "{text}");
