@@ -60,7 +60,9 @@ impl Site {
             .expect("run init");
         assert!(out.status.success(), "init failed: {out:?}");
         let fp_text = std::fs::read_to_string(cfg.join("fingerprint")).expect("fingerprint");
-        let fp = Fingerprint::from_base64url(fp_text.trim()).expect("fingerprint").0;
+        let fp = Fingerprint::from_base64url(fp_text.trim())
+            .expect("fingerprint")
+            .0;
         let port = free_port();
         let ini_path = cfg.join("smp-server.ini");
         let ini = std::fs::read_to_string(&ini_path).expect("ini");
@@ -164,7 +166,13 @@ fn got(l: &Shared, r: &Recipient, m: &BrokerMsg) -> Vec<u8> {
 }
 
 /// Receive and acknowledge until the connection fails or `idle` passes without a message.
-async fn receive(c: Arc<SmpClient>, r: Arc<Recipient>, l: Shared, first: Option<BrokerMsg>, idle: Duration) {
+async fn receive(
+    c: Arc<SmpClient>,
+    r: Arc<Recipient>,
+    l: Shared,
+    first: Option<BrokerMsg>,
+    idle: Duration,
+) {
     let mut next = first;
     loop {
         let m = match next.take() {
@@ -208,7 +216,10 @@ async fn send(c: SmpClient, sid: Vec<u8>, tag: String, l: Shared) {
 
 /// Subscribe again after a restart; the answer may be the first waiting message.
 async fn resubscribe(c: &SmpClient, r: &Recipient) -> Option<BrokerMsg> {
-    let (_, resp) = c.request(r.rid(), Cmd::Sub, Some(&r.key)).await.expect("SUB");
+    let (_, resp) = c
+        .request(r.rid(), Cmd::Sub, Some(&r.key))
+        .await
+        .expect("SUB");
     match resp {
         BrokerMsg::Ok => None,
         m @ BrokerMsg::Msg(..) => Some(m),
@@ -293,9 +304,12 @@ async fn crash_under_load(fsync: &str) {
         by_body.entry(body).or_default().push(id);
     }
     for body in &g.sent_ok {
-        let ids = by_body
-            .get(body.as_slice())
-            .unwrap_or_else(|| panic!("{} was answered OK but never delivered", String::from_utf8_lossy(body)));
+        let ids = by_body.get(body.as_slice()).unwrap_or_else(|| {
+            panic!(
+                "{} was answered OK but never delivered",
+                String::from_utf8_lossy(body)
+            )
+        });
         // Redelivery only of the message in flight at a crash, always with its own ID.
         assert!(
             ids.iter().all(|i| *i == ids[0]),
@@ -360,14 +374,21 @@ async fn torn_tail_is_repaired_and_corrupt_middle_stops_start() {
     let first = resubscribe(&c, &r).await.expect("a waiting message");
     assert_eq!(decrypt_msg(&r, &first).body.as_deref(), Some(&b"m0"[..]));
     kill9(&mut server);
-    assert_eq!(std::fs::read(shard).expect("read"), good, "the torn tail was cut off");
+    assert_eq!(
+        std::fs::read(shard).expect("read"),
+        good,
+        "the torn tail was cut off"
+    );
 
     // Damage the first record: start must refuse, naming the file and the offset.
     let mut bad = good.clone();
     bad[8 + 12] ^= 0xff;
     std::fs::write(shard, &bad).expect("write");
     let out = site.cmd().arg("start").output().expect("start");
-    assert!(!out.status.success(), "start must fail on a corrupt journal");
+    assert!(
+        !out.status.success(),
+        "start must fail on a corrupt journal"
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -376,5 +397,9 @@ async fn torn_tail_is_repaired_and_corrupt_middle_stops_start() {
     assert!(text.contains(&shard.display().to_string()), "{text}");
     assert!(text.contains("offset 8"), "{text}");
     assert!(text.contains("truncate -s 8"), "{text}");
-    assert_eq!(std::fs::read(shard).expect("read"), bad, "nothing was changed");
+    assert_eq!(
+        std::fs::read(shard).expect("read"),
+        bad,
+        "nothing was changed"
+    );
 }

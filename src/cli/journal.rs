@@ -86,11 +86,23 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
             )?;
             let memory = load_queues(&config)?;
             let imported = import_messages_log(&config, &memory)?;
+            // Written under another name first, so a crash never leaves half a journal.
+            let tmp = dir.with_extension("importing");
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp)
+                    .map_err(|e| CliError::io(format!("deleting {}", tmp.display()), e))?;
+            }
             let (journal, _) =
-                Journal::open(&dir, JournalOptions::new(config.store_log.journal_fsync))
+                Journal::open(&tmp, JournalOptions::new(config.store_log.journal_fsync))
                     .map_err(journal_err)?;
             let n = journal.write_all_from(&memory).map_err(journal_err)?;
             drop(journal);
+            std::fs::rename(&tmp, &dir).map_err(|e| {
+                CliError::io(
+                    format!("renaming {} to {}", tmp.display(), dir.display()),
+                    e,
+                )
+            })?;
             // The source is kept as a backup; it must not be next to the journal at start.
             let bak = file.with_extension("log.bak");
             if file.exists() {
@@ -196,24 +208,26 @@ fn require_store_log(c: &Config) -> Result<(), CliError> {
 
 /// The queues of the store log, in memory.
 fn load_queues(c: &Config) -> Result<MemoryStore, CliError> {
-    let _ = c;
-    Err(CliError::Message(
-        "Error: reading the store log is not available in this build yet.".into(),
-    ))
+    let mem = MemoryStore::new();
+    let path = c.paths.store_log_file();
+    crate::store::storelog_file::open_store_log(&path, &mem)
+        .map_err(|e| CliError::Message(format!("Error: {e}")))?;
+    Ok(mem)
 }
 
-/// Read `smp-server-messages.log` into the queues of `memory`; returns the message count.
+/// Read `smp-server-messages.log` into the queues of `memory` (the reader renames the file to
+/// `.bak`); returns the message count. No expiration, as in the reference.
 fn import_messages_log(c: &Config, memory: &MemoryStore) -> Result<usize, CliError> {
-    let _ = (c, memory);
-    Err(CliError::Message(
-        "Error: reading smp-server-messages.log is not available in this build yet.".into(),
-    ))
+    let s = crate::server::persist::restore_messages(&c.paths.messages_file(), memory, None)
+        .map_err(|e| CliError::Message(format!("Error: {e}")))?;
+    if s.no_queue > 0 {
+        println!("Messages without queue (not imported): {}", s.no_queue);
+    }
+    Ok(s.stored)
 }
 
 /// Write the messages of `memory` to `smp-server-messages.log`; returns the message count.
 fn export_messages_log(c: &Config, memory: &MemoryStore) -> Result<usize, CliError> {
-    let _ = (c, memory);
-    Err(CliError::Message(
-        "Error: writing smp-server-messages.log is not available in this build yet.".into(),
-    ))
+    crate::server::persist::save_messages(&c.paths.messages_file(), memory)
+        .map_err(|e| CliError::Message(format!("Error: {e}")))
 }

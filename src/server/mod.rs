@@ -4,7 +4,9 @@
 //! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
 
 pub mod commands;
+pub mod expire;
 pub mod forward;
+pub mod persist;
 pub mod session;
 pub mod state;
 pub mod verify;
@@ -36,6 +38,9 @@ pub enum ServerError {
     /// Listening failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// Restoring or saving queues and messages failed.
+    #[error("{0}")]
+    Persist(#[from] persist::PersistError),
     /// The message journal could not be opened or read.
     #[error("{0}")]
     Journal(#[from] crate::store::journal::JournalError),
@@ -174,17 +179,44 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
     let settings = Settings::from_config(&config);
-    let memory = MemoryStore::new();
-    // The message journal restores into queues that must already be in `memory`.
-    let journal = crate::store::journal::migrate::open_for_config(&config, &memory)?;
-    let mlog = journal
-        .clone()
-        .map(|j| j as Arc<dyn crate::store::MessageLog>);
-    let store = Arc::new(crate::store::durable::DurableStore::new(memory, None, mlog));
-    let server = Arc::new(Server::with_store(settings, identity, store)?);
-    server.serve(listeners, shutdown).await;
-    if let Some(j) = journal {
-        j.sync_all()?;
+    let store = persist::Persistence::open(&config)?;
+    let server = Arc::new(Server::with_store(settings, identity, store.store.clone())?);
+    serve_persisted(
+        server,
+        &store,
+        listeners,
+        shutdown,
+        config.start.maintenance,
+    )
+    .await
+}
+
+/// Restore saved state, serve until `shutdown` (unless `maintenance`), then save state.
+/// Saving happens after the listeners stopped, so nothing changes while it runs.
+pub async fn serve_persisted(
+    server: Arc<Server>,
+    store: &persist::Persistence,
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
+    maintenance: bool,
+) -> Result<(), ServerError> {
+    let now = expire::now_secs();
+    store.restore(&server.state, now)?;
+    let s = &server.state.settings;
+    if s.expire_messages_on_start {
+        if let Some(ttl) = s.message_ttl {
+            let n = expire::expire_messages(&server.state, now - ttl);
+            tracing::info!("expired messages at start: {n}");
+        }
     }
+    if maintenance {
+        tracing::info!("server started in maintenance mode, exiting");
+    } else {
+        let exp = tokio::spawn(expire::run(server.state.clone(), shutdown.clone()));
+        server.clone().serve(listeners, shutdown).await;
+        let _ = exp.await;
+    }
+    tracing::info!("saving server state...");
+    store.save(&server.state)?;
     Ok(())
 }

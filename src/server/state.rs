@@ -39,6 +39,12 @@ pub struct Settings {
     pub client_queue_size: usize,
     /// Notification lifetime in seconds.
     pub ntf_ttl: i64,
+    /// How often old messages are expired (the reference: 2 hours).
+    pub expire_messages_interval: std::time::Duration,
+    /// How often old notifications are expired (the reference: 1 hour).
+    pub expire_ntfs_interval: std::time::Duration,
+    /// Expire old messages once at start (`[STORE_LOG] expire_messages_on_start`).
+    pub expire_messages_on_start: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +59,9 @@ impl Default for Settings {
             msg_id_bytes: 24,
             client_queue_size: 128,
             ntf_ttl: 24 * 3600,
+            expire_messages_interval: std::time::Duration::from_secs(7200),
+            expire_ntfs_interval: std::time::Duration::from_secs(3600),
+            expire_messages_on_start: true,
         }
     }
 }
@@ -112,6 +121,8 @@ pub struct PendingNtf {
     pub enc_meta: Vec<u8>,
     /// When it was created (for expiry).
     pub ts: i64,
+    /// The message it announces (saved with it at shutdown).
+    pub msg_id: Vec<u8>,
 }
 
 /// Everything connections share.
@@ -229,6 +240,7 @@ impl Settings {
             },
             expire_messages_on_send: c.store_log.expire_messages_on_send,
             ntf_ttl: c.store_log.expire_ntfs_hours as i64 * 3600,
+            expire_messages_on_start: c.store_log.expire_messages_on_start,
             ..d
         }
     }

@@ -8,6 +8,10 @@
 pub mod durable;
 pub mod journal;
 pub mod memory;
+pub mod msgfile;
+pub mod storelog;
+pub mod storelog_file;
+pub mod strenc;
 pub mod types;
 
 use std::collections::VecDeque;
