@@ -221,7 +221,7 @@ async fn resubscribe(c: &SmpClient, r: &Recipient) -> Option<BrokerMsg> {
         .await
         .expect("SUB");
     match resp {
-        BrokerMsg::Ok => None,
+        BrokerMsg::Ok | BrokerMsg::Sok(_) => None,
         m @ BrokerMsg::Msg(..) => Some(m),
         other => panic!("SUB answered {other:?}"),
     }
@@ -259,7 +259,7 @@ async fn crash_under_load(fsync: &str) {
                 r.clone(),
                 l.clone(),
                 pending,
-                Duration::from_secs(60),
+                Duration::from_secs(3),
             )));
             let sc = site.connect().await;
             tasks.push(tokio::spawn(send(
@@ -316,10 +316,7 @@ async fn crash_under_load(fsync: &str) {
             "a message was delivered with two IDs"
         );
     }
-    for ids in by_body.values() {
-        let acks = ids.iter().filter(|i| g.acked.contains(**i)).count();
-        assert!(acks <= 1, "a message was acknowledged twice");
-    }
+    // (`got` already failed the test if an acknowledged message came back.)
     let redelivered = by_body.values().filter(|v| v.len() > 1).count();
     assert!(
         redelivered <= QUEUES * ROUNDS,
@@ -371,7 +368,10 @@ async fn torn_tail_is_repaired_and_corrupt_middle_stops_start() {
     bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, b'W', 24]);
     std::fs::write(shard, &bytes).expect("write");
     let (mut server, c) = site.start().await;
-    let first = resubscribe(&c, &r).await.expect("a waiting message");
+    let first = match resubscribe(&c, &r).await {
+        Some(m) => m,
+        None => event(&c).await.1,
+    };
     assert_eq!(decrypt_msg(&r, &first).body.as_deref(), Some(&b"m0"[..]));
     kill9(&mut server);
     assert_eq!(
