@@ -403,3 +403,112 @@ async fn torn_tail_is_repaired_and_corrupt_middle_stops_start() {
         "nothing was changed"
     );
 }
+
+/// Run `smp-server journal <sub>` answering `Y` to its confirmation; returns stdout.
+fn journal_cmd(site: &Site, sub: &str) -> String {
+    use std::io::Write;
+    let mut child = site
+        .cmd()
+        .args(["journal", sub])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("journal");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"Y\n")
+        .expect("answer");
+    let out = child.wait_with_output().expect("journal output");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "journal {sub} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+fn set_store_messages(site: &Site, v: &str) {
+    let ini_path = site.cfg.join("smp-server.ini");
+    let ini = std::fs::read_to_string(&ini_path).expect("ini");
+    let ini: Vec<String> = ini
+        .lines()
+        .map(|l| {
+            if l.starts_with("store_messages") {
+                format!("store_messages = {v}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&ini_path, ini.join("\n") + "\n").expect("write ini");
+}
+
+fn sigint_and_wait(s: &mut Running) {
+    let st = Command::new("kill")
+        .args(["-INT", &s.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let status = s.0.wait().expect("wait");
+    assert!(status.success(), "clean exit: {status:?}");
+}
+
+async fn next_body(site_c: &SmpClient, r: &Recipient, pending: Option<BrokerMsg>) -> (Vec<u8>, Vec<u8>) {
+    let m = match pending {
+        Some(m) => m,
+        None => event(site_c).await.1,
+    };
+    let rcv = decrypt_msg(r, &m);
+    (rcv.msg_id, rcv.body.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_and_export_round_trip_through_the_messages_log() {
+    let site = Site::new("always");
+    set_store_messages(&site, "memory");
+    // Memory store: messages saved to smp-server-messages.log at a clean stop.
+    let (mut server, c) = site.start().await;
+    let r = create_queue(&c).await;
+    let sc = site.connect().await;
+    for i in 0..3 {
+        let (_, ok) = sc
+            .request(r.sid(), send_cmd(format!("m{i}").as_bytes()), None)
+            .await
+            .expect("send");
+        assert_eq!(ok, BrokerMsg::Ok);
+    }
+    drop((c, sc));
+    sigint_and_wait(&mut server);
+    let messages_log = site.log.join("smp-server-messages.log");
+    assert!(messages_log.exists(), "messages saved at stop");
+
+    let out = journal_cmd(&site, "import");
+    assert!(out.contains("Import completed"), "{out}");
+    assert!(site.journal_dir().is_dir());
+    assert!(!messages_log.exists(), "the imported file is moved aside");
+    set_store_messages(&site, "journal");
+    let (mut server, c) = site.start().await;
+    let pending = resubscribe(&c, &r).await;
+    let (id, body) = next_body(&c, &r, pending).await;
+    assert_eq!(body, b"m0");
+    let (_, resp) = c.request(r.rid(), Cmd::Ack(id), Some(&r.key)).await.expect("ACK");
+    assert!(matches!(resp, BrokerMsg::Msg(..)), "m1 follows: {resp:?}");
+    // A crash: the journal keeps m1 and m2 (m1 was delivered, not acknowledged).
+    kill9(&mut server);
+
+    let out = journal_cmd(&site, "export");
+    assert!(out.contains("Export completed"), "{out}");
+    assert!(messages_log.exists());
+    let out = journal_cmd(&site, "delete");
+    assert!(out.contains("Deleted all messages in journal"), "{out}");
+    set_store_messages(&site, "memory");
+    let (_server, c) = site.start().await;
+    let pending = resubscribe(&c, &r).await;
+    let (id, body) = next_body(&c, &r, pending).await;
+    assert_eq!(body, b"m1");
+    let (_, resp) = c.request(r.rid(), Cmd::Ack(id), Some(&r.key)).await.expect("ACK");
+    let BrokerMsg::Msg(..) = &resp else {
+        panic!("m2 follows: {resp:?}")
+    };
+    assert_eq!(decrypt_msg(&r, &resp).body.as_deref(), Some(&b"m2"[..]));
+}
