@@ -423,7 +423,11 @@ fn journal_cmd(site: &Site, sub: &str) -> String {
         .expect("answer");
     let out = child.wait_with_output().expect("journal output");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "journal {sub} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "journal {sub} failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text
 }
 
@@ -453,7 +457,11 @@ fn sigint_and_wait(s: &mut Running) {
     assert!(status.success(), "clean exit: {status:?}");
 }
 
-async fn next_body(site_c: &SmpClient, r: &Recipient, pending: Option<BrokerMsg>) -> (Vec<u8>, Vec<u8>) {
+async fn next_body(
+    site_c: &SmpClient,
+    r: &Recipient,
+    pending: Option<BrokerMsg>,
+) -> (Vec<u8>, Vec<u8>) {
     let m = match pending {
         Some(m) => m,
         None => event(site_c).await.1,
@@ -491,7 +499,10 @@ async fn import_and_export_round_trip_through_the_messages_log() {
     let pending = resubscribe(&c, &r).await;
     let (id, body) = next_body(&c, &r, pending).await;
     assert_eq!(body, b"m0");
-    let (_, resp) = c.request(r.rid(), Cmd::Ack(id), Some(&r.key)).await.expect("ACK");
+    let (_, resp) = c
+        .request(r.rid(), Cmd::Ack(id), Some(&r.key))
+        .await
+        .expect("ACK");
     assert!(matches!(resp, BrokerMsg::Msg(..)), "m1 follows: {resp:?}");
     // A crash: the journal keeps m1 and m2 (m1 was delivered, not acknowledged).
     kill9(&mut server);
@@ -506,7 +517,10 @@ async fn import_and_export_round_trip_through_the_messages_log() {
     let pending = resubscribe(&c, &r).await;
     let (id, body) = next_body(&c, &r, pending).await;
     assert_eq!(body, b"m1");
-    let (_, resp) = c.request(r.rid(), Cmd::Ack(id), Some(&r.key)).await.expect("ACK");
+    let (_, resp) = c
+        .request(r.rid(), Cmd::Ack(id), Some(&r.key))
+        .await
+        .expect("ACK");
     let BrokerMsg::Msg(..) = &resp else {
         panic!("m2 follows: {resp:?}")
     };

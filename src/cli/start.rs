@@ -247,11 +247,17 @@ mod tests {
     #[test]
     fn unsupported_storage_is_refused() {
         let c = Config::parse(
-            "[STORE_LOG]\nstore_messages = database\n",
+            "[STORE_LOG]\nstore_queues = database\nstore_messages = journal\n",
             Paths::new("/c", "/l"),
         )
         .expect("valid");
         assert!(check_supported(&c).is_err());
+        let c = Config::parse(
+            "[STORE_LOG]\nstore_messages = journal\n",
+            Paths::new("/nonexistent-c", "/nonexistent-l"),
+        )
+        .expect("valid");
+        assert!(check_supported(&c).is_ok(), "the journal is supported");
         let c = Config::parse("", Paths::new("/c", "/l")).expect("valid");
         assert!(check_supported(&c).is_ok());
     }
