@@ -42,6 +42,9 @@ pub enum ServerError {
     /// Restoring or saving queues and messages failed.
     #[error("{0}")]
     Persist(#[from] persist::PersistError),
+    /// The message journal could not be opened or read.
+    #[error("{0}")]
+    Journal(#[from] crate::store::journal::JournalError),
 }
 
 /// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.

@@ -21,6 +21,9 @@ pub enum PersistError {
     /// The store log could not be restored or opened.
     #[error(transparent)]
     StoreLog(#[from] crate::store::storelog_file::StoreLogError),
+    /// The message journal could not be opened or read.
+    #[error(transparent)]
+    Journal(#[from] crate::store::journal::JournalError),
     /// A messages or notifications file could not be read or written.
     #[error("{path}: {what}")]
     File {
@@ -44,6 +47,8 @@ pub struct Persistence {
     pub store: Arc<DurableStore>,
     /// The store log writer, if `[STORE_LOG] enable = on`.
     pub store_log: Option<Arc<StoreLogWriter>>,
+    /// The message journal, with `store_messages = journal`.
+    pub journal: Option<Arc<crate::store::journal::Journal>>,
     messages_file: Option<PathBuf>,
     ntfs_file: Option<PathBuf>,
 }
@@ -76,12 +81,19 @@ impl Persistence {
         } else {
             None
         };
+        // The journal restores into the queues the store log just restored.
+        let journal = crate::store::journal::migrate::open_for_config(config, &mem)?;
+        let mlog = journal
+            .clone()
+            .map(|j| j as Arc<dyn crate::store::MessageLog>);
         let restore = config.store_log.restore_messages_enabled();
         let qlog = store_log.clone().map(|w| w as Arc<dyn QueueLog>);
         Ok(Persistence {
-            store: Arc::new(DurableStore::new(mem, qlog, None)),
+            store: Arc::new(DurableStore::new(mem, qlog, mlog)),
             store_log,
-            messages_file: restore.then(|| config.paths.messages_file()),
+            // With the journal, messages are never saved to or restored from the messages file.
+            messages_file: (restore && journal.is_none()).then(|| config.paths.messages_file()),
+            journal,
             ntfs_file: restore.then(|| config.paths.ntfs_file()),
         })
     }
@@ -95,6 +107,7 @@ impl Persistence {
         Persistence {
             store,
             store_log: None,
+            journal: None,
             messages_file,
             ntfs_file,
         }
@@ -130,10 +143,13 @@ impl Persistence {
                 tracing::error!("syncing the store log failed: {e}");
             }
         }
+        if let Some(j) = &self.journal {
+            j.sync_all()?;
+        }
         if let Some(f) = &self.messages_file {
             let n = save_messages(f, self.store.as_ref())?;
             tracing::info!("messages saved: {n}");
-        } else {
+        } else if self.journal.is_none() {
             tracing::info!("undelivered messages are not saved");
         }
         if let Some(f) = &self.ntfs_file {

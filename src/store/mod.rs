@@ -6,6 +6,7 @@
 //! change whole; a deleted queue is marked so late holders of its handle get `AUTH`.
 
 pub mod durable;
+pub mod journal;
 pub mod memory;
 pub mod msgfile;
 pub mod storelog;
