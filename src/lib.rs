@@ -9,6 +9,7 @@
 //! - [`client`]: an SMP client used by tests, the benchmark and (later) the proxy role.
 //! - [`config`]: `smp-server.ini` to a typed, validated `Config`.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
+//! - [`updates`]: the version, `[UPDATE]` wiring and the periodic update checker; no HTTP itself.
 
 pub mod cli;
 pub mod client;
@@ -18,3 +19,4 @@ pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod transport;
+pub mod updates;

@@ -377,5 +377,6 @@ pub fn render_ini(t: &IniTemplate) -> String {
     transport(&mut out, t);
     proxy(&mut out, t);
     inactive_and_web(&mut out, t);
+    super::update::template(&mut out);
     out
 }
