@@ -85,7 +85,7 @@ impl TrustedKeys {
 mod tests {
     use super::*;
 
-    const KEY: &str = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=";
+    const KEY: &str = "aQ0/2DxgAIb0qabtaUly4r2rgA5+7E5nd0IBil0Zd2U=";
 
     #[test]
     fn empty_is_refused() {
