@@ -45,6 +45,9 @@ pub fn run(args: SelfUpdateArgs, paths: &Paths) -> Result<(), CliError> {
         "smp-server v{VERSION} ({}), releases of {} at {}",
         source.target, source.repository, source.api_url
     );
+    if args.check {
+        println!("Trusted release keys: {}", keys.describe().join(", "));
+    }
     let available = match smp_updater::check(&source) {
         Ok(a) => a,
         Err(e @ smp_updater::UpdateError::NotNewer { .. }) => {
