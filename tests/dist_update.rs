@@ -144,7 +144,7 @@ fn older_binary_updates_to_newer_and_rolls_back() {
     assert!(text.contains("Signature of"), "{text}");
     assert_eq!(inst.version(), format!("SMP server v{NEW}"));
     let new_bytes = std::fs::read(&inst.bin).expect("bin");
-    let shipped = std::fs::read(f.extract(NEW, &f.dir.join("check-new"))).expect("new");
+    let shipped = std::fs::read(f.extract(NEW, &inst.cfg.join("check-new"))).expect("new");
     assert_eq!(new_bytes, shipped, "installed binary is the released one");
     let previous = smp_updater::previous_path(&inst.bin);
     assert_eq!(
@@ -332,7 +332,8 @@ fn release_output_verifies_with_zipsign_and_openssl() {
         .arg("-c")
         .arg("SHA256SUMS")
         .current_dir(&rel));
-    let pem = f.dir.join("test-pub.pem");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pem = tmp.path().join("test-pub.der");
     let der: Vec<u8> = [
         0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
     ]

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 /// Everything built once per test process.
 pub struct Fixture {
-    /// Scratch directory (kept until the process ends).
+    /// Where keys and releases are kept (shared by the test binaries; treat as read-only).
     pub dir: PathBuf,
     /// The TEST signing key and its public key file.
     pub key: PathBuf,
@@ -87,8 +87,7 @@ fn host_target() -> String {
 }
 
 /// Build a release with the project's script (test keys compiled in).
-pub fn build_release(f_dir: &Path, out: &Path, version: &str, key: &Path, key_pub: &Path) {
-    let _ = f_dir;
+pub fn build_release(out: &Path, version: &str, key: &Path, key_pub: &Path) {
     run(Command::new("bash")
         .arg(repo_root().join("packaging/build-release.sh"))
         .args(["--version", version, "--out"])
@@ -103,38 +102,57 @@ pub fn build_release(f_dir: &Path, out: &Path, version: &str, key: &Path, key_pu
         .env("CARGO_TARGET_DIR", target_dir()));
 }
 
+/// What the cached releases were built from: the test build of the server (same sources) and
+/// the release script. A change to either rebuilds them.
+fn source_stamp() -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for p in [
+        PathBuf::from(env!("CARGO_BIN_EXE_smp-server")),
+        repo_root().join("packaging/build-release.sh"),
+        repo_root().join("updater/release-keys.txt"),
+    ] {
+        h.update(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Keys and the two releases, built once and cached in `<target>/dist-fixture` for the other
+/// test binaries (cargo runs them one after another) until the sources change.
 pub fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         require_tool("zipsign");
         require_tool("openssl");
         require_tool("python3");
-        let dir = tempfile::Builder::new()
-            .prefix("smp-dist-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        let gen = |name: &str| {
-            let k = dir.join(format!("{name}.key"));
-            let p = dir.join(format!("{name}.pub"));
-            run(Command::new("zipsign").arg("gen-key").arg(&k).arg(&p));
-            (k, p)
-        };
-        let (key, key_pub) = gen("test");
-        let (other_key, other_pub) = gen("other");
-        let out = dir.join("releases");
-        for v in [OLD, NEW] {
-            build_release(&dir, &out, v, &key, &key_pub);
-        }
-        Fixture {
-            dir,
-            key,
-            key_pub,
-            other_key,
-            other_pub,
-            out,
+        let dir = target_dir().join("dist-fixture");
+        let stamp = source_stamp();
+        let stamp_file = dir.join("stamp");
+        let fixture = Fixture {
+            key: dir.join("test.key"),
+            key_pub: dir.join("test.pub"),
+            other_key: dir.join("other.key"),
+            other_pub: dir.join("other.pub"),
+            out: dir.join("releases"),
             target: host_target(),
+            dir: dir.clone(),
+        };
+        if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
+            return fixture;
         }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        for (k, p) in [
+            (&fixture.key, &fixture.key_pub),
+            (&fixture.other_key, &fixture.other_pub),
+        ] {
+            run(Command::new("zipsign").arg("gen-key").arg(k).arg(p));
+        }
+        for v in [OLD, NEW] {
+            build_release(&fixture.out, v, &fixture.key, &fixture.key_pub);
+        }
+        std::fs::write(&stamp_file, stamp).expect("stamp");
+        fixture
     })
 }
 
