@@ -74,7 +74,8 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$stage" -czf 
 # The signature is salted with the published name, so a renamed archive does not verify.
 zipsign sign tar -f -c "$asset" "$rel/$asset" "${keys[@]}" >/dev/null
 chmod 0644 "$rel/$asset"
-(cd "$rel" && sha256sum "$asset" > SHA256SUMS)
+# Every archive of this version (a second run with another --target adds to the release).
+(cd "$rel" && sha256sum smp-server-*.tar.gz > SHA256SUMS)
 
 # SHA256SUMS.sig: one raw ed25519 signature per key, made with openssl from the zipsign seed.
 : > "$rel/SHA256SUMS.sig"
@@ -84,8 +85,10 @@ for k in "${keys[@]}"; do
   rm -f "$stage/key.der"
 done
 
-glibc="static or not glibc"
-if command -v objdump >/dev/null; then
+glibc=""
+if [[ "$target" == *musl* ]]; then
+  glibc="none (static musl build)"
+elif command -v objdump >/dev/null; then
   glibc="$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1 || true)"
 else
   glibc="$(grep -ao 'GLIBC_[0-9]*\.[0-9.]*' "$bin" | sort -uV | tail -1 || true)"

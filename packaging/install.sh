@@ -159,10 +159,14 @@ tr ',{}' '\n\n\n' < "$WORK/release.json" > "$WORK/fields"
 TAG="$(sed -n 's/^ *"tag_name" *: *"\([^"]*\)".*/\1/p' "$WORK/fields" | head -n 1)"
 [ -n "$TAG" ] || die "the release list has no tag_name"
 VERSION="${TAG#v}"
-ASSET="smp-server-$VERSION-$TARGET.tar.gz"
 asset_url() {
   sed -n 's/^ *"browser_download_url" *: *"\([^"]*\)".*/\1/p' "$WORK/fields" | grep "/$1\$" | head -n 1
 }
+# A static (musl) build runs on any distribution; prefer it when the release has one.
+if [ -n "$(asset_url "smp-server-$VERSION-$ARCH-unknown-linux-musl.tar.gz")" ]; then
+  TARGET="$ARCH-unknown-linux-musl"
+fi
+ASSET="smp-server-$VERSION-$TARGET.tar.gz"
 for f in "$ASSET" SHA256SUMS SHA256SUMS.sig; do
   url="$(asset_url "$f")"
   [ -n "$url" ] || die "release $TAG has no asset $f"
