@@ -253,3 +253,39 @@ fn install_sh_refuses_a_release_signed_by_another_key() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(root.join("opt/simplex/bin/smp-server").exists());
 }
+
+#[test]
+fn install_sh_refuses_an_archive_that_does_not_match_the_signed_sums() {
+    let f = fixture();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock_root = dir.path().join("mock");
+    let tag = format!("v{NEW}");
+    publish(&mock_root, &f.release_dir(NEW), &tag);
+    let archive = mock_root.join(&tag).join(f.asset(NEW));
+    let mut bytes = std::fs::read(&archive).expect("archive");
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    std::fs::write(&archive, bytes).expect("write");
+    let mock = Mock::start(&mock_root);
+    let root = dir.path().join("root");
+    let script = installer(dir.path(), &[&f.key_pub]);
+    let api = mock.api_url();
+    let out = sh(
+        &script,
+        &[
+            "--root",
+            root.to_str().expect("path"),
+            "--repo",
+            REPO,
+            "--api-url",
+            &api,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("does not match SHA256SUMS"),
+        "{}",
+        text(&out)
+    );
+    assert!(!root.join("opt/simplex/bin/smp-server").exists());
+}

@@ -121,3 +121,59 @@ pub fn rollback(dest: &Path) -> Result<(), UpdateError> {
     sync_dir(dest);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    #[test]
+    fn previous_is_next_to_the_binary() {
+        assert_eq!(
+            previous_path(Path::new("/opt/simplex/bin/smp-server")),
+            Path::new("/opt/simplex/bin/smp-server.previous")
+        );
+    }
+
+    #[test]
+    fn smoke_test_checks_status_and_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = script(dir.path(), "good", "echo 'SMP server v1.2.3'");
+        assert!(smoke_test(&good, "1.2.3").is_ok());
+        assert!(matches!(
+            smoke_test(&good, "1.2.4"),
+            Err(UpdateError::SmokeTest(_))
+        ));
+        let failing = script(dir.path(), "bad", "echo 'SMP server v1.2.3'; exit 1");
+        assert!(smoke_test(&failing, "1.2.3").is_err());
+        assert!(smoke_test(&dir.path().join("missing"), "1.2.3").is_err());
+    }
+
+    #[test]
+    fn rollback_swaps_and_needs_a_previous_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = script(dir.path(), "smp-server", "echo 'SMP server v2.0.0'");
+        assert!(matches!(rollback(&bin), Err(UpdateError::NoPrevious(_))));
+        let old = std::fs::read(&bin).expect("read");
+        let prev = script(
+            dir.path(),
+            "smp-server.previous",
+            "echo 'SMP server v1.0.0'",
+        );
+        let prev_bytes = std::fs::read(&prev).expect("read");
+        rollback(&bin).expect("rollback");
+        assert_eq!(std::fs::read(&bin).expect("read"), prev_bytes);
+        assert_eq!(std::fs::read(&prev).expect("read"), old);
+        // A previous binary that does not run is not put back.
+        std::fs::write(&prev, "#!/bin/sh\nexit 3\n").expect("write");
+        let before = std::fs::read(&bin).expect("read");
+        assert!(rollback(&bin).is_err());
+        assert_eq!(std::fs::read(&bin).expect("read"), before);
+    }
+}
