@@ -542,6 +542,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
     ("WEB", &["static_path", "http", "https", "cert", "key"]),
     ("UPDATE", super::update::KEYS),
+    ("ACME", super::acme::KEYS),
 ];
 
 fn unknown_keys(ini: &Ini) -> Vec<String> {
@@ -575,6 +576,7 @@ pub(crate) fn from_ini(ini: &Ini, paths: Paths) -> Result<Config, ConfigError> {
         inactive_clients: inactive_clients(&r)?,
         web: web(&r)?,
         update: super::update::read(&r)?,
+        acme: super::acme::acme(&r)?,
         start: StartOptions::default(),
         unknown_keys: unknown_keys(ini),
     })

@@ -39,6 +39,10 @@ pub struct Settings {
     pub client_queue_size: usize,
     /// Notification lifetime in seconds.
     pub ntf_ttl: i64,
+    /// Serve as a proxy for private message routing (PRXY/PFWD); the reference always does.
+    pub allow_proxy: bool,
+    /// Proxied commands in flight per connection (`[PROXY] client_concurrency`).
+    pub proxy_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -53,6 +57,8 @@ impl Default for Settings {
             msg_id_bytes: 24,
             client_queue_size: 128,
             ntf_ttl: 24 * 3600,
+            allow_proxy: true,
+            proxy_concurrency: 32,
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct ClientHandle {
     pub ntf_subs: Mutex<HashSet<Vec<u8>>>,
     /// Cleared when the connection ends.
     pub connected: AtomicBool,
+    /// Limits proxied commands in flight for this connection.
+    pub proxy_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ClientHandle {
@@ -131,6 +139,8 @@ pub struct ServerState {
     next_client_id: AtomicU64,
     /// Cleared when the server stops accepting commands.
     pub active: AtomicBool,
+    /// Connections to destination relays (proxy role).
+    pub proxy: Arc<super::proxy::ProxyAgent>,
 }
 
 impl ServerState {
@@ -145,6 +155,9 @@ impl ServerState {
             clients: Mutex::new(HashMap::new()),
             next_client_id: AtomicU64::new(1),
             active: AtomicBool::new(true),
+            proxy: Arc::new(super::proxy::ProxyAgent::new(
+                std::time::Duration::from_secs(20),
+            )),
         }
     }
 
@@ -162,6 +175,9 @@ impl ServerState {
             subs: Mutex::new(HashMap::new()),
             ntf_subs: Mutex::new(HashSet::new()),
             connected: AtomicBool::new(true),
+            proxy_permits: Arc::new(tokio::sync::Semaphore::new(
+                self.settings.proxy_concurrency.max(1),
+            )),
         });
         lock(&self.clients).insert(id, c.clone());
         c
@@ -229,6 +245,7 @@ impl Settings {
             },
             expire_messages_on_send: c.store_log.expire_messages_on_send,
             ntf_ttl: c.store_log.expire_ntfs_hours as i64 * 3600,
+            proxy_concurrency: c.proxy.client_concurrency as usize,
             ..d
         }
     }
