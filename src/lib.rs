@@ -10,6 +10,7 @@
 //! - [`config`]: `smp-server.ini` to a typed, validated `Config`.
 //! - [`web`]: the information page over HTTP/HTTPS and automatic certificates; no SMP logic.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
+//! - [`updates`]: the version, `[UPDATE]` wiring and the periodic update checker; no HTTP itself.
 
 pub mod cli;
 pub mod client;
@@ -19,4 +20,5 @@ pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod transport;
+pub mod updates;
 pub mod web;

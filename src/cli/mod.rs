@@ -10,6 +10,7 @@ pub mod console;
 mod delete;
 mod init;
 pub mod journal;
+mod self_update;
 mod start;
 
 use std::process::ExitCode;
@@ -76,6 +77,7 @@ pub fn run(cli: Cli, paths: &Paths) -> Result<(), CliError> {
         Some(Command::Cert(a)) => cert::run(a, paths),
         Some(Command::Delete(a)) => delete::run(a, paths),
         Some(Command::Journal { cmd }) => journal::run(cmd, paths),
+        Some(Command::SelfUpdate(a)) => self_update::run(a, paths),
         Some(Command::Database { .. }) => Err(CliError::Message(
             "Error: `smp-server database` is not supported by this server: PostgreSQL storage is not available.".into(),
         )),

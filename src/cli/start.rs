@@ -35,7 +35,10 @@ pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    drop(runtime);
+    crate::updates::restart_if_updated();
+    result
 }
 
 fn init_tracing(level: LogLevel) {
@@ -216,6 +219,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
         tracing::info!("shutting down");
         trigger.cancel();
     });
+    crate::updates::spawn_checker(&config.update, shutdown.clone());
     crate::server::run(Arc::new(config), listeners, shutdown).await?;
     Ok(())
 }

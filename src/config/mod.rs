@@ -12,6 +12,7 @@ mod model;
 mod paths;
 mod read;
 mod template;
+mod update;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,7 @@ pub use model::{
 };
 pub use paths::{Paths, CFG_PATH_ENV, DEFAULT_CFG_DIR, DEFAULT_LOG_DIR, LOG_PATH_ENV};
 pub use template::{render_ini, IniTemplate};
+pub use update::{Update, UpdateMode, UpdateWindow, BUILD_REPOSITORY, DEFAULT_API_URL};
 
 /// Defaults the reference uses, shared by the parser and the `init` template.
 pub mod defaults {
@@ -124,6 +126,8 @@ pub struct Config {
     pub inactive_clients: Option<InactiveClients>,
     /// `[WEB]`: the server information page.
     pub web: Web,
+    /// `[UPDATE]`: signed self-update (our own section).
+    pub update: Update,
     /// `[ACME]`: automatic certificates for the information page.
     pub acme: acme::Acme,
     /// Options of `smp-server start` (not from the INI file).

@@ -545,6 +545,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
     ("WEB", &["static_path", "http", "https", "cert", "key"]),
+    ("UPDATE", super::update::KEYS),
     ("ACME", super::acme::KEYS),
 ];
 
@@ -578,6 +579,7 @@ pub(crate) fn from_ini(ini: &Ini, paths: Paths) -> Result<Config, ConfigError> {
         proxy: proxy(&r)?,
         inactive_clients: inactive_clients(&r)?,
         web: web(&r)?,
+        update: super::update::read(&r)?,
         acme: super::acme::acme(&r)?,
         start: StartOptions::default(),
         unknown_keys: unknown_keys(ini),

@@ -385,6 +385,7 @@ pub fn render_ini(t: &IniTemplate) -> String {
     transport(&mut out, t);
     proxy(&mut out, t);
     inactive_and_web(&mut out, t);
+    super::update::template(&mut out);
     acme_section(&mut out, t);
     out
 }
