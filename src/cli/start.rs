@@ -186,22 +186,32 @@ fn bind_port(port: u16) -> Result<TcpListener, CliError> {
     }
 }
 
-async fn shutdown_signal() {
+/// Install SIGINT/SIGTERM handlers now (before binding, so an early signal is never fatal)
+/// and return a future that resolves on the first signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            return;
-        }
+        })
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {
+    let signal = shutdown_signal()
+        .map_err(|e| CliError::Message(format!("Error: cannot install signal handlers: {e}")))?;
     let listeners = if config.start.maintenance {
         Vec::new()
     } else {
@@ -215,7 +225,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         tracing::info!("shutting down");
         trigger.cancel();
     });
