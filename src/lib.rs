@@ -8,13 +8,17 @@
 //! - [`server`]: sessions, subscriptions, delivery, notifications; wires store and transport.
 //! - [`client`]: an SMP client used by tests, the benchmark and (later) the proxy role.
 //! - [`config`]: `smp-server.ini` to a typed, validated `Config`.
+//! - [`stats`]: event counters, the daily CSV, the stats backup file, Prometheus; counts only.
+//! - [`control`]: the operator's control port, signals and service lifecycle; no SMP I/O.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod crypto;
 pub mod protocol;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod transport;

@@ -96,7 +96,10 @@ impl Conn<'_> {
             Command::Prxy(..) => err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth)),
             Command::Pfwd(..) => err(corr, ent, ErrorType::Proxy(ProxyError::NoSession)),
             Command::Rfwd(enc) => match self.relay {
-                Some(r) => (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc)),
+                Some(r) => {
+                    self.state.stats.p_msg_fwds_recv.inc();
+                    (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc))
+                }
                 None => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
             },
             Command::Subs | Command::Nsubs => err(corr, ent, ErrorType::Service),
@@ -143,7 +146,7 @@ impl Conn<'_> {
             Command::Sub => return self.subscribe(corr, ent, &q, &rec, out),
             Command::Get => self.get_message(corr, ent, &q, &rec),
             Command::Ack(msg_id) => self.ack(corr, ent, &msg_id, &q, &rec),
-            Command::Key(k) => ok_or(st.secure_queue(&q, k)),
+            Command::Key(k) => ok_or(self.secure(&q, k)),
             Command::Rkey(ks) => {
                 if rec.queue_mode == Some(QueueMode::Contact) {
                     ok_or(st.update_keys(&q, ks))
@@ -170,7 +173,8 @@ impl Conn<'_> {
             Command::Nkey(nkey, dh) => reply(self.add_notifier(&q, nkey, dh)),
             Command::Ndel => match st.delete_notifier(&q) {
                 Ok(Some(n)) => {
-                    lock(&self.state.pending_ntfs).remove(&n.notifier_id);
+                    self.drop_pending_ntfs(&n.notifier_id);
+                    self.state.stats.ntf_deleted.inc();
                     self.end_ntf_subscriber(&n.notifier_id);
                     reply(BrokerMsg::Ok)
                 }
@@ -182,14 +186,14 @@ impl Conn<'_> {
             Command::Que => reply(self.queue_info(ent, &q, &rec)),
             Command::Skey(k) => {
                 if rec.queue_mode == Some(QueueMode::Messaging) {
-                    ok_or(st.secure_queue(&q, k))
+                    ok_or(self.secure(&q, k))
                 } else {
                     reply(BrokerMsg::Err(ErrorType::Auth))
                 }
             }
             Command::Lkey(k) => {
                 if rec.queue_mode == Some(QueueMode::Messaging) {
-                    match st.secure_queue(&q, k).and_then(|_| st.get_link(&q, ent)) {
+                    match self.secure(&q, k).and_then(|_| st.get_link(&q, ent)) {
                         Ok(d) => reply(BrokerMsg::Lnk(rec.sender_id.clone(), d)),
                         Err(e) => reply(BrokerMsg::Err(e)),
                     }
@@ -282,6 +286,11 @@ impl Conn<'_> {
                 Err(ErrorType::Duplicate) => continue,
                 Err(e) => return BrokerMsg::Err(e),
                 Ok(_) => {
+                    self.state.stats.q_created.inc();
+                    self.state.stats.q_count.inc();
+                    if notifier.is_some() {
+                        self.state.stats.ntf_new_created.inc();
+                    }
                     if req.sub_mode == SubscriptionMode::Subscribe {
                         lock(&self.client.subs).insert(
                             rid.clone(),
@@ -312,9 +321,11 @@ impl Conn<'_> {
     fn subscribe(&self, corr: &[u8], ent: &[u8], q: &Arc<Queue>, rec: &QueueRec, out: &mut Output) {
         let st = self.state.store.as_ref();
         let mut subs = lock(&self.client.subs);
+        let fresh = !subs.contains_key(ent);
         match subs.get_mut(ent) {
             Some(s) if s.prohibit => {
                 drop(subs);
+                self.state.stats.q_sub_prohibited.inc();
                 out.responses
                     .push(err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)));
                 return;
@@ -322,6 +333,7 @@ impl Conn<'_> {
             Some(s) => {
                 // Repeated SUB: deliver the first message again.
                 s.delivered = None;
+                self.state.stats.q_sub_duplicate.inc();
             }
             None => {
                 subs.insert(
@@ -333,6 +345,8 @@ impl Conn<'_> {
                 );
                 if let Some(prev) = self.state.set_subscriber(ent, self.client) {
                     end_subscription(&prev, ent, BrokerMsg::End);
+                    self.state.stats.q_sub_end.inc();
+                    self.state.stats.q_sub_end_b.inc();
                 }
             }
         }
@@ -341,6 +355,10 @@ impl Conn<'_> {
                 out.responses
                     .push((corr.to_vec(), ent.to_vec(), BrokerMsg::Sok(None)));
                 if let Some(m) = m {
+                    if fresh {
+                        self.state.stats.q_sub.inc();
+                    }
+                    self.state.stats.message_delivered(m.ts());
                     if let Some(s) = subs.get_mut(ent) {
                         s.delivered = Some((m.msg_id().to_vec(), now_secs()));
                     }
@@ -359,15 +377,25 @@ impl Conn<'_> {
             delivered: None,
         });
         if !sub.prohibit {
+            self.state.stats.msg_get_prohibited.inc();
             return err(corr, ent, ErrorType::Cmd(CommandError::Prohibited));
         }
-        sub.delivered = None;
+        let was_delivered = sub.delivered.take().is_some();
         match self.state.store.peek_msg(q) {
             Ok(Some(m)) => {
+                if was_delivered {
+                    self.state.stats.msg_get_duplicate.inc();
+                } else {
+                    self.state.stats.msg_get.inc();
+                }
+                self.state.stats.message_delivered(m.ts());
                 sub.delivered = Some((m.msg_id().to_vec(), now_secs()));
                 (corr.to_vec(), ent.to_vec(), encrypt_msg(rec, &m))
             }
-            Ok(None) => (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok),
+            Ok(None) => {
+                self.state.stats.msg_get_no_msg.inc();
+                (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok)
+            }
             Err(e) => err(corr, ent, e),
         }
     }
@@ -385,23 +413,37 @@ impl Conn<'_> {
         let Some(sub) = subs.get_mut(ent) else {
             return err(corr, ent, ErrorType::NoMsg);
         };
-        match &sub.delivered {
-            Some((d, _)) if d == msg_id || msg_id.is_empty() => {}
+        let delivered_at = match &sub.delivered {
+            Some((d, t)) if d == msg_id || msg_id.is_empty() => *t,
             _ => return err(corr, ent, ErrorType::NoMsg),
-        }
+        };
         sub.delivered = None;
+        let stats = &self.state.stats;
+        let received = |m: &Option<Message>, get: bool| {
+            if let Some(Message::Msg { flags, .. }) = m {
+                stats.message_received(ent, flags.notification, get, delivered_at);
+            }
+        };
         if sub.prohibit {
             match st.del_msg(q, msg_id) {
-                Ok(_) => (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok),
+                Ok(m) => {
+                    received(&m, true);
+                    (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok)
+                }
                 Err(e) => err(corr, ent, e),
             }
         } else {
             match st.del_peek_msg(q, msg_id) {
-                Ok((_, Some(next))) => {
+                Ok((m, Some(next))) => {
+                    received(&m, false);
+                    stats.message_delivered(next.ts());
                     sub.delivered = Some((next.msg_id().to_vec(), now_secs()));
                     (corr.to_vec(), ent.to_vec(), encrypt_msg(rec, &next))
                 }
-                Ok((_, None)) => (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok),
+                Ok((m, None)) => {
+                    received(&m, false);
+                    (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok)
+                }
                 Err(e) => err(corr, ent, e),
             }
         }
@@ -425,8 +467,9 @@ impl Conn<'_> {
                 Err(ErrorType::Duplicate) => continue,
                 Err(e) => return BrokerMsg::Err(e),
                 Ok(old) => {
+                    self.state.stats.ntf_created.inc();
                     if let Some(o) = old {
-                        lock(&self.state.pending_ntfs).remove(&o.notifier_id);
+                        self.drop_pending_ntfs(&o.notifier_id);
                         self.end_ntf_subscriber(&o.notifier_id);
                     }
                     return BrokerMsg::Nid(nid, kp.public());
@@ -434,6 +477,23 @@ impl Conn<'_> {
             }
         }
         BrokerMsg::Err(ErrorType::Internal)
+    }
+
+    /// Secure a queue (KEY, SKEY, LKEY), counting first-time securing.
+    fn secure(&self, q: &Arc<Queue>, k: PublicKey) -> Result<(), ErrorType> {
+        let was = q.rec().map(|r| r.sender_key.is_some()).unwrap_or(true);
+        let r = self.state.store.secure_queue(q, k);
+        if r.is_ok() && !was {
+            self.state.stats.q_secured.inc();
+        }
+        r
+    }
+
+    /// Drop the notifications waiting for a removed notifier.
+    fn drop_pending_ntfs(&self, nid: &[u8]) {
+        if let Some(v) = lock(&self.state.pending_ntfs).remove(nid) {
+            self.state.stats.ntf_count.add(-(v.len() as i64));
+        }
     }
 
     /// Tell the notification subscriber of a removed notifier that it is gone.
@@ -450,6 +510,7 @@ impl Conn<'_> {
     fn delete_queue(&self, corr: &[u8], ent: &[u8], q: &Arc<Queue>) -> Outgoing {
         match self.state.store.delete_queue(q) {
             Ok((rec, _)) => {
+                self.state.stats.queue_deleted(rec.sender_key.is_some());
                 lock(&self.client.subs).remove(ent);
                 if let Some(c) = self.state.take_subscriber(ent) {
                     if c.id != self.client.id {
@@ -457,7 +518,7 @@ impl Conn<'_> {
                     }
                 }
                 if let Some(n) = rec.notifier {
-                    lock(&self.state.pending_ntfs).remove(&n.notifier_id);
+                    self.drop_pending_ntfs(&n.notifier_id);
                     self.end_ntf_subscriber(&n.notifier_id);
                 }
                 (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok)
@@ -506,12 +567,20 @@ impl Conn<'_> {
     ) -> BrokerMsg {
         let st = self.state.store.as_ref();
         let s = &self.state.settings;
+        let stats = &self.state.stats;
         if body.len() > max_message_length(self.version) {
+            stats.msg_sent_large.inc();
             return BrokerMsg::Err(ErrorType::LargeMsg);
         }
         match &rec.status {
-            QueueStatus::Off => return BrokerMsg::Err(ErrorType::Auth),
-            QueueStatus::Blocked(i) => return BrokerMsg::Err(ErrorType::Blocked(i.clone())),
+            QueueStatus::Off => {
+                stats.msg_sent_auth.inc();
+                return BrokerMsg::Err(ErrorType::Auth);
+            }
+            QueueStatus::Blocked(i) => {
+                stats.msg_sent_block.inc();
+                return BrokerMsg::Err(ErrorType::Blocked(i.clone()));
+            }
             QueueStatus::Active => {}
         }
         if rec.queue_data.is_some() && rec.is_secured_msg_queue() {
@@ -521,7 +590,10 @@ impl Conn<'_> {
         let now = now_secs();
         if s.expire_messages_on_send {
             if let Some(ttl) = s.message_ttl {
-                let _ = st.delete_expired(q, now - ttl);
+                if let Ok(n) = st.delete_expired(q, now - ttl) {
+                    stats.msg_expired.add(n as i64);
+                    stats.msg_count.add(-(n as i64));
+                }
             }
         }
         let msg_id = random_bytes(s.msg_id_bytes);
@@ -533,7 +605,10 @@ impl Conn<'_> {
         };
         match st.write_msg(q, msg.clone(), s.msg_queue_quota) {
             Err(e) => BrokerMsg::Err(e),
-            Ok(WriteResult::Quota) => BrokerMsg::Err(ErrorType::Quota),
+            Ok(WriteResult::Quota) => {
+                stats.msg_sent_quota.inc();
+                BrokerMsg::Err(ErrorType::Quota)
+            }
             Ok(WriteResult::Stored { was_empty }) => {
                 if was_empty {
                     self.try_deliver(rec, &msg);
@@ -542,7 +617,12 @@ impl Conn<'_> {
                     if let Some(n) = &rec.notifier {
                         self.enqueue_notification(n, &msg);
                     }
+                    stats.msg_sent_ntf.inc();
+                    stats.active_queues_ntf.update(&rec.recipient_id);
                 }
+                stats.msg_sent.inc();
+                stats.msg_count.inc();
+                stats.active_queues.update(&rec.recipient_id);
                 BrokerMsg::Ok
             }
         }
@@ -564,6 +644,7 @@ impl Conn<'_> {
         }
         sub.delivered = Some((msg.msg_id().to_vec(), now_secs()));
         drop(subs);
+        self.state.stats.message_delivered(msg.ts());
         c.send(vec![(Vec::new(), rid.clone(), encrypt_msg(rec, msg))]);
     }
 
@@ -579,6 +660,8 @@ impl Conn<'_> {
         let sub = lock(&self.state.ntf_subscribers).get(nid).cloned();
         match sub {
             Some(c) if c.connected.load(std::sync::atomic::Ordering::Acquire) => {
+                self.state.stats.msg_ntfs.inc();
+                self.state.stats.msg_ntfs_b.inc();
                 c.send(vec![(
                     Vec::new(),
                     nid.clone(),
@@ -586,6 +669,8 @@ impl Conn<'_> {
                 )]);
             }
             _ => {
+                self.state.stats.msg_ntf_no_sub.inc();
+                self.state.stats.ntf_count.inc();
                 lock(&self.state.pending_ntfs)
                     .entry(nid.clone())
                     .or_default()
@@ -600,14 +685,27 @@ impl Conn<'_> {
 
     fn subscribe_notifications(&self, nid: &[u8], msgs_out: &mut Vec<Outgoing>) -> BrokerMsg {
         let prev = lock(&self.state.ntf_subscribers).insert(nid.to_vec(), self.client.clone());
-        lock(&self.client.ntf_subs).insert(nid.to_vec());
+        if lock(&self.client.ntf_subs).insert(nid.to_vec()) {
+            self.state.stats.ntf_sub.inc();
+        } else {
+            self.state.stats.ntf_sub_duplicate.inc();
+        }
         if let Some(p) = prev.filter(|p| p.id != self.client.id) {
             lock(&p.ntf_subs).remove(nid);
             p.send(vec![(Vec::new(), nid.to_vec(), BrokerMsg::End)]);
         }
         let pending = lock(&self.state.pending_ntfs).remove(nid);
         if let Some(ntfs) = pending {
+            let stats = &self.state.stats;
             let cutoff = now_secs() - self.state.settings.ntf_ttl;
+            let n = ntfs.len() as i64;
+            let live = ntfs.iter().filter(|x| x.ts >= cutoff).count() as i64;
+            stats.ntf_count.add(-n);
+            stats.msg_ntf_expired.add(n - live);
+            if live > 0 {
+                stats.msg_ntfs.add(live);
+                stats.msg_ntfs_b.add(live / 80 + 1);
+            }
             let msgs: Vec<Outgoing> = ntfs
                 .into_iter()
                 .filter(|n| n.ts >= cutoff)

@@ -4,7 +4,9 @@
 //! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
 
 pub mod commands;
+pub mod counting;
 pub mod forward;
+pub mod inactive;
 pub mod session;
 pub mod state;
 pub mod verify;
@@ -36,6 +38,9 @@ pub enum ServerError {
     /// Listening failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The control port, statistics or metrics could not start.
+    #[error("{0}")]
+    Ops(#[from] crate::control::OpsError),
 }
 
 /// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
@@ -108,6 +113,8 @@ impl Server {
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let sockets = self.state.stats.socket_stats(port);
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -117,7 +124,12 @@ impl Server {
                 Ok((sock, _addr)) => {
                     let me = self.clone();
                     let sd = shutdown.clone();
-                    tokio::spawn(async move { me.connection(sock, sd).await });
+                    let ss = sockets.clone();
+                    ss.accepted.inc();
+                    tokio::spawn(async move {
+                        me.connection(sock, sd).await;
+                        ss.closed.inc();
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -133,7 +145,11 @@ impl Server {
         let conn = match tls::accept(sock, self.tls.clone(), tls::DEFAULT_HANDSHAKE_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::debug!("TLS handshake failed: {e}");
+                if self.state.settings.log_tls_errors {
+                    tracing::warn!("TLS handshake failed: {e}");
+                } else {
+                    tracing::debug!("TLS handshake failed: {e}");
+                }
                 return;
             }
         };
@@ -172,6 +188,6 @@ pub async fn run(
     let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
     let settings = Settings::from_config(&config);
     let server = Arc::new(Server::new(settings, identity)?);
-    server.serve(listeners, shutdown).await;
+    crate::control::serve_with_ops(config, server, listeners, shutdown).await?;
     Ok(())
 }

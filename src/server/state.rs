@@ -1,7 +1,7 @@
 //! Shared server state: settings, connected clients, subscribers and pending notifications.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -39,6 +39,10 @@ pub struct Settings {
     pub client_queue_size: usize,
     /// Notification lifetime in seconds.
     pub ntf_ttl: i64,
+    /// `[INACTIVE_CLIENTS]`: (ttl, check interval) in seconds; `None` keeps idle clients.
+    pub inactive_clients: Option<(u64, u64)>,
+    /// `[TRANSPORT] log_tls_errors`: failed TLS handshakes at warning level, else debug.
+    pub log_tls_errors: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +57,8 @@ impl Default for Settings {
             msg_id_bytes: 24,
             client_queue_size: 128,
             ntf_ttl: 24 * 3600,
+            inactive_clients: None,
+            log_tls_errors: false,
         }
     }
 }
@@ -81,6 +87,12 @@ pub struct ClientHandle {
     pub ntf_subs: Mutex<HashSet<Vec<u8>>>,
     /// Cleared when the connection ends.
     pub connected: AtomicBool,
+    /// When the connection was made (Unix seconds).
+    pub created_at: i64,
+    /// Last time a block was received (Unix seconds).
+    pub rcv_active_at: AtomicI64,
+    /// Last time a block was sent (Unix seconds).
+    pub snd_active_at: AtomicI64,
 }
 
 impl ClientHandle {
@@ -90,6 +102,8 @@ impl ClientHandle {
         if !self.connected.load(Ordering::Acquire) {
             return;
         }
+        self.snd_active_at
+            .store(super::commands::now_secs(), Ordering::Relaxed);
         match self.tx.try_send(msgs) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(m)) => {
@@ -131,6 +145,8 @@ pub struct ServerState {
     next_client_id: AtomicU64,
     /// Cleared when the server stops accepting commands.
     pub active: AtomicBool,
+    /// Event counters (daily CSV, control port, Prometheus).
+    pub stats: Arc<crate::stats::ServerStats>,
 }
 
 impl ServerState {
@@ -145,6 +161,7 @@ impl ServerState {
             clients: Mutex::new(HashMap::new()),
             next_client_id: AtomicU64::new(1),
             active: AtomicBool::new(true),
+            stats: Arc::new(crate::stats::ServerStats::new(super::commands::now_secs())),
         }
     }
 
@@ -162,6 +179,9 @@ impl ServerState {
             subs: Mutex::new(HashMap::new()),
             ntf_subs: Mutex::new(HashSet::new()),
             connected: AtomicBool::new(true),
+            created_at: super::commands::now_secs(),
+            rcv_active_at: AtomicI64::new(super::commands::now_secs()),
+            snd_active_at: AtomicI64::new(super::commands::now_secs()),
         });
         lock(&self.clients).insert(id, c.clone());
         c
@@ -229,6 +249,11 @@ impl Settings {
             },
             expire_messages_on_send: c.store_log.expire_messages_on_send,
             ntf_ttl: c.store_log.expire_ntfs_hours as i64 * 3600,
+            inactive_clients: c
+                .inactive_clients
+                .as_ref()
+                .map(|i| (i.ttl_secs, i.check_interval_secs)),
+            log_tls_errors: c.transport.log_tls_errors,
             ..d
         }
     }
