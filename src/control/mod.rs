@@ -104,10 +104,14 @@ impl Ops {
         let stats = state.stats.clone();
         let store = state.store.clone();
         // counts from the store are the truth; restored counters add the history
+        let mut restored = false;
         if config.store_log.log_stats {
             let path = config.paths.stats_file();
             match crate::stats::backup::restore(&path, &stats) {
-                Ok(true) => tracing::info!("restored server stats from {}", path.display()),
+                Ok(true) => {
+                    restored = true;
+                    tracing::info!("restored server stats from {}", path.display());
+                }
                 Ok(false) => {}
                 Err(source) => {
                     return Err(OpsError::Restore {
@@ -116,6 +120,11 @@ impl Ops {
                     })
                 }
             }
+        }
+        if !restored {
+            stats
+                .from_time
+                .store(clock.now(), std::sync::atomic::Ordering::Relaxed);
         }
         let counts = crate::stats::entity_counts(store.as_ref());
         stats.q_count.set(counts.queues as i64);

@@ -15,7 +15,7 @@ use super::counters::{Counter, ServerStats};
 use super::period::iso_date;
 use super::EntityCounts;
 
-/// Column names of the CSV. The first 74 are the header the operators' guide documents; the
+/// Column names of the CSV. The first 75 are the header the operators' guide documents; the
 /// rest are the columns the reference appends after them (store counts and service stats).
 pub const DAILY_CSV_COLUMNS: &[&str] = &[
     "fromTime",

@@ -124,11 +124,12 @@ pub fn parse_metrics(text: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("parser output")
 }
 
-/// The value of a sample by name and labels (`[]` for none).
+/// The value of a sample by name and labels (`[]` for none). The parser names counter
+/// samples `<family>_total`; both spellings are accepted.
 pub fn sample(parsed: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     parsed["samples"].as_array()?.iter().find_map(|s| {
         let l = s[1].as_object()?;
-        let matches = s[0] == name
+        let matches = (s[0] == name || s[0] == format!("{name}_total"))
             && l.len() == labels.len()
             && labels
                 .iter()
