@@ -25,14 +25,27 @@ async fn idle_clients_without_subscriptions_are_disconnected() {
     assert_eq!(srv.server.state.client_count(), 2);
     let t = Instant::now();
     while srv.server.state.client_count() > 1 {
-        assert!(t.elapsed() < Duration::from_secs(10), "the idle client was not disconnected");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the idle client was not disconnected"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // the idle one is gone, the subscribed one (idle as long) still works
-    let r = tokio::time::timeout(Duration::from_secs(2), idle.request(b"", Command::Ping, None)).await;
-    assert!(!matches!(r, Ok(Ok(_))), "the closed connection answered: {r:?}");
+    let r = tokio::time::timeout(
+        Duration::from_secs(2),
+        idle.request(b"", Command::Ping, None),
+    )
+    .await;
+    assert!(
+        !matches!(r, Ok(Ok(_))),
+        "the closed connection answered: {r:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, pong) = subscribed.request(b"", Command::Ping, None).await.expect("PING");
+    let (_, pong) = subscribed
+        .request(b"", Command::Ping, None)
+        .await
+        .expect("PING");
     assert_eq!(pong, BrokerMsg::Pong);
 }
 
