@@ -267,6 +267,8 @@ impl Ops {
         while self.state.client_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // a closed session's writer may still be flushing its last answers
+        tokio::time::sleep(Duration::from_millis(100)).await;
         self.stop.cancel();
         for t in self.tasks {
             let _ = t.await;
