@@ -10,6 +10,7 @@
 //! - [`config`]: `smp-server.ini` to a typed, validated `Config`.
 //! - [`stats`]: event counters, the daily CSV, the stats backup file, Prometheus; counts only.
 //! - [`control`]: the operator's control port, signals and service lifecycle; no SMP I/O.
+//! - [`web`]: the information page over HTTP/HTTPS and automatic certificates; no SMP logic.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
 
 pub mod cli;
@@ -22,3 +23,4 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod transport;
+pub mod web;

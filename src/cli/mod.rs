@@ -98,6 +98,9 @@ pub(crate) fn require_initialized(paths: &Paths) -> Result<(), CliError> {
 
 /// Entry point of the binary: parse the command line, run it, print any error.
 pub fn main() -> ExitCode {
+    // One process-wide rustls provider: with two compiled in (ring, and aws-lc-rs that some
+    // dependency may pull), clients built without an explicit provider (ACME) would panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let paths = Paths::from_env();
     match run(cli, &paths) {

@@ -134,7 +134,12 @@ fn start_info(c: &Config) -> Vec<String> {
     }
     if let Some((_, cert, key)) = c.web.https_params() {
         for f in [cert, key] {
-            if !f.exists() {
+            if !f.exists() && c.acme.enable {
+                out.push(format!(
+                    "[WEB] {} does not exist yet: [ACME] will obtain it.",
+                    f.display()
+                ));
+            } else if !f.exists() {
                 out.push(format!(
                     "Warning: [WEB] {} does not exist: the HTTPS information page cannot start.",
                     f.display()

@@ -4,6 +4,7 @@
 //! defaults for absent keys. Unknown keys are kept as warnings, never errors, so that files
 //! written by newer reference versions still load.
 
+pub mod acme;
 mod address;
 mod ini;
 mod model;
@@ -121,6 +122,8 @@ pub struct Config {
     pub inactive_clients: Option<InactiveClients>,
     /// `[WEB]`: the server information page.
     pub web: Web,
+    /// `[ACME]`: automatic certificates for the information page.
+    pub acme: acme::Acme,
     /// Options of `smp-server start` (not from the INI file).
     pub start: StartOptions,
     /// `SECTION.key` of keys this server does not know; reported as warnings.

@@ -547,6 +547,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
     ("WEB", &["static_path", "http", "https", "cert", "key"]),
+    ("ACME", super::acme::KEYS),
 ];
 
 fn unknown_keys(ini: &Ini) -> Vec<String> {
@@ -579,6 +580,7 @@ pub(crate) fn from_ini(ini: &Ini, paths: Paths) -> Result<Config, ConfigError> {
         proxy: proxy(&r)?,
         inactive_clients: inactive_clients(&r)?,
         web: web(&r)?,
+        acme: super::acme::acme(&r)?,
         start: StartOptions::default(),
         unknown_keys: unknown_keys(ini),
     })

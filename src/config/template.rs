@@ -51,6 +51,8 @@ pub struct IniTemplate {
     pub web_static_path: Option<PathBuf>,
     /// Comment out `https`, `cert` and `key`.
     pub disable_web: bool,
+    /// `[ACME] domains`; `enable = on` when not empty (`init --fqdn`).
+    pub acme_domains: Vec<String>,
 }
 
 impl Default for IniTemplate {
@@ -76,6 +78,7 @@ impl Default for IniTemplate {
             hosting_type: None,
             web_static_path: None,
             disable_web: false,
+            acme_domains: Vec::new(),
         }
     }
 }
@@ -380,5 +383,43 @@ pub fn render_ini(t: &IniTemplate) -> String {
     transport(&mut out, t);
     proxy(&mut out, t);
     inactive_and_web(&mut out, t);
+    acme_section(&mut out, t);
     out
+}
+
+fn acme_section(out: &mut String, t: &IniTemplate) {
+    out.push_str(
+        "\n[ACME]\n\
+         # Obtain and renew the [WEB] certificate automatically from an ACME CA (Let's Encrypt\n\
+         # by default): no Caddy, certbot or cron needed. The certificate is written to the\n\
+         # [WEB] cert and key files and swapped in without a restart. The CA must reach this\n\
+         # server on port 80 ([WEB] http, for http-01) or 443 ([WEB] https, for tls-alpn-01).\n\
+         # See docs/acme.md.\n",
+    );
+    let on = !t.acme_domains.is_empty();
+    let _ = writeln!(out, "enable = {}", on_off(on));
+    out.push_str("# Names on the certificate, comma-separated (default: the DNS names in [TRANSPORT] host).\n");
+    let domains = t.acme_domains.join(",");
+    opt_line(
+        out,
+        "domains",
+        on.then_some(domains.as_str()),
+        "smp.example.com",
+    );
+    out.push_str(
+        "# Contact for expiry notices from the CA (optional).\n# email = admin@example.com\n",
+    );
+    out.push_str(
+        "# CA directory: Let's Encrypt production by default, `staging` for tests, or any URL.\n\
+         # directory = https://acme-v02.api.letsencrypt.org/directory\n\
+         # Challenge: http-01, tls-alpn-01, or auto (http-01, then tls-alpn-01).\n\
+         # challenge = auto\n\
+         # Certificate key: ecdsa (P-256, default) or rsa (2048 bits).\n\
+         # key_type = ecdsa\n\
+         # Extra PEM root certificate to trust for the CA's own HTTPS (private or test CAs).\n\
+         # ca_root = /etc/opt/simplex/acme-ca.pem\n\
+         # Seconds between renewal checks (renewal follows the CA's ARI window when offered,\n\
+         # else two thirds of the certificate's lifetime).\n\
+         # check_interval = 43200\n",
+    );
 }

@@ -93,8 +93,54 @@ impl Conn<'_> {
         let resp = match cmd {
             Command::Ping => (corr.to_vec(), Vec::new(), BrokerMsg::Pong),
             Command::New(req) => (corr.to_vec(), ent.to_vec(), self.new_queue(corr, req)),
-            Command::Prxy(..) => err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth)),
-            Command::Pfwd(..) => err(corr, ent, ErrorType::Proxy(ProxyError::NoSession)),
+            Command::Prxy(srv, auth) => {
+                let s = &self.state.settings;
+                let allowed = s.allow_proxy
+                    && s.create_password
+                        .as_ref()
+                        .is_none_or(|p| auth.as_ref() == Some(p));
+                if !allowed {
+                    err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth))
+                } else {
+                    let agent = self.state.proxy.clone();
+                    let stats = self.state.stats.clone();
+                    return self.spawn_proxied(corr, ent, async move {
+                        let r = agent.session_key(&srv).await;
+                        super::counting::proxy_result(&stats.p_relays, &r);
+                        r
+                    });
+                }
+            }
+            Command::Pfwd(v, k, enc) => match self.state.proxy.by_session(ent) {
+                None => {
+                    let e = ErrorType::Proxy(ProxyError::NoSession);
+                    let stats = &self.state.stats;
+                    super::counting::proxy_result(&stats.p_msg_fwds, &BrokerMsg::Err(e.clone()));
+                    err(corr, ent, e)
+                }
+                Some(r) if r.version() < crate::protocol::version::SENDING_PROXY => {
+                    self.state.stats.p_msg_fwds.requests.inc();
+                    self.state.stats.p_msg_fwds.errors_compat.inc();
+                    err(
+                        corr,
+                        ent,
+                        ErrorType::Proxy(crate::protocol::errors::ProxyError::Broker(
+                            crate::protocol::errors::BrokerError::Transport(
+                                crate::protocol::errors::TransportError::Version,
+                            ),
+                        )),
+                    )
+                }
+                Some(r) => {
+                    let corr2 = corr.to_vec();
+                    let stats = self.state.stats.clone();
+                    return self.spawn_proxied(corr, ent, async move {
+                        let res = super::proxy::ProxyAgent::forward(&r, &corr2, v, &k, &enc).await;
+                        super::counting::proxy_result(&stats.p_msg_fwds, &res);
+                        res
+                    });
+                }
+            },
             Command::Rfwd(enc) => match self.relay {
                 Some(r) => {
                     self.state.stats.p_msg_fwds_recv.inc();
@@ -109,6 +155,25 @@ impl Conn<'_> {
             },
         };
         out.responses.push(resp);
+    }
+
+    /// Run a proxied command off the connection's read loop; its answer is sent when ready,
+    /// as the reference forks proxied commands.
+    fn spawn_proxied(
+        &self,
+        corr: &[u8],
+        ent: &[u8],
+        fut: impl std::future::Future<Output = BrokerMsg> + Send + 'static,
+    ) {
+        let client = self.client.clone();
+        let (corr, ent) = (corr.to_vec(), ent.to_vec());
+        tokio::spawn(async move {
+            let Ok(_permit) = client.proxy_permits.clone().acquire_owned().await else {
+                return;
+            };
+            let msg = fut.await;
+            client.send(vec![(corr, ent, msg)]);
+        });
     }
 
     fn queue_command(
@@ -320,50 +385,59 @@ impl Conn<'_> {
 
     fn subscribe(&self, corr: &[u8], ent: &[u8], q: &Arc<Queue>, rec: &QueueRec, out: &mut Output) {
         let st = self.state.store.as_ref();
-        let mut subs = lock(&self.client.subs);
-        let fresh = !subs.contains_key(ent);
-        match subs.get_mut(ent) {
-            Some(s) if s.prohibit => {
-                drop(subs);
-                self.state.stats.q_sub_prohibited.inc();
-                out.responses
-                    .push(err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)));
-                return;
-            }
-            Some(s) => {
-                // Repeated SUB: deliver the first message again.
-                s.delivered = None;
-                self.state.stats.q_sub_duplicate.inc();
-            }
-            None => {
-                subs.insert(
-                    ent.to_vec(),
-                    Sub {
-                        prohibit: false,
-                        delivered: None,
-                    },
-                );
-                if let Some(prev) = self.state.set_subscriber(ent, self.client) {
-                    end_subscription(&prev, ent, BrokerMsg::End);
-                    self.state.stats.q_sub_end.inc();
-                    self.state.stats.q_sub_end_b.inc();
+        // Never hold this connection's subscriptions while touching another connection's:
+        // two connections taking over each other's queues would deadlock.
+        let new_sub = {
+            let mut subs = lock(&self.client.subs);
+            match subs.get_mut(ent) {
+                Some(s) if s.prohibit => {
+                    drop(subs);
+                    self.state.stats.q_sub_prohibited.inc();
+                    out.responses
+                        .push(err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)));
+                    return;
+                }
+                Some(s) => {
+                    // Repeated SUB: deliver the first message again.
+                    s.delivered = None;
+                    self.state.stats.q_sub_duplicate.inc();
+                    false
+                }
+                None => {
+                    subs.insert(
+                        ent.to_vec(),
+                        Sub {
+                            prohibit: false,
+                            delivered: None,
+                        },
+                    );
+                    true
                 }
             }
+        };
+        if new_sub {
+            if let Some(prev) = self.state.set_subscriber(ent, self.client) {
+                end_subscription(&prev, ent, BrokerMsg::End);
+                self.state.stats.q_sub_end.inc();
+                self.state.stats.q_sub_end_b.inc();
+            }
         }
+        let mut subs = lock(&self.client.subs);
         match st.peek_msg(q) {
             Ok(m) => {
                 out.responses
                     .push((corr.to_vec(), ent.to_vec(), BrokerMsg::Sok(None)));
-                if let Some(m) = m {
-                    if fresh {
-                        self.state.stats.q_sub.inc();
-                    }
-                    self.state.stats.message_delivered(m.ts());
-                    if let Some(s) = subs.get_mut(ent) {
+                if let (Some(m), Some(s)) = (m, subs.get_mut(ent)) {
+                    // A SEND racing with this SUB may have delivered it already.
+                    if s.delivered.is_none() {
+                        if new_sub {
+                            self.state.stats.q_sub.inc();
+                        }
+                        self.state.stats.message_delivered(m.ts());
                         s.delivered = Some((m.msg_id().to_vec(), now_secs()));
+                        out.msgs
+                            .push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
                     }
-                    out.msgs
-                        .push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
                 }
             }
             Err(e) => out.responses.push(err(corr, ent, e)),

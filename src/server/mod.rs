@@ -7,6 +7,7 @@ pub mod commands;
 pub mod counting;
 pub mod forward;
 pub mod inactive;
+pub mod proxy;
 pub mod session;
 pub mod state;
 pub mod verify;
@@ -64,6 +65,7 @@ pub struct Server {
     identity: Arc<Identity>,
     tls: Arc<rustls::ServerConfig>,
     versions: VersionRange,
+    web: Option<Arc<crate::web::WebService>>,
 }
 
 impl Server {
@@ -87,12 +89,18 @@ impl Server {
             identity,
             tls,
             versions: VersionRange::SERVER,
+            web: None,
         })
     }
 
     /// Limit the versions offered (tests of older clients).
     pub fn set_versions(&mut self, v: VersionRange) {
         self.versions = v;
+    }
+
+    /// Serve the web page on the `[WEB] https` port when it is also an SMP port.
+    pub fn set_web(&mut self, web: Option<Arc<crate::web::WebService>>) {
+        self.web = web;
     }
 
     /// Accept connections on all listeners until `shutdown` is cancelled.
@@ -113,8 +121,12 @@ impl Server {
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let sockets = self.state.stats.socket_stats(port);
+        let port = listener.local_addr().ok().map(|a| a.port());
+        let sockets = self.state.stats.socket_stats(port.unwrap_or(0));
+        let web = self
+            .web
+            .clone()
+            .filter(|w| port.is_some() && w.https_port() == port);
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -124,10 +136,11 @@ impl Server {
                 Ok((sock, _addr)) => {
                     let me = self.clone();
                     let sd = shutdown.clone();
+                    let web = web.clone();
                     let ss = sockets.clone();
                     ss.accepted.inc();
                     tokio::spawn(async move {
-                        me.connection(sock, sd).await;
+                        me.connection(sock, web, sd).await;
                         ss.closed.inc();
                     });
                 }
@@ -140,10 +153,28 @@ impl Server {
         }
     }
 
-    async fn connection(self: Arc<Self>, sock: TcpStream, shutdown: CancellationToken) {
+    async fn connection(
+        self: Arc<Self>,
+        sock: TcpStream,
+        web: Option<Arc<crate::web::WebService>>,
+        shutdown: CancellationToken,
+    ) {
         let _ = sock.set_nodelay(true);
-        let conn = match tls::accept(sock, self.tls.clone(), tls::DEFAULT_HANDSHAKE_TIMEOUT).await {
-            Ok(c) => c,
+        let timeout = tls::DEFAULT_HANDSHAKE_TIMEOUT;
+        let accepted = match &web {
+            Some(w) => tls::accept_routed(sock, self.tls.clone(), w.as_ref(), timeout).await,
+            None => tls::accept(sock, self.tls.clone(), timeout)
+                .await
+                .map(tls::RoutedConn::Smp),
+        };
+        let conn = match accepted {
+            Ok(tls::RoutedConn::Smp(c)) => c,
+            Ok(tls::RoutedConn::Other { stream, alpn, .. }) => {
+                if let Some(w) = web {
+                    w.serve_tls(stream, alpn, shutdown).await;
+                }
+                return;
+            }
             Err(e) => {
                 if self.state.settings.log_tls_errors {
                     tracing::warn!("TLS handshake failed: {e}");
@@ -187,7 +218,17 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
     let settings = Settings::from_config(&config);
-    let server = Arc::new(Server::new(settings, identity)?);
+    let fingerprint = identity.fingerprint.to_base64url();
+    let mut server = Server::new(settings, identity)?;
+    if !config.start.maintenance {
+        server.set_web(crate::web::start(
+            &config,
+            &fingerprint,
+            None,
+            shutdown.clone(),
+        ));
+    }
+    let server = Arc::new(server);
     crate::control::serve_with_ops(config, server, listeners, shutdown).await?;
     Ok(())
 }

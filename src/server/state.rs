@@ -43,6 +43,10 @@ pub struct Settings {
     pub inactive_clients: Option<(u64, u64)>,
     /// `[TRANSPORT] log_tls_errors`: failed TLS handshakes at warning level, else debug.
     pub log_tls_errors: bool,
+    /// Serve as a proxy for private message routing (PRXY/PFWD); the reference always does.
+    pub allow_proxy: bool,
+    /// Proxied commands in flight per connection (`[PROXY] client_concurrency`).
+    pub proxy_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -59,6 +63,8 @@ impl Default for Settings {
             ntf_ttl: 24 * 3600,
             inactive_clients: None,
             log_tls_errors: false,
+            allow_proxy: true,
+            proxy_concurrency: 32,
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct ClientHandle {
     pub rcv_active_at: AtomicI64,
     /// Last time a block was sent (Unix seconds).
     pub snd_active_at: AtomicI64,
+    /// Limits proxied commands in flight for this connection.
+    pub proxy_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ClientHandle {
@@ -147,6 +155,8 @@ pub struct ServerState {
     pub active: AtomicBool,
     /// Event counters (daily CSV, control port, Prometheus).
     pub stats: Arc<crate::stats::ServerStats>,
+    /// Connections to destination relays (proxy role).
+    pub proxy: Arc<super::proxy::ProxyAgent>,
 }
 
 impl ServerState {
@@ -162,6 +172,9 @@ impl ServerState {
             next_client_id: AtomicU64::new(1),
             active: AtomicBool::new(true),
             stats: Arc::new(crate::stats::ServerStats::new(super::commands::now_secs())),
+            proxy: Arc::new(super::proxy::ProxyAgent::new(
+                std::time::Duration::from_secs(20),
+            )),
         }
     }
 
@@ -182,6 +195,9 @@ impl ServerState {
             created_at: super::commands::now_secs(),
             rcv_active_at: AtomicI64::new(super::commands::now_secs()),
             snd_active_at: AtomicI64::new(super::commands::now_secs()),
+            proxy_permits: Arc::new(tokio::sync::Semaphore::new(
+                self.settings.proxy_concurrency.max(1),
+            )),
         });
         lock(&self.clients).insert(id, c.clone());
         c
@@ -254,6 +270,7 @@ impl Settings {
                 .as_ref()
                 .map(|i| (i.ttl_secs, i.check_interval_secs)),
             log_tls_errors: c.transport.log_tls_errors,
+            proxy_concurrency: c.proxy.client_concurrency as usize,
             ..d
         }
     }
