@@ -100,6 +100,7 @@ async fn control_port_roles_and_commands() {
             .to_string()
     };
     assert_eq!(get("qCreated"), "1");
+    assert!(get("fromTime").ends_with(" UTC"), "{stats:?}");
     assert_eq!(get("msgSent"), "1");
     assert_eq!(get("qCount"), "1");
     assert_eq!(get("qCount 2"), "1");

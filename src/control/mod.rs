@@ -132,7 +132,9 @@ impl Ops {
             .msg_count
             .set(crate::stats::stored_messages(store.as_ref()) as i64);
         let mut tasks = Vec::new();
-        if config.store_log.log_stats {
+        // maintenance mode runs the start and stop tasks only: no services, no ports
+        let serving = !config.start.maintenance;
+        if serving && config.store_log.log_stats {
             let st = store.clone();
             let counts_fn: Arc<dyn Fn() -> crate::stats::EntityCounts + Send + Sync> =
                 Arc::new(move || crate::stats::entity_counts(st.as_ref()));
@@ -146,7 +148,11 @@ impl Ops {
                 stop.clone(),
             )));
         }
-        if let Some(secs) = config.store_log.prometheus_interval.filter(|s| *s > 0) {
+        if let Some(secs) = config
+            .store_log
+            .prometheus_interval
+            .filter(|s| serving && *s > 0)
+        {
             let path = config.paths.metrics_file();
             println!(
                 "Prometheus metrics saved every {secs} seconds to {}",
@@ -160,7 +166,10 @@ impl Ops {
             )));
         }
         let mut bound_metrics = None;
-        if let Some(addr) = metrics_addr.or(config.store_log.prometheus_address) {
+        if let Some(addr) = metrics_addr
+            .or(config.store_log.prometheus_address)
+            .filter(|_| serving)
+        {
             let l = bind("Prometheus metrics", addr).await?;
             bound_metrics = l.local_addr().ok();
             if let Some(a) = bound_metrics {
@@ -178,7 +187,7 @@ impl Ops {
             .transport
             .control_port
             .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p))));
-        if let Some(addr) = cp_addr {
+        if let Some(addr) = cp_addr.filter(|_| serving) {
             let l = bind("control port", addr).await?;
             bound_control = l.local_addr().ok();
             let save_stats = stats.clone();

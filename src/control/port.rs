@@ -234,7 +234,13 @@ impl ControlContext {
         let s = &self.state.stats;
         let counts = crate::stats::entity_counts(self.state.store.as_ref());
         let from = s.from_time.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = writeln!(o, "fromTime: {}", time_text(from));
+        // as the reference shows a UTCTime
+        let t = time_text(from);
+        let _ = writeln!(
+            o,
+            "fromTime: {} UTC",
+            t.trim_end_matches('Z').replace('T', " ")
+        );
         let mut put = |name: &str| {
             let v = s.counters.by_name(name).map(|c| c.get()).unwrap_or(0);
             let _ = writeln!(o, "{name}: {v}");
