@@ -35,7 +35,7 @@ pub enum Command {
     Start(StartArgs),
     /// Remove the configuration and log directories (the server identity is lost)
     Delete(DeleteArgs),
-    /// Move messages between the message log and journal storage (not supported here)
+    /// Import/export messages to/from journal storage
     Journal {
         /// What to do.
         #[command(subcommand)]

@@ -9,6 +9,7 @@ mod cert;
 pub mod console;
 mod delete;
 mod init;
+pub mod journal;
 mod start;
 
 use std::process::ExitCode;
@@ -74,9 +75,7 @@ pub fn run(cli: Cli, paths: &Paths) -> Result<(), CliError> {
         Some(Command::Start(a)) => start::run(a, paths),
         Some(Command::Cert(a)) => cert::run(a, paths),
         Some(Command::Delete(a)) => delete::run(a, paths),
-        Some(Command::Journal { .. }) => Err(CliError::Message(
-            "Error: `smp-server journal` is not supported by this server: it keeps messages in memory (store_messages = memory).".into(),
-        )),
+        Some(Command::Journal { cmd }) => journal::run(cmd, paths),
         Some(Command::Database { .. }) => Err(CliError::Message(
             "Error: `smp-server database` is not supported by this server: PostgreSQL storage is not available.".into(),
         )),

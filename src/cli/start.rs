@@ -60,14 +60,15 @@ fn init_tracing(level: LogLevel) {
 /// Refuse storage modes this server cannot provide rather than silently lose data.
 fn check_supported(c: &Config) -> Result<(), CliError> {
     let sl = &c.store_log;
-    if sl.store_queues == QueueStoreType::Database || sl.store_messages != MessageStoreType::Memory
+    if sl.store_queues == QueueStoreType::Database
+        || sl.store_messages == MessageStoreType::Database
     {
         return Err(CliError::Message(format!(
-            "Error: [STORE_LOG] store_queues = {}, store_messages = {} is not supported by this server.\nUse store_queues = memory and store_messages = memory (with enable = on to persist queues).",
+            "Error: [STORE_LOG] store_queues = {}, store_messages = {} is not supported by this server.\nUse store_queues = memory and store_messages = memory or journal (with enable = on to persist queues).",
             sl.store_queues, sl.store_messages
         )));
     }
-    Ok(())
+    crate::cli::journal::check_msg_store_mode(c)
 }
 
 /// A TTL as the reference prints it: the largest whole unit.
@@ -251,11 +252,17 @@ mod tests {
     #[test]
     fn unsupported_storage_is_refused() {
         let c = Config::parse(
-            "[STORE_LOG]\nstore_messages = journal\n",
+            "[STORE_LOG]\nstore_queues = database\nstore_messages = journal\n",
             Paths::new("/c", "/l"),
         )
         .expect("valid");
         assert!(check_supported(&c).is_err());
+        let c = Config::parse(
+            "[STORE_LOG]\nstore_messages = journal\n",
+            Paths::new("/nonexistent-c", "/nonexistent-l"),
+        )
+        .expect("valid");
+        assert!(check_supported(&c).is_ok(), "the journal is supported");
         let c = Config::parse("", Paths::new("/c", "/l")).expect("valid");
         assert!(check_supported(&c).is_ok());
     }

@@ -7,6 +7,7 @@
 pub mod acme;
 mod address;
 mod ini;
+mod journal_fsync;
 mod model;
 mod paths;
 mod read;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use address::{is_valid_password, ServerAddress, DEFAULT_SMP_PORT, PLACEHOLDER_HOST};
 pub use ini::{Ini, SyntaxError};
+pub use journal_fsync::JournalFsync;
 pub use model::{
     country_code, parse_socks_proxy, Auth, ConfirmMigrations, Contacts, Entity, HostMode,
     HostingType, InactiveClients, Information, MessageStoreType, PgpKey, Proxy, QueueStoreType,

@@ -200,6 +200,8 @@ pub struct StoreLog {
     /// `prometheus_address` (ours): serve the metrics over HTTP on this address, e.g.
     /// `127.0.0.1:9090`; off when absent.
     pub prometheus_address: Option<std::net::SocketAddr>,
+    /// `journal_fsync` (our own key): fsync policy of the message journal.
+    pub journal_fsync: super::JournalFsync,
 }
 
 impl StoreLog {
@@ -233,6 +235,7 @@ impl Default for StoreLog {
             log_stats: false,
             prometheus_interval: None,
             prometheus_address: None,
+            journal_fsync: super::JournalFsync::default(),
         }
     }
 }
@@ -511,6 +514,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "log_stats",
             "prometheus_interval",
             "prometheus_address",
+            "journal_fsync",
         ],
     ),
     (
@@ -763,6 +767,7 @@ fn store_log(r: &Reader<'_>) -> Result<StoreLog, ConfigError> {
         log_stats: r.on_off_or(STORE, "log_stats", false)?,
         prometheus_interval: r.number(STORE, "prometheus_interval", "60")?,
         prometheus_address: r.number(STORE, "prometheus_address", "127.0.0.1:9090")?,
+        journal_fsync: super::JournalFsync::read(r)?,
     })
 }
 

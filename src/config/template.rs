@@ -223,6 +223,11 @@ fn store_log(out: &mut String, t: &IniTemplate) {
     out.push_str(
         "# Where messages are kept: memory or journal.\n\
          store_messages = memory\n\n\
+         # With store_messages = journal (our own journal format, see docs/journal.md): when\n\
+         # journal writes are fsynced. always = before each command is answered, shared by\n\
+         # concurrent commands (survives power loss); batch = every 100 ms; off = never while\n\
+         # running. All three survive the server process being killed.\n\
+         # journal_fsync = always\n\n\
          # With store_messages = memory, undelivered messages can be saved at shutdown and\n\
          # loaded at the next start; the saved file is kept as .bak until the restart after.\n",
     );

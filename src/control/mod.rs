@@ -228,6 +228,52 @@ impl Ops {
 
     /// Apply a reloaded configuration: what can change live changes, the rest is logged.
     pub fn reload(&self, new: &Config) {
+        self.reloader().reload(new)
+    }
+
+    fn reloader(&self) -> Reloader {
+        Reloader {
+            control: self.control.clone(),
+            information: self.information.clone(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Stop: wait up to [`DRAIN_GRACE`] for connections to close, stop the services and save
+    /// the statistics (when `log_stats` is on).
+    pub async fn stop(self) {
+        notify::sd_notify("STOPPING=1\nSTATUS=saving state");
+        let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+        while self.state.client_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // a closed session's writer may still be flushing its last answers
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if self.config.store_log.log_stats {
+            let path = self.config.paths.stats_file();
+            match crate::stats::backup::save(&path, &self.state.stats) {
+                Ok(()) => tracing::info!("server stats saved to {}", path.display()),
+                Err(e) => tracing::error!("saving server stats to {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+/// What a reload touches (shared with the running services).
+#[derive(Clone)]
+struct Reloader {
+    control: Option<Arc<ControlContext>>,
+    information: Arc<RwLock<crate::config::Information>>,
+    config: Arc<Config>,
+}
+
+impl Reloader {
+    /// Apply a reloaded configuration: what can change live changes, the rest is logged.
+    pub fn reload(&self, new: &Config) {
         if let Some(c) = &self.control {
             *c.auth.write().unwrap_or_else(|e| e.into_inner()) = control_auth(new);
         }
@@ -267,33 +313,10 @@ impl Ops {
             Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
         }
     }
-
-    /// Stop: wait up to [`DRAIN_GRACE`] for connections to close, stop the services and save
-    /// the statistics (when `log_stats` is on).
-    pub async fn stop(self) {
-        notify::sd_notify("STOPPING=1\nSTATUS=saving state");
-        let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
-        while self.state.client_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // a closed session's writer may still be flushing its last answers
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        self.stop.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        if self.config.store_log.log_stats {
-            let path = self.config.paths.stats_file();
-            match crate::stats::backup::save(&path, &self.state.stats) {
-                Ok(()) => tracing::info!("server stats saved to {}", path.display()),
-                Err(e) => tracing::error!("saving server stats to {}: {e}", path.display()),
-            }
-        }
-    }
 }
 
 /// Reload on SIGHUP until `shutdown` (Unix only).
-pub async fn reload_on_sighup(ops: Arc<Ops>, shutdown: CancellationToken) {
+async fn reload_on_sighup(ops: Reloader, shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -319,30 +342,16 @@ pub async fn reload_on_sighup(ops: Arc<Ops>, shutdown: CancellationToken) {
     }
 }
 
-/// Serve SMP with the operations services around it: start them (restoring statistics),
-/// exit after start-up tasks in maintenance mode, reload on SIGHUP, and on `shutdown` drain
-/// connections and save statistics.
-pub async fn serve_with_ops(
-    config: Arc<Config>,
-    server: Arc<crate::server::Server>,
-    listeners: Vec<TcpListener>,
-    shutdown: CancellationToken,
-) -> Result<(), OpsError> {
-    let ops = Ops::start(config.clone(), server.state.clone(), shutdown.clone()).await?;
-    if config.start.maintenance {
-        println!("Server started in 'maintenance' mode, exiting");
-        ops.stop().await;
-        return Ok(());
-    }
-    let ops = Arc::new(ops);
-    let hup = tokio::spawn(reload_on_sighup(ops.clone(), shutdown.clone()));
-    server.serve(listeners, shutdown).await;
+/// Run `serving` (the SMP listeners until shutdown) with configuration reload on SIGHUP,
+/// then hand the services back so the caller saves its state before [`Ops::stop`].
+pub async fn while_serving<F>(ops: Ops, shutdown: CancellationToken, serving: F) -> Ops
+where
+    F: std::future::Future<Output = ()>,
+{
+    let hup = tokio::spawn(reload_on_sighup(ops.reloader(), shutdown.clone()));
+    serving.await;
     tracing::info!("stopping: saving server state");
+    hup.abort();
     let _ = hup.await;
-    match Arc::try_unwrap(ops) {
-        Ok(ops) => ops.stop().await,
-        Err(_) => tracing::error!("internal: operations services still referenced at stop"),
-    }
-    tracing::info!("server stopped");
-    Ok(())
+    ops
 }

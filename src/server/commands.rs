@@ -752,6 +752,7 @@ impl Conn<'_> {
                         nonce,
                         enc_meta,
                         ts: now_secs(),
+                        msg_id: msg.msg_id().to_vec(),
                     });
             }
         }

@@ -5,8 +5,10 @@
 
 pub mod commands;
 pub mod counting;
+pub mod expire;
 pub mod forward;
 pub mod inactive;
+pub mod persist;
 pub mod proxy;
 pub mod session;
 pub mod state;
@@ -42,6 +44,12 @@ pub enum ServerError {
     /// The control port, statistics or metrics could not start.
     #[error("{0}")]
     Ops(#[from] crate::control::OpsError),
+    /// Restoring or saving queues and messages failed.
+    #[error("{0}")]
+    Persist(#[from] persist::PersistError),
+    /// The message journal could not be opened or read.
+    #[error("{0}")]
+    Journal(#[from] crate::store::journal::JournalError),
 }
 
 /// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
@@ -66,6 +74,8 @@ pub struct Server {
     tls: Arc<rustls::ServerConfig>,
     versions: VersionRange,
     web: Option<Arc<crate::web::WebService>>,
+    /// Connection tasks, awaited at shutdown before state is saved.
+    sessions: tokio_util::task::TaskTracker,
 }
 
 impl Server {
@@ -90,6 +100,7 @@ impl Server {
             tls,
             versions: VersionRange::SERVER,
             web: None,
+            sessions: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -118,6 +129,15 @@ impl Server {
         for t in tasks {
             let _ = t.await;
         }
+        // Let sessions finish the block they are processing, so every answered command is in
+        // the state saved after this returns; bounded so a stuck peer can't hold shutdown.
+        self.sessions.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within 10 s");
+        }
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
@@ -137,9 +157,10 @@ impl Server {
                     let me = self.clone();
                     let sd = shutdown.clone();
                     let web = web.clone();
+                    let tracker = self.sessions.clone();
                     let ss = sockets.clone();
                     ss.accepted.inc();
-                    tokio::spawn(async move {
+                    tracker.spawn(async move {
                         me.connection(sock, web, sd).await;
                         ss.closed.inc();
                     });
@@ -218,8 +239,9 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
     let settings = Settings::from_config(&config);
+    let store = persist::Persistence::open(&config)?;
     let fingerprint = identity.fingerprint.to_base64url();
-    let mut server = Server::new(settings, identity)?;
+    let mut server = Server::with_store(settings, identity, store.store.clone())?;
     if !config.start.maintenance {
         server.set_web(crate::web::start(
             &config,
@@ -229,6 +251,46 @@ pub async fn run(
         ));
     }
     let server = Arc::new(server);
-    crate::control::serve_with_ops(config, server, listeners, shutdown).await?;
+    serve_persisted(server, &store, listeners, shutdown, config).await
+}
+
+/// Restore saved state, serve until `shutdown` (unless in maintenance mode), then save state.
+/// Saving happens after the listeners stopped, so nothing changes while it runs. The
+/// operations services (statistics, control port, metrics, SIGHUP) run around the serving.
+pub async fn serve_persisted(
+    server: Arc<Server>,
+    store: &persist::Persistence,
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
+    config: Arc<crate::config::Config>,
+) -> Result<(), ServerError> {
+    let now = expire::now_secs();
+    store.restore(&server.state, now)?;
+    // after the restore, so the statistics count the restored queues and messages
+    let ops =
+        crate::control::Ops::start(config.clone(), server.state.clone(), shutdown.clone()).await?;
+    let s = &server.state.settings;
+    if s.expire_messages_on_start {
+        if let Some(ttl) = s.message_ttl {
+            let n = expire::expire_messages(&server.state, now - ttl);
+            tracing::info!("expired messages at start: {n}");
+        }
+    }
+    let ops = if config.start.maintenance {
+        println!("Server started in 'maintenance' mode, exiting");
+        tracing::info!("server started in maintenance mode, exiting");
+        ops
+    } else {
+        let exp = tokio::spawn(expire::run(server.state.clone(), shutdown.clone()));
+        let serving = server.clone().serve(listeners, shutdown.clone());
+        let ops = crate::control::while_serving(ops, shutdown, serving).await;
+        let _ = exp.await;
+        ops
+    };
+    tracing::info!("saving server state...");
+    let saved = store.save(&server.state);
+    ops.stop().await;
+    saved?;
+    tracing::info!("server stopped");
     Ok(())
 }

@@ -47,6 +47,12 @@ pub struct Settings {
     pub allow_proxy: bool,
     /// Proxied commands in flight per connection (`[PROXY] client_concurrency`).
     pub proxy_concurrency: usize,
+    /// How often old messages are expired (the reference: 2 hours).
+    pub expire_messages_interval: std::time::Duration,
+    /// How often old notifications are expired (the reference: 1 hour).
+    pub expire_ntfs_interval: std::time::Duration,
+    /// Expire old messages once at start (`[STORE_LOG] expire_messages_on_start`).
+    pub expire_messages_on_start: bool,
 }
 
 impl Default for Settings {
@@ -65,6 +71,9 @@ impl Default for Settings {
             log_tls_errors: false,
             allow_proxy: true,
             proxy_concurrency: 32,
+            expire_messages_interval: std::time::Duration::from_secs(7200),
+            expire_ntfs_interval: std::time::Duration::from_secs(3600),
+            expire_messages_on_start: true,
         }
     }
 }
@@ -134,6 +143,8 @@ pub struct PendingNtf {
     pub enc_meta: Vec<u8>,
     /// When it was created (for expiry).
     pub ts: i64,
+    /// The message it announces (saved with it at shutdown).
+    pub msg_id: Vec<u8>,
 }
 
 /// Everything connections share.
@@ -271,6 +282,7 @@ impl Settings {
                 .map(|i| (i.ttl_secs, i.check_interval_secs)),
             log_tls_errors: c.transport.log_tls_errors,
             proxy_concurrency: c.proxy.client_concurrency as usize,
+            expire_messages_on_start: c.store_log.expire_messages_on_start,
             ..d
         }
     }
