@@ -282,6 +282,37 @@ async fn sigterm_under_load_exits_in_bounded_time_and_accounts_every_acknowledge
     assert!(sent <= attempted.load(Ordering::SeqCst) as i64);
     assert!(b.logs().contains("server stopped"), "{}", b.logs());
     eprintln!("SIGTERM under load: exited in {took:?} after {acked} acknowledged SENDs");
+
+    // after a restart every acknowledged message is still there, exactly once
+    b.start(&[], &[]).await;
+    let rc = b.client().await;
+    let (_, sok) = rc
+        .request(r.rid(), SmpCommand::Sub, Some(&r.key))
+        .await
+        .expect("SUB");
+    assert!(matches!(sok, BrokerMsg::Sok(_)), "{sok:?}");
+    let (_, mut m) = event(&rc).await;
+    let mut bodies = 0i64;
+    loop {
+        let got = decrypt_msg(&r, &m);
+        if got.body.is_some() {
+            bodies += 1;
+        }
+        let (_, next) = rc
+            .request(r.rid(), SmpCommand::Ack(got.msg_id), Some(&r.key))
+            .await
+            .expect("ACK");
+        match next {
+            BrokerMsg::Ok => break,
+            n => m = n,
+        }
+    }
+    assert_eq!(
+        bodies, acked,
+        "messages after restart vs acknowledged SENDs"
+    );
+    b.signal("-TERM");
+    b.wait_exit(Duration::from_secs(15)).await;
 }
 
 #[tokio::test]
