@@ -8,6 +8,8 @@
 //! - [`server`]: sessions, subscriptions, delivery, notifications; wires store and transport.
 //! - [`client`]: an SMP client used by tests, the benchmark and (later) the proxy role.
 //! - [`config`]: `smp-server.ini` to a typed, validated `Config`.
+//! - [`stats`]: event counters, the daily CSV, the stats backup file, Prometheus; counts only.
+//! - [`control`]: the operator's control port, signals and service lifecycle; no SMP I/O.
 //! - [`web`]: the information page over HTTP/HTTPS and automatic certificates; no SMP logic.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
 //! - [`updates`]: the version, `[UPDATE]` wiring and the periodic update checker; no HTTP itself.
@@ -15,9 +17,11 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod crypto;
 pub mod protocol;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod transport;
 pub mod updates;

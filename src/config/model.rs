@@ -197,6 +197,9 @@ pub struct StoreLog {
     pub log_stats: bool,
     /// `prometheus_interval` in seconds; metrics are written only when set.
     pub prometheus_interval: Option<u32>,
+    /// `prometheus_address` (ours): serve the metrics over HTTP on this address, e.g.
+    /// `127.0.0.1:9090`; off when absent.
+    pub prometheus_address: Option<std::net::SocketAddr>,
     /// `journal_fsync` (our own key): fsync policy of the message journal.
     pub journal_fsync: super::JournalFsync,
 }
@@ -231,6 +234,7 @@ impl Default for StoreLog {
             expire_ntfs_hours: defaults::EXPIRE_NTFS_HOURS,
             log_stats: false,
             prometheus_interval: None,
+            prometheus_address: None,
             journal_fsync: super::JournalFsync::default(),
         }
     }
@@ -272,6 +276,7 @@ impl fmt::Debug for StoreLog {
             .field("expire_ntfs_hours", &self.expire_ntfs_hours)
             .field("log_stats", &self.log_stats)
             .field("prometheus_interval", &self.prometheus_interval)
+            .field("prometheus_address", &self.prometheus_address)
             .finish()
     }
 }
@@ -508,6 +513,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "expire_ntfs_hours",
             "log_stats",
             "prometheus_interval",
+            "prometheus_address",
             "journal_fsync",
         ],
     ),
@@ -762,6 +768,7 @@ fn store_log(r: &Reader<'_>) -> Result<StoreLog, ConfigError> {
             .unwrap_or(d.expire_ntfs_hours),
         log_stats: r.on_off_or(STORE, "log_stats", false)?,
         prometheus_interval: r.number(STORE, "prometheus_interval", "60")?,
+        prometheus_address: r.number(STORE, "prometheus_address", "127.0.0.1:9090")?,
         journal_fsync: super::JournalFsync::read(r)?,
     })
 }

@@ -244,7 +244,10 @@ fn store_log(out: &mut String, t: &IniTemplate) {
     let _ = writeln!(out, "log_stats = {}\n", on_off(t.log_stats));
     out.push_str(
         "# Seconds between writes of Prometheus metrics.\n\
-         # prometheus_interval = 60\n\n",
+         # prometheus_interval = 60\n\n\
+         # Also serve the Prometheus metrics over HTTP (GET /metrics) on this address.\n\
+         # Keep it on a loopback address: the metrics are not authenticated.\n\
+         # prometheus_address = 127.0.0.1:9090\n\n",
     );
 }
 

@@ -90,28 +90,38 @@ impl Conn<'_> {
         verified: Verified,
         out: &mut Output,
     ) {
-        let resp =
-            match cmd {
-                Command::Ping => (corr.to_vec(), Vec::new(), BrokerMsg::Pong),
-                Command::New(req) => (corr.to_vec(), ent.to_vec(), self.new_queue(corr, req)),
-                Command::Prxy(srv, auth) => {
-                    let s = &self.state.settings;
-                    let allowed = s.allow_proxy
-                        && s.create_password
-                            .as_ref()
-                            .is_none_or(|p| auth.as_ref() == Some(p));
-                    if !allowed {
-                        err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth))
-                    } else {
-                        let agent = self.state.proxy.clone();
-                        return self.spawn_proxied(corr, ent, async move {
-                            agent.session_key(&srv).await
-                        });
-                    }
+        let resp = match cmd {
+            Command::Ping => (corr.to_vec(), Vec::new(), BrokerMsg::Pong),
+            Command::New(req) => (corr.to_vec(), ent.to_vec(), self.new_queue(corr, req)),
+            Command::Prxy(srv, auth) => {
+                let s = &self.state.settings;
+                let allowed = s.allow_proxy
+                    && s.create_password
+                        .as_ref()
+                        .is_none_or(|p| auth.as_ref() == Some(p));
+                if !allowed {
+                    err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth))
+                } else {
+                    let agent = self.state.proxy.clone();
+                    let stats = self.state.stats.clone();
+                    return self.spawn_proxied(corr, ent, async move {
+                        let r = agent.session_key(&srv).await;
+                        super::counting::proxy_result(&stats.p_relays, &r);
+                        r
+                    });
                 }
-                Command::Pfwd(v, k, enc) => match self.state.proxy.by_session(ent) {
-                    None => err(corr, ent, ErrorType::Proxy(ProxyError::NoSession)),
-                    Some(r) if r.version() < crate::protocol::version::SENDING_PROXY => err(
+            }
+            Command::Pfwd(v, k, enc) => match self.state.proxy.by_session(ent) {
+                None => {
+                    let e = ErrorType::Proxy(ProxyError::NoSession);
+                    let stats = &self.state.stats;
+                    super::counting::proxy_result(&stats.p_msg_fwds, &BrokerMsg::Err(e.clone()));
+                    err(corr, ent, e)
+                }
+                Some(r) if r.version() < crate::protocol::version::SENDING_PROXY => {
+                    self.state.stats.p_msg_fwds.requests.inc();
+                    self.state.stats.p_msg_fwds.errors_compat.inc();
+                    err(
                         corr,
                         ent,
                         ErrorType::Proxy(crate::protocol::errors::ProxyError::Broker(
@@ -119,24 +129,31 @@ impl Conn<'_> {
                                 crate::protocol::errors::TransportError::Version,
                             ),
                         )),
-                    ),
-                    Some(r) => {
-                        let corr2 = corr.to_vec();
-                        return self.spawn_proxied(corr, ent, async move {
-                            super::proxy::ProxyAgent::forward(&r, &corr2, v, &k, &enc).await
-                        });
-                    }
-                },
-                Command::Rfwd(enc) => match self.relay {
-                    Some(r) => (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc)),
-                    None => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
-                },
-                Command::Subs | Command::Nsubs => err(corr, ent, ErrorType::Service),
-                cmd => match verified {
-                    None => err(corr, ent, ErrorType::Internal),
-                    Some((q, rec)) => return self.queue_command(corr, ent, cmd, q, rec, out),
-                },
-            };
+                    )
+                }
+                Some(r) => {
+                    let corr2 = corr.to_vec();
+                    let stats = self.state.stats.clone();
+                    return self.spawn_proxied(corr, ent, async move {
+                        let res = super::proxy::ProxyAgent::forward(&r, &corr2, v, &k, &enc).await;
+                        super::counting::proxy_result(&stats.p_msg_fwds, &res);
+                        res
+                    });
+                }
+            },
+            Command::Rfwd(enc) => match self.relay {
+                Some(r) => {
+                    self.state.stats.p_msg_fwds_recv.inc();
+                    (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc))
+                }
+                None => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
+            },
+            Command::Subs | Command::Nsubs => err(corr, ent, ErrorType::Service),
+            cmd => match verified {
+                None => err(corr, ent, ErrorType::Internal),
+                Some((q, rec)) => return self.queue_command(corr, ent, cmd, q, rec, out),
+            },
+        };
         out.responses.push(resp);
     }
 
@@ -194,7 +211,7 @@ impl Conn<'_> {
             Command::Sub => return self.subscribe(corr, ent, &q, &rec, out),
             Command::Get => self.get_message(corr, ent, &q, &rec),
             Command::Ack(msg_id) => self.ack(corr, ent, &msg_id, &q, &rec),
-            Command::Key(k) => ok_or(st.secure_queue(&q, k)),
+            Command::Key(k) => ok_or(self.secure(&q, k)),
             Command::Rkey(ks) => {
                 if rec.queue_mode == Some(QueueMode::Contact) {
                     ok_or(st.update_keys(&q, ks))
@@ -221,7 +238,8 @@ impl Conn<'_> {
             Command::Nkey(nkey, dh) => reply(self.add_notifier(&q, nkey, dh)),
             Command::Ndel => match st.delete_notifier(&q) {
                 Ok(Some(n)) => {
-                    lock(&self.state.pending_ntfs).remove(&n.notifier_id);
+                    self.drop_pending_ntfs(&n.notifier_id);
+                    self.state.stats.ntf_deleted.inc();
                     self.end_ntf_subscriber(&n.notifier_id);
                     reply(BrokerMsg::Ok)
                 }
@@ -233,14 +251,14 @@ impl Conn<'_> {
             Command::Que => reply(self.queue_info(ent, &q, &rec)),
             Command::Skey(k) => {
                 if rec.queue_mode == Some(QueueMode::Messaging) {
-                    ok_or(st.secure_queue(&q, k))
+                    ok_or(self.secure(&q, k))
                 } else {
                     reply(BrokerMsg::Err(ErrorType::Auth))
                 }
             }
             Command::Lkey(k) => {
                 if rec.queue_mode == Some(QueueMode::Messaging) {
-                    match st.secure_queue(&q, k).and_then(|_| st.get_link(&q, ent)) {
+                    match self.secure(&q, k).and_then(|_| st.get_link(&q, ent)) {
                         Ok(d) => reply(BrokerMsg::Lnk(rec.sender_id.clone(), d)),
                         Err(e) => reply(BrokerMsg::Err(e)),
                     }
@@ -333,6 +351,11 @@ impl Conn<'_> {
                 Err(ErrorType::Duplicate) => continue,
                 Err(e) => return BrokerMsg::Err(e),
                 Ok(_) => {
+                    self.state.stats.q_created.inc();
+                    self.state.stats.q_count.inc();
+                    if notifier.is_some() {
+                        self.state.stats.ntf_new_created.inc();
+                    }
                     if req.sub_mode == SubscriptionMode::Subscribe {
                         lock(&self.client.subs).insert(
                             rid.clone(),
@@ -369,6 +392,7 @@ impl Conn<'_> {
             match subs.get_mut(ent) {
                 Some(s) if s.prohibit => {
                     drop(subs);
+                    self.state.stats.q_sub_prohibited.inc();
                     out.responses
                         .push(err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)));
                     return;
@@ -376,6 +400,7 @@ impl Conn<'_> {
                 Some(s) => {
                     // Repeated SUB: deliver the first message again.
                     s.delivered = None;
+                    self.state.stats.q_sub_duplicate.inc();
                     false
                 }
                 None => {
@@ -393,6 +418,8 @@ impl Conn<'_> {
         if new_sub {
             if let Some(prev) = self.state.set_subscriber(ent, self.client) {
                 end_subscription(&prev, ent, BrokerMsg::End);
+                self.state.stats.q_sub_end.inc();
+                self.state.stats.q_sub_end_b.inc();
             }
         }
         let mut subs = lock(&self.client.subs);
@@ -403,6 +430,10 @@ impl Conn<'_> {
                 if let (Some(m), Some(s)) = (m, subs.get_mut(ent)) {
                     // A SEND racing with this SUB may have delivered it already.
                     if s.delivered.is_none() {
+                        if new_sub {
+                            self.state.stats.q_sub.inc();
+                        }
+                        self.state.stats.message_delivered(m.ts());
                         s.delivered = Some((m.msg_id().to_vec(), now_secs()));
                         out.msgs
                             .push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
@@ -420,15 +451,25 @@ impl Conn<'_> {
             delivered: None,
         });
         if !sub.prohibit {
+            self.state.stats.msg_get_prohibited.inc();
             return err(corr, ent, ErrorType::Cmd(CommandError::Prohibited));
         }
-        sub.delivered = None;
+        let was_delivered = sub.delivered.take().is_some();
         match self.state.store.peek_msg(q) {
             Ok(Some(m)) => {
+                if was_delivered {
+                    self.state.stats.msg_get_duplicate.inc();
+                } else {
+                    self.state.stats.msg_get.inc();
+                }
+                self.state.stats.message_delivered(m.ts());
                 sub.delivered = Some((m.msg_id().to_vec(), now_secs()));
                 (corr.to_vec(), ent.to_vec(), encrypt_msg(rec, &m))
             }
-            Ok(None) => (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok),
+            Ok(None) => {
+                self.state.stats.msg_get_no_msg.inc();
+                (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok)
+            }
             Err(e) => err(corr, ent, e),
         }
     }
@@ -446,23 +487,37 @@ impl Conn<'_> {
         let Some(sub) = subs.get_mut(ent) else {
             return err(corr, ent, ErrorType::NoMsg);
         };
-        match &sub.delivered {
-            Some((d, _)) if d == msg_id || msg_id.is_empty() => {}
+        let delivered_at = match &sub.delivered {
+            Some((d, t)) if d == msg_id || msg_id.is_empty() => *t,
             _ => return err(corr, ent, ErrorType::NoMsg),
-        }
+        };
         sub.delivered = None;
+        let stats = &self.state.stats;
+        let received = |m: &Option<Message>, get: bool| {
+            if let Some(Message::Msg { flags, .. }) = m {
+                stats.message_received(ent, flags.notification, get, delivered_at);
+            }
+        };
         if sub.prohibit {
             match st.del_msg(q, msg_id) {
-                Ok(_) => (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok),
+                Ok(m) => {
+                    received(&m, true);
+                    (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok)
+                }
                 Err(e) => err(corr, ent, e),
             }
         } else {
             match st.del_peek_msg(q, msg_id) {
-                Ok((_, Some(next))) => {
+                Ok((m, Some(next))) => {
+                    received(&m, false);
+                    stats.message_delivered(next.ts());
                     sub.delivered = Some((next.msg_id().to_vec(), now_secs()));
                     (corr.to_vec(), ent.to_vec(), encrypt_msg(rec, &next))
                 }
-                Ok((_, None)) => (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok),
+                Ok((m, None)) => {
+                    received(&m, false);
+                    (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok)
+                }
                 Err(e) => err(corr, ent, e),
             }
         }
@@ -486,8 +541,9 @@ impl Conn<'_> {
                 Err(ErrorType::Duplicate) => continue,
                 Err(e) => return BrokerMsg::Err(e),
                 Ok(old) => {
+                    self.state.stats.ntf_created.inc();
                     if let Some(o) = old {
-                        lock(&self.state.pending_ntfs).remove(&o.notifier_id);
+                        self.drop_pending_ntfs(&o.notifier_id);
                         self.end_ntf_subscriber(&o.notifier_id);
                     }
                     return BrokerMsg::Nid(nid, kp.public());
@@ -495,6 +551,23 @@ impl Conn<'_> {
             }
         }
         BrokerMsg::Err(ErrorType::Internal)
+    }
+
+    /// Secure a queue (KEY, SKEY, LKEY), counting first-time securing.
+    fn secure(&self, q: &Arc<Queue>, k: PublicKey) -> Result<(), ErrorType> {
+        let was = q.rec().map(|r| r.sender_key.is_some()).unwrap_or(true);
+        let r = self.state.store.secure_queue(q, k);
+        if r.is_ok() && !was {
+            self.state.stats.q_secured.inc();
+        }
+        r
+    }
+
+    /// Drop the notifications waiting for a removed notifier.
+    fn drop_pending_ntfs(&self, nid: &[u8]) {
+        if let Some(v) = lock(&self.state.pending_ntfs).remove(nid) {
+            self.state.stats.ntf_count.add(-(v.len() as i64));
+        }
     }
 
     /// Tell the notification subscriber of a removed notifier that it is gone.
@@ -511,6 +584,7 @@ impl Conn<'_> {
     fn delete_queue(&self, corr: &[u8], ent: &[u8], q: &Arc<Queue>) -> Outgoing {
         match self.state.store.delete_queue(q) {
             Ok((rec, _)) => {
+                self.state.stats.queue_deleted(rec.sender_key.is_some());
                 lock(&self.client.subs).remove(ent);
                 if let Some(c) = self.state.take_subscriber(ent) {
                     if c.id != self.client.id {
@@ -518,7 +592,7 @@ impl Conn<'_> {
                     }
                 }
                 if let Some(n) = rec.notifier {
-                    lock(&self.state.pending_ntfs).remove(&n.notifier_id);
+                    self.drop_pending_ntfs(&n.notifier_id);
                     self.end_ntf_subscriber(&n.notifier_id);
                 }
                 (corr.to_vec(), ent.to_vec(), BrokerMsg::Ok)
@@ -567,12 +641,20 @@ impl Conn<'_> {
     ) -> BrokerMsg {
         let st = self.state.store.as_ref();
         let s = &self.state.settings;
+        let stats = &self.state.stats;
         if body.len() > max_message_length(self.version) {
+            stats.msg_sent_large.inc();
             return BrokerMsg::Err(ErrorType::LargeMsg);
         }
         match &rec.status {
-            QueueStatus::Off => return BrokerMsg::Err(ErrorType::Auth),
-            QueueStatus::Blocked(i) => return BrokerMsg::Err(ErrorType::Blocked(i.clone())),
+            QueueStatus::Off => {
+                stats.msg_sent_auth.inc();
+                return BrokerMsg::Err(ErrorType::Auth);
+            }
+            QueueStatus::Blocked(i) => {
+                stats.msg_sent_block.inc();
+                return BrokerMsg::Err(ErrorType::Blocked(i.clone()));
+            }
             QueueStatus::Active => {}
         }
         if rec.queue_data.is_some() && rec.is_secured_msg_queue() {
@@ -582,7 +664,10 @@ impl Conn<'_> {
         let now = now_secs();
         if s.expire_messages_on_send {
             if let Some(ttl) = s.message_ttl {
-                let _ = st.delete_expired(q, now - ttl);
+                if let Ok(n) = st.delete_expired(q, now - ttl) {
+                    stats.msg_expired.add(n as i64);
+                    stats.msg_count.add(-(n as i64));
+                }
             }
         }
         let msg_id = random_bytes(s.msg_id_bytes);
@@ -594,7 +679,10 @@ impl Conn<'_> {
         };
         match st.write_msg(q, msg.clone(), s.msg_queue_quota) {
             Err(e) => BrokerMsg::Err(e),
-            Ok(WriteResult::Quota) => BrokerMsg::Err(ErrorType::Quota),
+            Ok(WriteResult::Quota) => {
+                stats.msg_sent_quota.inc();
+                BrokerMsg::Err(ErrorType::Quota)
+            }
             Ok(WriteResult::Stored { was_empty }) => {
                 if was_empty {
                     self.try_deliver(rec, &msg);
@@ -603,7 +691,12 @@ impl Conn<'_> {
                     if let Some(n) = &rec.notifier {
                         self.enqueue_notification(n, &msg);
                     }
+                    stats.msg_sent_ntf.inc();
+                    stats.active_queues_ntf.update(&rec.recipient_id);
                 }
+                stats.msg_sent.inc();
+                stats.msg_count.inc();
+                stats.active_queues.update(&rec.recipient_id);
                 BrokerMsg::Ok
             }
         }
@@ -625,6 +718,7 @@ impl Conn<'_> {
         }
         sub.delivered = Some((msg.msg_id().to_vec(), now_secs()));
         drop(subs);
+        self.state.stats.message_delivered(msg.ts());
         c.send(vec![(Vec::new(), rid.clone(), encrypt_msg(rec, msg))]);
     }
 
@@ -640,6 +734,8 @@ impl Conn<'_> {
         let sub = lock(&self.state.ntf_subscribers).get(nid).cloned();
         match sub {
             Some(c) if c.connected.load(std::sync::atomic::Ordering::Acquire) => {
+                self.state.stats.msg_ntfs.inc();
+                self.state.stats.msg_ntfs_b.inc();
                 c.send(vec![(
                     Vec::new(),
                     nid.clone(),
@@ -647,6 +743,8 @@ impl Conn<'_> {
                 )]);
             }
             _ => {
+                self.state.stats.msg_ntf_no_sub.inc();
+                self.state.stats.ntf_count.inc();
                 lock(&self.state.pending_ntfs)
                     .entry(nid.clone())
                     .or_default()
@@ -662,14 +760,27 @@ impl Conn<'_> {
 
     fn subscribe_notifications(&self, nid: &[u8], msgs_out: &mut Vec<Outgoing>) -> BrokerMsg {
         let prev = lock(&self.state.ntf_subscribers).insert(nid.to_vec(), self.client.clone());
-        lock(&self.client.ntf_subs).insert(nid.to_vec());
+        if lock(&self.client.ntf_subs).insert(nid.to_vec()) {
+            self.state.stats.ntf_sub.inc();
+        } else {
+            self.state.stats.ntf_sub_duplicate.inc();
+        }
         if let Some(p) = prev.filter(|p| p.id != self.client.id) {
             lock(&p.ntf_subs).remove(nid);
             p.send(vec![(Vec::new(), nid.to_vec(), BrokerMsg::End)]);
         }
         let pending = lock(&self.state.pending_ntfs).remove(nid);
         if let Some(ntfs) = pending {
+            let stats = &self.state.stats;
             let cutoff = now_secs() - self.state.settings.ntf_ttl;
+            let n = ntfs.len() as i64;
+            let live = ntfs.iter().filter(|x| x.ts >= cutoff).count() as i64;
+            stats.ntf_count.add(-n);
+            stats.msg_ntf_expired.add(n - live);
+            if live > 0 {
+                stats.msg_ntfs.add(live);
+                stats.msg_ntfs_b.add(live / 80 + 1);
+            }
             let msgs: Vec<Outgoing> = ntfs
                 .into_iter()
                 .filter(|n| n.ts >= cutoff)

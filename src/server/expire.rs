@@ -17,10 +17,14 @@ pub fn now_secs() -> i64 {
 /// Delete messages older than `before` from every queue; returns how many.
 pub fn expire_messages(state: &ServerState, before: i64) -> usize {
     let st = state.store.as_ref();
-    st.all_queues()
+    let n: usize = st
+        .all_queues()
         .iter()
         .map(|q| st.delete_expired(q, before).unwrap_or(0))
-        .sum()
+        .sum();
+    state.stats.msg_expired.add(n as i64);
+    state.stats.msg_count.add(-(n as i64));
+    n
 }
 
 /// Delete pending notifications older than `before`; returns how many.
@@ -33,6 +37,9 @@ pub fn expire_ntfs(state: &ServerState, before: i64) -> usize {
         n += len - v.len();
         !v.is_empty()
     });
+    drop(p);
+    state.stats.msg_ntf_expired.add(n as i64);
+    state.stats.ntf_count.add(-(n as i64));
     n
 }
 

@@ -4,8 +4,10 @@
 //! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
 
 pub mod commands;
+pub mod counting;
 pub mod expire;
 pub mod forward;
+pub mod inactive;
 pub mod persist;
 pub mod proxy;
 pub mod session;
@@ -39,6 +41,9 @@ pub enum ServerError {
     /// Listening failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The control port, statistics or metrics could not start.
+    #[error("{0}")]
+    Ops(#[from] crate::control::OpsError),
     /// Restoring or saving queues and messages failed.
     #[error("{0}")]
     Persist(#[from] persist::PersistError),
@@ -137,6 +142,7 @@ impl Server {
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let port = listener.local_addr().ok().map(|a| a.port());
+        let sockets = self.state.stats.socket_stats(port.unwrap_or(0));
         let web = self
             .web
             .clone()
@@ -152,7 +158,12 @@ impl Server {
                     let sd = shutdown.clone();
                     let web = web.clone();
                     let tracker = self.sessions.clone();
-                    tracker.spawn(async move { me.connection(sock, web, sd).await });
+                    let ss = sockets.clone();
+                    ss.accepted.inc();
+                    tracker.spawn(async move {
+                        me.connection(sock, web, sd).await;
+                        ss.closed.inc();
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -186,7 +197,11 @@ impl Server {
                 return;
             }
             Err(e) => {
-                tracing::debug!("TLS handshake failed: {e}");
+                if self.state.settings.log_tls_errors {
+                    tracing::warn!("TLS handshake failed: {e}");
+                } else {
+                    tracing::debug!("TLS handshake failed: {e}");
+                }
                 return;
             }
         };
@@ -236,27 +251,24 @@ pub async fn run(
         ));
     }
     let server = Arc::new(server);
-    serve_persisted(
-        server,
-        &store,
-        listeners,
-        shutdown,
-        config.start.maintenance,
-    )
-    .await
+    serve_persisted(server, &store, listeners, shutdown, config).await
 }
 
-/// Restore saved state, serve until `shutdown` (unless `maintenance`), then save state.
-/// Saving happens after the listeners stopped, so nothing changes while it runs.
+/// Restore saved state, serve until `shutdown` (unless in maintenance mode), then save state.
+/// Saving happens after the listeners stopped, so nothing changes while it runs. The
+/// operations services (statistics, control port, metrics, SIGHUP) run around the serving.
 pub async fn serve_persisted(
     server: Arc<Server>,
     store: &persist::Persistence,
     listeners: Vec<TcpListener>,
     shutdown: CancellationToken,
-    maintenance: bool,
+    config: Arc<crate::config::Config>,
 ) -> Result<(), ServerError> {
     let now = expire::now_secs();
     store.restore(&server.state, now)?;
+    // after the restore, so the statistics count the restored queues and messages
+    let ops =
+        crate::control::Ops::start(config.clone(), server.state.clone(), shutdown.clone()).await?;
     let s = &server.state.settings;
     if s.expire_messages_on_start {
         if let Some(ttl) = s.message_ttl {
@@ -264,14 +276,21 @@ pub async fn serve_persisted(
             tracing::info!("expired messages at start: {n}");
         }
     }
-    if maintenance {
+    let ops = if config.start.maintenance {
+        println!("Server started in 'maintenance' mode, exiting");
         tracing::info!("server started in maintenance mode, exiting");
+        ops
     } else {
         let exp = tokio::spawn(expire::run(server.state.clone(), shutdown.clone()));
-        server.clone().serve(listeners, shutdown).await;
+        let serving = server.clone().serve(listeners, shutdown.clone());
+        let ops = crate::control::while_serving(ops, shutdown, serving).await;
         let _ = exp.await;
-    }
+        ops
+    };
     tracing::info!("saving server state...");
-    store.save(&server.state)?;
+    let saved = store.save(&server.state);
+    ops.stop().await;
+    saved?;
+    tracing::info!("server stopped");
     Ok(())
 }

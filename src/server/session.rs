@@ -50,12 +50,21 @@ pub async fn run_session<R, W>(
         version: params.version,
         relay: Some(&relay),
     };
+    let mut inactive = Box::pin(super::inactive::expired(&state, &client));
     loop {
         let block = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = inactive.as_mut() => {
+                tracing::debug!("disconnecting an inactive client");
+                break;
+            }
             b = reader.read_block() => b,
         };
         let Ok(block) = block else { break };
+        client.rcv_active_at.store(
+            super::commands::now_secs(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if !state.active.load(std::sync::atomic::Ordering::Acquire) {
             break;
         }
@@ -70,17 +79,25 @@ pub async fn run_session<R, W>(
                     .push((Vec::new(), Vec::new(), BrokerMsg::Err(ErrorType::Block)))
             }
             Ok(ts) => {
-                for t in &ts {
-                    process_transmission(&conn, &params, &dh_key, t, &mut out);
+                let batched = ts.len() > 1;
+                for (i, t) in ts.iter().enumerate() {
+                    process_transmission(&conn, &params, &dh_key, t, batched && i == 0, &mut out);
                 }
             }
         }
         let mut all = out.responses;
         all.extend(out.msgs);
-        if !all.is_empty() && client.tx.send(all).await.is_err() {
-            break;
+        if !all.is_empty() {
+            client.snd_active_at.store(
+                super::commands::now_secs(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            if client.tx.send(all).await.is_err() {
+                break;
+            }
         }
     }
+    drop(inactive);
     state.remove_client(&client);
     drop(client);
     // The writer ends when the channel closes (all senders dropped) or the socket fails; a
@@ -99,14 +116,26 @@ fn process_transmission(
     params: &THParams,
     dh: &crate::crypto::keys::DhKeyPair,
     t: &[u8],
+    batch_first: bool,
     out: &mut Output,
 ) {
     match decode_server(params, parse_transmission(params, t)) {
         Err((corr, ent, e)) => out.responses.push((corr, ent, BrokerMsg::Err(e))),
         Ok(st) => match verify_transmission(conn.state.store.as_ref(), dh, &st) {
-            Err(e) => out
-                .responses
-                .push((st.corr_id, st.entity_id, BrokerMsg::Err(e))),
+            Err(e) => {
+                if batch_first {
+                    super::counting::batch(&conn.state.stats, &st.command);
+                }
+                if e == ErrorType::Auth {
+                    super::counting::auth_failure(&conn.state.stats, &st.command);
+                }
+                out.responses
+                    .push((st.corr_id, st.entity_id, BrokerMsg::Err(e)))
+            }
+            Ok(v) if batch_first => {
+                super::counting::batch(&conn.state.stats, &st.command);
+                conn.process(&st.corr_id, &st.entity_id, st.command, v, out)
+            }
             Ok(v) => conn.process(&st.corr_id, &st.entity_id, st.command, v, out),
         },
     }

@@ -1,7 +1,7 @@
 //! Shared server state: settings, connected clients, subscribers and pending notifications.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -39,6 +39,10 @@ pub struct Settings {
     pub client_queue_size: usize,
     /// Notification lifetime in seconds.
     pub ntf_ttl: i64,
+    /// `[INACTIVE_CLIENTS]`: (ttl, check interval) in seconds; `None` keeps idle clients.
+    pub inactive_clients: Option<(u64, u64)>,
+    /// `[TRANSPORT] log_tls_errors`: failed TLS handshakes at warning level, else debug.
+    pub log_tls_errors: bool,
     /// Serve as a proxy for private message routing (PRXY/PFWD); the reference always does.
     pub allow_proxy: bool,
     /// Proxied commands in flight per connection (`[PROXY] client_concurrency`).
@@ -63,6 +67,8 @@ impl Default for Settings {
             msg_id_bytes: 24,
             client_queue_size: 128,
             ntf_ttl: 24 * 3600,
+            inactive_clients: None,
+            log_tls_errors: false,
             allow_proxy: true,
             proxy_concurrency: 32,
             expire_messages_interval: std::time::Duration::from_secs(7200),
@@ -96,6 +102,12 @@ pub struct ClientHandle {
     pub ntf_subs: Mutex<HashSet<Vec<u8>>>,
     /// Cleared when the connection ends.
     pub connected: AtomicBool,
+    /// When the connection was made (Unix seconds).
+    pub created_at: i64,
+    /// Last time a block was received (Unix seconds).
+    pub rcv_active_at: AtomicI64,
+    /// Last time a block was sent (Unix seconds).
+    pub snd_active_at: AtomicI64,
     /// Limits proxied commands in flight for this connection.
     pub proxy_permits: Arc<tokio::sync::Semaphore>,
 }
@@ -107,6 +119,8 @@ impl ClientHandle {
         if !self.connected.load(Ordering::Acquire) {
             return;
         }
+        self.snd_active_at
+            .store(super::commands::now_secs(), Ordering::Relaxed);
         match self.tx.try_send(msgs) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(m)) => {
@@ -150,6 +164,8 @@ pub struct ServerState {
     next_client_id: AtomicU64,
     /// Cleared when the server stops accepting commands.
     pub active: AtomicBool,
+    /// Event counters (daily CSV, control port, Prometheus).
+    pub stats: Arc<crate::stats::ServerStats>,
     /// Connections to destination relays (proxy role).
     pub proxy: Arc<super::proxy::ProxyAgent>,
 }
@@ -166,6 +182,7 @@ impl ServerState {
             clients: Mutex::new(HashMap::new()),
             next_client_id: AtomicU64::new(1),
             active: AtomicBool::new(true),
+            stats: Arc::new(crate::stats::ServerStats::new(super::commands::now_secs())),
             proxy: Arc::new(super::proxy::ProxyAgent::new(
                 std::time::Duration::from_secs(20),
             )),
@@ -186,6 +203,9 @@ impl ServerState {
             subs: Mutex::new(HashMap::new()),
             ntf_subs: Mutex::new(HashSet::new()),
             connected: AtomicBool::new(true),
+            created_at: super::commands::now_secs(),
+            rcv_active_at: AtomicI64::new(super::commands::now_secs()),
+            snd_active_at: AtomicI64::new(super::commands::now_secs()),
             proxy_permits: Arc::new(tokio::sync::Semaphore::new(
                 self.settings.proxy_concurrency.max(1),
             )),
@@ -256,6 +276,11 @@ impl Settings {
             },
             expire_messages_on_send: c.store_log.expire_messages_on_send,
             ntf_ttl: c.store_log.expire_ntfs_hours as i64 * 3600,
+            inactive_clients: c
+                .inactive_clients
+                .as_ref()
+                .map(|i| (i.ttl_secs, i.check_interval_secs)),
+            log_tls_errors: c.transport.log_tls_errors,
             proxy_concurrency: c.proxy.client_concurrency as usize,
             expire_messages_on_start: c.store_log.expire_messages_on_start,
             ..d

@@ -1,0 +1,357 @@
+//! Operations: the control port, statistics services, reload on SIGHUP, systemd
+//! notifications and the orderly stop that saves statistics.
+//!
+//! [`Ops::start`] runs beside the SMP listeners; [`Ops::stop`] drains connections for a
+//! bounded time and persists what it owns.
+
+pub mod notify;
+pub mod port;
+pub mod protocol;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::server::state::ServerState;
+use crate::stats::daily::{Clock, SystemClock};
+use port::{ControlAuth, ControlContext};
+
+/// How long [`Ops::stop`] waits for connections to finish their in-flight commands.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Errors starting the operations services.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// A port could not be bound.
+    #[error("{what}: {source}")]
+    Bind {
+        /// Which service.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The statistics backup file is unreadable.
+    #[error("restoring statistics from {path}: {source}; fix or move the file away")]
+    Restore {
+        /// The file.
+        path: String,
+        /// Why.
+        source: crate::stats::backup::BackupError,
+    },
+}
+
+/// The running operations services of one server.
+pub struct Ops {
+    state: Arc<ServerState>,
+    config: Arc<Config>,
+    tasks: Vec<JoinHandle<()>>,
+    stop: CancellationToken,
+    /// The control port's context (when `control_port` is set).
+    pub control: Option<Arc<ControlContext>>,
+    /// Where the control port listens.
+    pub control_addr: Option<SocketAddr>,
+    /// Where the Prometheus endpoint listens.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `[INFORMATION]` as currently published (updated on SIGHUP); the web page may read it.
+    pub information: Arc<RwLock<crate::config::Information>>,
+}
+
+fn control_auth(c: &Config) -> ControlAuth {
+    ControlAuth {
+        admin: c.auth.control_port_admin_password.clone(),
+        user: c.auth.control_port_user_password.clone(),
+        daily_block_quota: c.auth.daily_block_queue_quota,
+        information: format!("{:?}", c.information),
+    }
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, OpsError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| OpsError::Bind {
+            what: format!("{what} on {addr}"),
+            source,
+        })
+}
+
+impl Ops {
+    /// Restore statistics and start the services the configuration enables, with the system
+    /// clock. `shutdown` stops them.
+    pub async fn start(
+        config: Arc<Config>,
+        state: Arc<ServerState>,
+        shutdown: CancellationToken,
+    ) -> Result<Ops, OpsError> {
+        Self::start_with(config, state, shutdown, Arc::new(SystemClock), None, None).await
+    }
+
+    /// As [`Ops::start`], with a clock for the daily log and optional addresses overriding the
+    /// configured control and metrics ports (tests bind port 0).
+    pub async fn start_with(
+        config: Arc<Config>,
+        state: Arc<ServerState>,
+        shutdown: CancellationToken,
+        clock: Arc<dyn Clock>,
+        control_addr: Option<SocketAddr>,
+        metrics_addr: Option<SocketAddr>,
+    ) -> Result<Ops, OpsError> {
+        let stop = shutdown.child_token();
+        let stats = state.stats.clone();
+        let store = state.store.clone();
+        // counts from the store are the truth; restored counters add the history
+        let mut restored = false;
+        if config.store_log.log_stats {
+            let path = config.paths.stats_file();
+            match crate::stats::backup::restore(&path, &stats) {
+                Ok(true) => {
+                    restored = true;
+                    tracing::info!("restored server stats from {}", path.display());
+                }
+                Ok(false) => {}
+                Err(source) => {
+                    return Err(OpsError::Restore {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+        if !restored {
+            stats
+                .from_time
+                .store(clock.now(), std::sync::atomic::Ordering::Relaxed);
+        }
+        let counts = crate::stats::entity_counts(store.as_ref());
+        stats.q_count.set(counts.queues as i64);
+        stats
+            .msg_count
+            .set(crate::stats::stored_messages(store.as_ref()) as i64);
+        let mut tasks = Vec::new();
+        // maintenance mode runs the start and stop tasks only: no services, no ports
+        let serving = !config.start.maintenance;
+        if serving && config.store_log.log_stats {
+            let st = store.clone();
+            let counts_fn: Arc<dyn Fn() -> crate::stats::EntityCounts + Send + Sync> =
+                Arc::new(move || crate::stats::entity_counts(st.as_ref()));
+            let path = config.paths.stats_daily_file();
+            println!("server stats log enabled: {}", path.display());
+            tasks.push(tokio::spawn(crate::stats::daily::run_daily_log(
+                stats.clone(),
+                counts_fn,
+                clock.clone(),
+                path,
+                stop.clone(),
+            )));
+        }
+        if let Some(secs) = config
+            .store_log
+            .prometheus_interval
+            .filter(|s| serving && *s > 0)
+        {
+            let path = config.paths.metrics_file();
+            println!(
+                "Prometheus metrics saved every {secs} seconds to {}",
+                path.display()
+            );
+            tasks.push(tokio::spawn(crate::stats::prometheus::run_file_writer(
+                state.clone(),
+                path,
+                Duration::from_secs(secs as u64),
+                stop.clone(),
+            )));
+        }
+        let mut bound_metrics = None;
+        if let Some(addr) = metrics_addr
+            .or(config.store_log.prometheus_address)
+            .filter(|_| serving)
+        {
+            let l = bind("Prometheus metrics", addr).await?;
+            bound_metrics = l.local_addr().ok();
+            if let Some(a) = bound_metrics {
+                println!("Serving Prometheus metrics on http://{a}/metrics");
+            }
+            tasks.push(tokio::spawn(crate::stats::prometheus::run_http(
+                state.clone(),
+                l,
+                stop.clone(),
+            )));
+        }
+        let mut control = None;
+        let mut bound_control = None;
+        let cp_addr = control_addr.or(config
+            .transport
+            .control_port
+            .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p))));
+        if let Some(addr) = cp_addr.filter(|_| serving) {
+            let l = bind("control port", addr).await?;
+            bound_control = l.local_addr().ok();
+            let save_stats = stats.clone();
+            let save_path = config.paths.stats_file();
+            let log_stats = config.store_log.log_stats;
+            let ctx = Arc::new(ControlContext {
+                state: state.clone(),
+                auth: RwLock::new(control_auth(&config)),
+                save: Box::new(move || {
+                    if log_stats {
+                        crate::stats::backup::save(&save_path, &save_stats)
+                            .map_err(|e| e.to_string())
+                    } else {
+                        Ok(())
+                    }
+                }),
+            });
+            if let Some(a) = bound_control {
+                println!("Control port listening on {a}");
+            }
+            tasks.push(tokio::spawn(port::serve(ctx.clone(), l, stop.clone())));
+            control = Some(ctx);
+        }
+        let information = Arc::new(RwLock::new(config.information.clone()));
+        let ops = Ops {
+            state,
+            config,
+            tasks,
+            stop,
+            control,
+            control_addr: bound_control,
+            metrics_addr: bound_metrics,
+            information,
+        };
+        notify::sd_notify("READY=1\nSTATUS=serving");
+        Ok(ops)
+    }
+
+    /// Apply a reloaded configuration: what can change live changes, the rest is logged.
+    pub fn reload(&self, new: &Config) {
+        self.reloader().reload(new)
+    }
+
+    fn reloader(&self) -> Reloader {
+        Reloader {
+            control: self.control.clone(),
+            information: self.information.clone(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Stop: wait up to [`DRAIN_GRACE`] for connections to close, stop the services and save
+    /// the statistics (when `log_stats` is on).
+    pub async fn stop(self) {
+        notify::sd_notify("STOPPING=1\nSTATUS=saving state");
+        let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+        while self.state.client_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // a closed session's writer may still be flushing its last answers
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if self.config.store_log.log_stats {
+            let path = self.config.paths.stats_file();
+            match crate::stats::backup::save(&path, &self.state.stats) {
+                Ok(()) => tracing::info!("server stats saved to {}", path.display()),
+                Err(e) => tracing::error!("saving server stats to {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+/// What a reload touches (shared with the running services).
+#[derive(Clone)]
+struct Reloader {
+    control: Option<Arc<ControlContext>>,
+    information: Arc<RwLock<crate::config::Information>>,
+    config: Arc<Config>,
+}
+
+impl Reloader {
+    /// Apply a reloaded configuration: what can change live changes, the rest is logged.
+    pub fn reload(&self, new: &Config) {
+        if let Some(c) = &self.control {
+            *c.auth.write().unwrap_or_else(|e| e.into_inner()) = control_auth(new);
+        }
+        *self.information.write().unwrap_or_else(|e| e.into_inner()) = new.information.clone();
+        let old = &self.config;
+        let mut restart = Vec::new();
+        if old.transport.ports != new.transport.ports {
+            restart.push("[TRANSPORT] port");
+        }
+        if old.transport.control_port != new.transport.control_port {
+            restart.push("[TRANSPORT] control_port");
+        }
+        if format!("{:?}", old.store_log) != format!("{:?}", new.store_log) {
+            restart.push("[STORE_LOG]");
+        }
+        if old.auth.new_queues != new.auth.new_queues
+            || old.auth.create_password != new.auth.create_password
+        {
+            restart.push("[AUTH] new_queues/create_password");
+        }
+        if old.inactive_clients != new.inactive_clients {
+            restart.push("[INACTIVE_CLIENTS]");
+        }
+        tracing::info!("configuration reloaded: [INFORMATION] and control port passwords applied");
+        if !restart.is_empty() {
+            tracing::warn!(
+                "changes to {} take effect after a restart",
+                restart.join(", ")
+            );
+        }
+    }
+
+    /// Reload the INI file from disk (SIGHUP).
+    pub fn reload_from_disk(&self) {
+        match Config::load_from(self.config.paths.clone()) {
+            Ok(c) => self.reload(&c),
+            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+        }
+    }
+}
+
+/// Reload on SIGHUP until `shutdown` (Unix only).
+async fn reload_on_sighup(ops: Reloader, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = hup.recv() => {
+                    if r.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    ops.reload_from_disk();
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ops, shutdown);
+    }
+}
+
+/// Run `serving` (the SMP listeners until shutdown) with configuration reload on SIGHUP,
+/// then hand the services back so the caller saves its state before [`Ops::stop`].
+pub async fn while_serving<F>(ops: Ops, shutdown: CancellationToken, serving: F) -> Ops
+where
+    F: std::future::Future<Output = ()>,
+{
+    let hup = tokio::spawn(reload_on_sighup(ops.reloader(), shutdown.clone()));
+    serving.await;
+    tracing::info!("stopping: saving server state");
+    hup.abort();
+    let _ = hup.await;
+    ops
+}
