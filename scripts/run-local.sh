@@ -10,6 +10,7 @@ run() { cargo run --release --quiet -- "$@"; }
 if [ ! -f "$SMP_SERVER_CFG_PATH/smp-server.ini" ]; then
   run init -y --ip 127.0.0.1 --no-password
   # Port 443 needs root; a local server listens on 5223 only.
-  sed -i 's/^port\( *[:=] *\).*/port\15223/' "$SMP_SERVER_CFG_PATH/smp-server.ini"
+  sed -i -e 's/^port\( *[:=] *\).*/port\15223/' -e 's/^https\( *[:=]\)/# https\1/' \
+    "$SMP_SERVER_CFG_PATH/smp-server.ini"
 fi
 exec cargo run --release --quiet -- start
