@@ -10,6 +10,7 @@ mod model;
 mod paths;
 mod read;
 mod template;
+mod tor;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ pub use model::{
 };
 pub use paths::{Paths, CFG_PATH_ENV, DEFAULT_CFG_DIR, DEFAULT_LOG_DIR, LOG_PATH_ENV};
 pub use template::{render_ini, IniTemplate};
+pub use tor::{onion_address_file, Tor, TorEgress};
 
 /// Defaults the reference uses, shared by the parser and the `init` template.
 pub mod defaults {
@@ -121,6 +123,8 @@ pub struct Config {
     pub inactive_clients: Option<InactiveClients>,
     /// `[WEB]`: the server information page.
     pub web: Web,
+    /// `[TOR]`: embedded Tor, onion service and onion egress.
+    pub tor: Tor,
     /// Options of `smp-server start` (not from the INI file).
     pub start: StartOptions,
     /// `SECTION.key` of keys this server does not know; reported as warnings.
@@ -219,6 +223,7 @@ impl Config {
                 });
             }
         }
+        tor::validate(&self.tor, self.proxy.socks_proxy.is_some())?;
         Ok(())
     }
 
@@ -262,6 +267,18 @@ impl Config {
             &self.transport.host,
             &self.transport.ports,
         )
+    }
+
+    /// The server address with the onion host appended after the public hosts
+    /// (`smp://fp@public,xxxx.onion`), as `start` prints it when Tor is enabled.
+    pub fn server_address_with_onion(
+        &self,
+        fingerprint: &str,
+        onion: Option<&str>,
+    ) -> ServerAddress {
+        let mut a = self.server_address(fingerprint);
+        a.add_onion_host(onion, self.tor.onion_only_active());
+        a
     }
 }
 

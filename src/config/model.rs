@@ -541,6 +541,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
     ("WEB", &["static_path", "http", "https", "cert", "key"]),
+    ("TOR", super::tor::TOR_KEYS),
 ];
 
 fn unknown_keys(ini: &Ini) -> Vec<String> {
@@ -573,6 +574,7 @@ pub(crate) fn from_ini(ini: &Ini, paths: Paths) -> Result<Config, ConfigError> {
         proxy: proxy(&r)?,
         inactive_clients: inactive_clients(&r)?,
         web: web(&r)?,
+        tor: super::tor::tor(&r)?,
         start: StartOptions::default(),
         unknown_keys: unknown_keys(ini),
     })

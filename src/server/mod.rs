@@ -4,7 +4,9 @@
 //! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
 
 pub mod commands;
+pub mod connector;
 pub mod forward;
+pub mod onion;
 pub mod session;
 pub mod state;
 pub mod verify;
@@ -12,7 +14,7 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::identity::Identity;
@@ -36,6 +38,9 @@ pub enum ServerError {
     /// Listening failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// Embedded Tor could not start.
+    #[error("{0}")]
+    Tor(#[from] smp_onion::OnionError),
 }
 
 /// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
@@ -115,6 +120,7 @@ impl Server {
             };
             match accepted {
                 Ok((sock, _addr)) => {
+                    let _ = sock.set_nodelay(true);
                     let me = self.clone();
                     let sd = shutdown.clone();
                     tokio::spawn(async move { me.connection(sock, sd).await });
@@ -128,8 +134,11 @@ impl Server {
         }
     }
 
-    async fn connection(self: Arc<Self>, sock: TcpStream, shutdown: CancellationToken) {
-        let _ = sock.set_nodelay(true);
+    /// Serve one accepted connection (TCP, or a stream from the onion service).
+    pub async fn connection<S>(self: Arc<Self>, sock: S, shutdown: CancellationToken)
+    where
+        S: connector::AsyncReadWrite + 'static,
+    {
         let conn = match tls::accept(sock, self.tls.clone(), tls::DEFAULT_HANDSHAKE_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
@@ -171,7 +180,14 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
     let settings = Settings::from_config(&config);
+    let fingerprint = identity.fingerprint.to_base64url();
     let server = Arc::new(Server::new(settings, identity)?);
+    let tor = if config.tor.enable && !config.start.maintenance {
+        Some(onion::start(server.clone(), &config, &fingerprint, None, shutdown.clone()).await?)
+    } else {
+        None
+    };
     server.serve(listeners, shutdown).await;
+    drop(tor);
     Ok(())
 }

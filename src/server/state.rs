@@ -131,6 +131,9 @@ pub struct ServerState {
     next_client_id: AtomicU64,
     /// Cleared when the server stops accepting commands.
     pub active: AtomicBool,
+    /// The onion address once embedded Tor has launched the onion service (`[TOR]`); read it
+    /// with [`ServerState::onion_address`] (e.g. for the web page).
+    pub onion_address: std::sync::OnceLock<String>,
 }
 
 impl ServerState {
@@ -145,6 +148,7 @@ impl ServerState {
             clients: Mutex::new(HashMap::new()),
             next_client_id: AtomicU64::new(1),
             active: AtomicBool::new(true),
+            onion_address: std::sync::OnceLock::new(),
         }
     }
 
