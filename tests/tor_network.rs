@@ -167,6 +167,7 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
         assert_eq!(ok, BrokerMsg::Ok);
         let (_, m) = event(&recipient_client).await;
         assert_eq!(decrypt_msg(&r, &m).body.as_deref(), Some(&b"hello onion"[..]));
+        eprintln!("(a) SMP send/receive over onion done {:?} after launch", t_launch.elapsed());
     };
 
     // (b) our Arti -> C-tor onion service.
@@ -182,9 +183,13 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
         let t_b = Instant::now();
         let mut s = retry("our Arti to a C-tor onion", Duration::from_secs(150), || async {
             let mut s = conn.connect(&hs_onion, 7000).await?;
+            // Tor streams send only on flush.
             s.write_all(b"ping over tor").await?;
+            s.flush().await?;
             let mut buf = [0u8; 13];
-            s.read_exact(&mut buf).await?;
+            tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut buf))
+                .await
+                .map_err(|_| std::io::Error::other("no echo in 30 s"))??;
             Ok::<_, std::io::Error>((s, buf))
         })
         .await;
@@ -192,7 +197,9 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
         s.0.shutdown().await.ok();
         eprintln!("(b) done in {:?}", t_b.elapsed());
     };
-    tokio::join!(a, b);
+    tokio::time::timeout(Duration::from_secs(400), async { tokio::join!(a, b) })
+        .await
+        .expect("(a) and (b) finish within 400 s");
 
     // Clean stop on SIGTERM.
     let pid = server.0.id().to_string();
