@@ -118,7 +118,10 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(ini.contains("enable = on\n\n# Virtual"), "init --tor enables Tor");
+    assert!(
+        ini.contains("enable = on\n\n# Virtual"),
+        "init --tor enables Tor"
+    );
     std::fs::write(&ini_path, ini).expect("write ini");
     let child = bin()
         .args(["start", "--log-level", "info"])
@@ -156,8 +159,16 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))
         };
-        let recipient_client = retry("C-tor client to our onion", Duration::from_secs(150), connect).await;
-        eprintln!("(a) first SMP session over onion {:?} after launch", t_launch.elapsed());
+        let recipient_client = retry(
+            "C-tor client to our onion",
+            Duration::from_secs(150),
+            connect,
+        )
+        .await;
+        eprintln!(
+            "(a) first SMP session over onion {:?} after launch",
+            t_launch.elapsed()
+        );
         let r = create_queue(&recipient_client).await;
         let sender = retry("second onion session", Duration::from_secs(60), connect).await;
         let (_, ok) = sender
@@ -166,8 +177,14 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
             .expect("SEND");
         assert_eq!(ok, BrokerMsg::Ok);
         let (_, m) = event(&recipient_client).await;
-        assert_eq!(decrypt_msg(&r, &m).body.as_deref(), Some(&b"hello onion"[..]));
-        eprintln!("(a) SMP send/receive over onion done {:?} after launch", t_launch.elapsed());
+        assert_eq!(
+            decrypt_msg(&r, &m).body.as_deref(),
+            Some(&b"hello onion"[..])
+        );
+        eprintln!(
+            "(a) SMP send/receive over onion done {:?} after launch",
+            t_launch.elapsed()
+        );
     };
 
     // (b) our Arti -> C-tor onion service.
@@ -181,17 +198,21 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
             timeout: Duration::from_secs(60),
         };
         let t_b = Instant::now();
-        let mut s = retry("our Arti to a C-tor onion", Duration::from_secs(150), || async {
-            let mut s = conn.connect(&hs_onion, 7000).await?;
-            // Tor streams send only on flush.
-            s.write_all(b"ping over tor").await?;
-            s.flush().await?;
-            let mut buf = [0u8; 13];
-            tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut buf))
-                .await
-                .map_err(|_| std::io::Error::other("no echo in 30 s"))??;
-            Ok::<_, std::io::Error>((s, buf))
-        })
+        let mut s = retry(
+            "our Arti to a C-tor onion",
+            Duration::from_secs(150),
+            || async {
+                let mut s = conn.connect(&hs_onion, 7000).await?;
+                // Tor streams send only on flush.
+                s.write_all(b"ping over tor").await?;
+                s.flush().await?;
+                let mut buf = [0u8; 13];
+                tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut buf))
+                    .await
+                    .map_err(|_| std::io::Error::other("no echo in 30 s"))??;
+                Ok::<_, std::io::Error>((s, buf))
+            },
+        )
         .await;
         assert_eq!(&s.1, b"ping over tor");
         s.0.shutdown().await.ok();
@@ -203,13 +224,20 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
 
     // Clean stop on SIGTERM.
     let pid = server.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
     let stopped = Instant::now();
     let status = loop {
         if let Some(st) = server.0.try_wait().expect("wait") {
             break st;
         }
-        assert!(stopped.elapsed() < Duration::from_secs(20), "no clean stop on SIGTERM");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "no clean stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "clean exit: {status:?}");
@@ -218,7 +246,10 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
     if let Some(mut o) = server.0.stdout.take() {
         let _ = o.read_to_string(&mut stdout);
     }
-    assert!(stdout.contains(&onion), "start prints the onion address: {stdout}");
+    assert!(
+        stdout.contains(&onion),
+        "start prints the onion address: {stdout}"
+    );
     assert!(stdout.contains("no public port"), "{stdout}");
     eprintln!("private Tor network suite: {:?} in total", t0.elapsed());
 }

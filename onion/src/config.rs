@@ -139,7 +139,11 @@ mod tests {
     fn operator_file_is_merged_over_ours() {
         let t = tempfile::tempdir().expect("tempdir");
         let f = t.path().join("arti.toml");
-        std::fs::write(&f, "[system]\nmemory.max = 268435456\n[address_filter]\nallow_local_addrs = true\n").expect("write");
+        std::fs::write(
+            &f,
+            "[system]\nmemory.max = 268435456\n[address_filter]\nallow_local_addrs = true\n",
+        )
+        .expect("write");
         let mut s = TorSettings::new(t.path().join("tor"));
         s.arti_config = Some(f);
         let c = s.client_config().expect("resolves");

@@ -74,10 +74,7 @@ impl Tor {
         }
         let mut prefs = StreamPrefs::new();
         prefs.connect_to_onion_services(arti_client::config::BoolOrAuto::Explicit(true));
-        Ok(self
-            .client
-            .connect_with_prefs((host, port), &prefs)
-            .await?)
+        Ok(self.client.connect_with_prefs((host, port), &prefs).await?)
     }
 
     /// The settings Tor was started with.

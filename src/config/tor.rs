@@ -185,7 +185,10 @@ mod tests {
         assert!(!c.tor.enable);
         assert_eq!(c.tor.egress, TorEgress::Arti);
         assert_eq!(c.tor.state_dir(&c.paths), PathBuf::from("/l/tor"));
-        assert_eq!(onion_address_file(&c.paths), PathBuf::from("/l/onion-address"));
+        assert_eq!(
+            onion_address_file(&c.paths),
+            PathBuf::from("/l/onion-address")
+        );
     }
 
     #[test]
@@ -205,9 +208,14 @@ mod tests {
 
     #[test]
     fn default_ports_are_smp_then_web() {
-        let c = parse("[TRANSPORT]\nport = 5223,443\n[WEB]\nhttp = 8000\nhttps = 443\n[TOR]\nenable = on\n")
-            .expect("valid");
-        assert_eq!(c.tor.onion_ports(&c.transport, &c.web), vec![5223, 443, 8000]);
+        let c = parse(
+            "[TRANSPORT]\nport = 5223,443\n[WEB]\nhttp = 8000\nhttps = 443\n[TOR]\nenable = on\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            c.tor.onion_ports(&c.transport, &c.web),
+            vec![5223, 443, 8000]
+        );
     }
 
     #[test]

@@ -176,12 +176,12 @@ pub struct IncompatibleHost(&'static str);
 /// `host_mode = onion` prefers an onion host when onion hosts can be reached, `public`
 /// prefers a public one; without a preferred host the first host is used, unless
 /// `required_host_mode` is on, which makes that an error.
-pub fn choose_host<'h>(
-    hosts: &'h [String],
+pub fn choose_host(
+    hosts: &[String],
     host_mode: HostMode,
     required: bool,
     reaches_onion: bool,
-) -> Result<&'h str, IncompatibleHost> {
+) -> Result<&str, IncompatibleHost> {
     let onion = || hosts.iter().find(|h| is_onion(h));
     let public = || hosts.iter().find(|h| !is_onion(h));
     let (preferred, kind) = match host_mode {
@@ -191,7 +191,10 @@ pub fn choose_host<'h>(
     match preferred {
         Some(h) => Ok(h),
         None if required => Err(IncompatibleHost(kind)),
-        None => hosts.first().map(String::as_str).ok_or(IncompatibleHost(kind)),
+        None => hosts
+            .first()
+            .map(String::as_str)
+            .ok_or(IncompatibleHost(kind)),
     }
 }
 

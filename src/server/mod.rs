@@ -183,7 +183,16 @@ pub async fn run(
     let fingerprint = identity.fingerprint.to_base64url();
     let server = Arc::new(Server::new(settings, identity)?);
     let tor = if config.tor.enable && !config.start.maintenance {
-        Some(onion::start(server.clone(), &config, &fingerprint, None, shutdown.clone()).await?)
+        Some(
+            onion::start(
+                server.clone(),
+                &config,
+                &fingerprint,
+                None,
+                shutdown.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };

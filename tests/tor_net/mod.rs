@@ -214,7 +214,10 @@ impl TorNetwork {
             net.spawn(&dir, &torrc);
         }
         net.wait_for_consensus(8, Duration::from_secs(180)).await;
-        eprintln!("tor network: consensus with 8 HSDirs after {:?}", t0.elapsed());
+        eprintln!(
+            "tor network: consensus with 8 HSDirs after {:?}",
+            t0.elapsed()
+        );
         net
     }
 
@@ -289,7 +292,11 @@ impl TorNetwork {
             );
         }
         t.push_str("]\n\n[tor_network.authorities]\n");
-        let idents: Vec<String> = self.auths.iter().map(|a| format!("\"{}\"", a.v3ident)).collect();
+        let idents: Vec<String> = self
+            .auths
+            .iter()
+            .map(|a| format!("\"{}\"", a.v3ident))
+            .collect();
         let _ = writeln!(t, "v3idents = [{}]", idents.join(", "));
         let dirs: Vec<String> = self
             .auths
@@ -320,7 +327,10 @@ where
         attempts += 1;
         match f().await {
             Ok(v) => {
-                eprintln!("{what}: ok after {:?} ({attempts} attempts)", start.elapsed());
+                eprintln!(
+                    "{what}: ok after {:?} ({attempts} attempts)",
+                    start.elapsed()
+                );
                 return v;
             }
             Err(e) if start.elapsed() < limit => {

@@ -50,7 +50,11 @@ fn reply_error(rep: u8) -> io::Error {
 /// The CONNECT request for `host:port` (IP literals as addresses, anything else as a name).
 pub(crate) fn connect_request(host: &str, port: u16) -> io::Result<Vec<u8>> {
     let mut req = vec![5, 1, 0];
-    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         Ok(IpAddr::V4(a)) => {
             req.push(1);
             req.extend_from_slice(&a.octets());

@@ -24,11 +24,20 @@ fn host_choice_follows_the_reference() {
     let only_onion = hosts(&[ONION]);
     let only_public = hosts(&["smp.example.com"]);
     use HostMode::*;
-    assert_eq!(choose_host(&both, Public, false, true), Ok("smp.example.com"));
-    assert_eq!(choose_host(&onion_first, Public, false, true), Ok("smp.example.com"));
+    assert_eq!(
+        choose_host(&both, Public, false, true),
+        Ok("smp.example.com")
+    );
+    assert_eq!(
+        choose_host(&onion_first, Public, false, true),
+        Ok("smp.example.com")
+    );
     assert_eq!(choose_host(&both, Onion, false, true), Ok(ONION));
     // host_mode = onion without any way to reach onions behaves as public.
-    assert_eq!(choose_host(&both, Onion, false, false), Ok("smp.example.com"));
+    assert_eq!(
+        choose_host(&both, Onion, false, false),
+        Ok("smp.example.com")
+    );
     // No preferred host: the first one, unless required.
     assert_eq!(choose_host(&only_onion, Public, false, false), Ok(ONION));
     assert_eq!(
@@ -106,7 +115,9 @@ async fn socks_server(
                         let mut pass = vec![0u8; usize::from(pl[0])];
                         s.read_exact(&mut pass).await.expect("pass");
                         let ok = user == u.as_bytes() && pass == p.as_bytes();
-                        s.write_all(&[1, if ok { 0 } else { 1 }]).await.expect("status");
+                        s.write_all(&[1, if ok { 0 } else { 1 }])
+                            .await
+                            .expect("status");
                         if !ok {
                             return;
                         }
@@ -144,8 +155,12 @@ async fn socks_server(
                 } else {
                     "127.0.0.1".into()
                 };
-                let mut up = TcpStream::connect((target.as_str(), port)).await.expect("up");
-                s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await.expect("reply");
+                let mut up = TcpStream::connect((target.as_str(), port))
+                    .await
+                    .expect("up");
+                s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])
+                    .await
+                    .expect("reply");
                 let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
             });
         }
@@ -169,9 +184,25 @@ fn direct() -> DirectConnector {
 #[tokio::test]
 async fn direct_connects_and_refuses_onion() {
     let echo = echo_server().await;
-    round_trip(direct().connect("127.0.0.1", echo.port()).await.expect("connect")).await;
-    round_trip(direct().connect("localhost", echo.port()).await.expect("by name")).await;
-    let e = direct().connect(ONION, 5223).await.err().expect("onion refused");
+    round_trip(
+        direct()
+            .connect("127.0.0.1", echo.port())
+            .await
+            .expect("connect"),
+    )
+    .await;
+    round_trip(
+        direct()
+            .connect("localhost", echo.port())
+            .await
+            .expect("by name"),
+    )
+    .await;
+    let e = direct()
+        .connect(ONION, 5223)
+        .await
+        .err()
+        .expect("onion refused");
     assert_eq!(e.kind(), io::ErrorKind::Unsupported);
 }
 
@@ -197,7 +228,11 @@ async fn socks_connects_by_name_and_with_credentials() {
         }),
         ..c
     };
-    let e = bad.connect(ONION, echo.port()).await.err().expect("rejected");
+    let e = bad
+        .connect(ONION, echo.port())
+        .await
+        .err()
+        .expect("rejected");
     assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
 }
 
@@ -210,7 +245,11 @@ async fn socks_refusal_is_reported() {
         credentials: None,
         timeout: Duration::from_secs(5),
     };
-    let e = c.connect("smp.example.com", 5223).await.err().expect("refused");
+    let e = c
+        .connect("smp.example.com", 5223)
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(e.kind(), io::ErrorKind::HostUnreachable);
     assert!(e.to_string().contains("host unreachable"), "{e}");
 }
@@ -242,8 +281,16 @@ async fn egress_routes_by_socks_mode_and_onion() {
         socks_mode: SocksMode::Always,
         ..e
     };
-    round_trip(e.connect("127.0.0.1", echo.port()).await.expect("via socks")).await;
-    assert_eq!(rx.recv().await, Some(("127.0.0.1".to_string(), echo.port())));
+    round_trip(
+        e.connect("127.0.0.1", echo.port())
+            .await
+            .expect("via socks"),
+    )
+    .await;
+    assert_eq!(
+        rx.recv().await,
+        Some(("127.0.0.1".to_string(), echo.port()))
+    );
     // No proxy, no Tor: onion hosts are unreachable, with a clear error.
     let e = Egress {
         direct: direct(),
