@@ -140,3 +140,45 @@ pub fn egress(config: &Config, tor: Option<Arc<Tor>>) -> Egress {
         arti,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Paths;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn address_file_round_trip_is_private() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let config = Config::parse(
+            "[TOR]\nenable = on\n",
+            Paths::new(t.path().join("etc"), t.path()),
+        )
+        .expect("valid");
+        assert_eq!(known_onion_address(&config), None);
+        let onion = "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion";
+        let file = onion_address_file(&config.paths);
+        write_address_file(&file, onion).expect("write");
+        assert_eq!(known_onion_address(&config).as_deref(), Some(onion));
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::write(&file, "garbage here\n").expect("write");
+        assert_eq!(known_onion_address(&config), None, "junk is not an address");
+    }
+
+    #[test]
+    fn settings_and_egress_follow_the_config() {
+        let config = Config::parse(
+            "[PROXY]\nsocks_proxy = 127.0.0.1:9050\nsocks_mode = always\n[TOR]\nenable = on\nstate_dir = /s\narti_config = /c/arti.toml\n",
+            Paths::new("/c", "/l"),
+        )
+        .expect("valid");
+        let s = tor_settings(&config);
+        assert_eq!(s.state_dir, std::path::PathBuf::from("/s"));
+        assert_eq!(s.arti_config, Some("/c/arti.toml".into()));
+        let e = egress(&config, None);
+        assert!(e.arti.is_none(), "no Tor running: no Arti route");
+        assert!(e.reaches_onion(), "the SOCKS proxy reaches onions");
+        assert_eq!(e.socks_mode, crate::config::SocksMode::Always);
+    }
+}
