@@ -8,7 +8,9 @@
 //! - [`server`]: sessions, subscriptions, delivery, notifications; wires store and transport.
 //! - [`client`]: an SMP client used by tests, the benchmark and (later) the proxy role.
 //! - [`config`]: `smp-server.ini` to a typed, validated `Config`.
+//! - [`web`]: the information page over HTTP/HTTPS and automatic certificates; no SMP logic.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
+//! - [`updates`]: the version, `[UPDATE]` wiring and the periodic update checker; no HTTP itself.
 
 pub mod cli;
 pub mod client;
@@ -18,3 +20,5 @@ pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod transport;
+pub mod updates;
+pub mod web;

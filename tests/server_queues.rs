@@ -483,3 +483,37 @@ async fn large_message_is_refused() {
         assert_eq!(decrypt_msg(&r, &m).body.map(|b| b.len()), Some(max));
     }
 }
+
+/// Two connections repeatedly taking over each other's subscriptions at once must not
+/// deadlock (each takeover touches both connections' subscription state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_cross_takeovers_do_not_deadlock() {
+    let s = start_server(Settings::default()).await;
+    let a = std::sync::Arc::new(s.client().await);
+    let b = std::sync::Arc::new(s.client().await);
+    let qa = std::sync::Arc::new(create_queue(&a).await);
+    let qb = std::sync::Arc::new(create_queue(&b).await);
+    let run = |c: std::sync::Arc<smp_server::client::SmpClient>,
+               q1: std::sync::Arc<Recipient>,
+               q2: std::sync::Arc<Recipient>| {
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                for q in [&q1, &q2] {
+                    let (_, r) = c
+                        .request(q.rid(), Command::Sub, Some(&q.key))
+                        .await
+                        .expect("SUB");
+                    assert_eq!(r, BrokerMsg::Sok(None));
+                }
+            }
+        })
+    };
+    let t1 = run(a.clone(), qb.clone(), qa.clone());
+    let t2 = run(b.clone(), qa.clone(), qb.clone());
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        t1.await.expect("a");
+        t2.await.expect("b");
+    })
+    .await
+    .expect("takeovers finished (no deadlock)");
+}

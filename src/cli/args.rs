@@ -35,7 +35,10 @@ pub enum Command {
     Start(StartArgs),
     /// Remove the configuration and log directories (the server identity is lost)
     Delete(DeleteArgs),
-    /// Move messages between the message log and journal storage (not supported here)
+    /// Install the newest signed release of this server (see [UPDATE] in smp-server.ini)
+    #[command(name = "self-update")]
+    SelfUpdate(SelfUpdateArgs),
+    /// Import/export messages to/from journal storage
     Journal {
         /// What to do.
         #[command(subcommand)]
@@ -289,6 +292,20 @@ pub struct CertArgs {
     /// Common Name of the new certificate (default: the current one)
     #[arg(long = "cn", value_name = "FQDN")]
     pub cn: Option<String>,
+}
+
+/// `smp-server self-update`.
+#[derive(Args, Debug, Clone)]
+pub struct SelfUpdateArgs {
+    /// Only report whether a newer release exists
+    #[arg(long = "check", conflicts_with = "rollback")]
+    pub check: bool,
+    /// Install without asking
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// Put back the binary replaced by the last update
+    #[arg(long = "rollback")]
+    pub rollback: bool,
 }
 
 /// `smp-server delete`.

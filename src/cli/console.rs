@@ -8,7 +8,7 @@ use crate::config::ServerAddress;
 
 /// The version line, printed by `--version`, `init` and `start`.
 pub fn version_line() -> String {
-    format!("SMP server v{}", env!("CARGO_PKG_VERSION"))
+    format!("SMP server v{}", crate::updates::VERSION)
 }
 
 /// Reads answers from standard input.

@@ -275,6 +275,10 @@ fn initialize(a: &InitArgs, ans: &Answers, paths: &Paths) -> Result<(), CliError
         web_static_path: ans.web_path.clone(),
         disable_web: a.disable_web,
         enable_tor: a.tor,
+        acme_domains: match &ans.fqdn {
+            Some(f) if !a.disable_web && crate::config::acme::is_dns_name(f) => vec![f.clone()],
+            _ => Vec::new(),
+        },
     };
     let ini = paths.ini_file();
     write_private(&ini, &render_ini(&template))?;

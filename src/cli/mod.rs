@@ -9,6 +9,8 @@ mod cert;
 pub mod console;
 mod delete;
 mod init;
+pub mod journal;
+mod self_update;
 mod start;
 
 use std::process::ExitCode;
@@ -74,9 +76,8 @@ pub fn run(cli: Cli, paths: &Paths) -> Result<(), CliError> {
         Some(Command::Start(a)) => start::run(a, paths),
         Some(Command::Cert(a)) => cert::run(a, paths),
         Some(Command::Delete(a)) => delete::run(a, paths),
-        Some(Command::Journal { .. }) => Err(CliError::Message(
-            "Error: `smp-server journal` is not supported by this server: it keeps messages in memory (store_messages = memory).".into(),
-        )),
+        Some(Command::Journal { cmd }) => journal::run(cmd, paths),
+        Some(Command::SelfUpdate(a)) => self_update::run(a, paths),
         Some(Command::Database { .. }) => Err(CliError::Message(
             "Error: `smp-server database` is not supported by this server: PostgreSQL storage is not available.".into(),
         )),
@@ -98,6 +99,9 @@ pub(crate) fn require_initialized(paths: &Paths) -> Result<(), CliError> {
 
 /// Entry point of the binary: parse the command line, run it, print any error.
 pub fn main() -> ExitCode {
+    // One process-wide rustls provider: with two compiled in (ring, and aws-lc-rs that some
+    // dependency may pull), clients built without an explicit provider (ACME) would panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let paths = Paths::from_env();
     match run(cli, &paths) {

@@ -35,7 +35,10 @@ pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    drop(runtime);
+    crate::updates::restart_if_updated();
+    result
 }
 
 fn init_tracing(level: LogLevel) {
@@ -60,14 +63,15 @@ fn init_tracing(level: LogLevel) {
 /// Refuse storage modes this server cannot provide rather than silently lose data.
 fn check_supported(c: &Config) -> Result<(), CliError> {
     let sl = &c.store_log;
-    if sl.store_queues == QueueStoreType::Database || sl.store_messages != MessageStoreType::Memory
+    if sl.store_queues == QueueStoreType::Database
+        || sl.store_messages == MessageStoreType::Database
     {
         return Err(CliError::Message(format!(
-            "Error: [STORE_LOG] store_queues = {}, store_messages = {} is not supported by this server.\nUse store_queues = memory and store_messages = memory (with enable = on to persist queues).",
+            "Error: [STORE_LOG] store_queues = {}, store_messages = {} is not supported by this server.\nUse store_queues = memory and store_messages = memory or journal (with enable = on to persist queues).",
             sl.store_queues, sl.store_messages
         )));
     }
-    Ok(())
+    crate::cli::journal::check_msg_store_mode(c)
 }
 
 /// A TTL as the reference prints it: the largest whole unit.
@@ -150,7 +154,12 @@ fn start_info(c: &Config) -> Vec<String> {
     }
     if let Some((_, cert, key)) = c.web.https_params() {
         for f in [cert, key] {
-            if !f.exists() {
+            if !f.exists() && c.acme.enable {
+                out.push(format!(
+                    "[WEB] {} does not exist yet: [ACME] will obtain it.",
+                    f.display()
+                ));
+            } else if !f.exists() {
                 out.push(format!(
                     "Warning: [WEB] {} does not exist: the HTTPS information page cannot start.",
                     f.display()
@@ -201,22 +210,32 @@ fn bind_port(port: u16) -> Result<TcpListener, CliError> {
     }
 }
 
-async fn shutdown_signal() {
+/// Install SIGINT/SIGTERM handlers now (before binding, so an early signal is never fatal)
+/// and return a future that resolves on the first signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            return;
-        }
+        })
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {
+    let signal = shutdown_signal()
+        .map_err(|e| CliError::Message(format!("Error: cannot install signal handlers: {e}")))?;
     let listeners = if config.start.maintenance || config.tor.onion_only_active() {
         Vec::new()
     } else {
@@ -230,10 +249,11 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         tracing::info!("shutting down");
         trigger.cancel();
     });
+    crate::updates::spawn_checker(&config.update, shutdown.clone());
     crate::server::run(Arc::new(config), listeners, shutdown).await?;
     Ok(())
 }
@@ -270,11 +290,17 @@ mod tests {
     #[test]
     fn unsupported_storage_is_refused() {
         let c = Config::parse(
-            "[STORE_LOG]\nstore_messages = journal\n",
+            "[STORE_LOG]\nstore_queues = database\nstore_messages = journal\n",
             Paths::new("/c", "/l"),
         )
         .expect("valid");
         assert!(check_supported(&c).is_err());
+        let c = Config::parse(
+            "[STORE_LOG]\nstore_messages = journal\n",
+            Paths::new("/nonexistent-c", "/nonexistent-l"),
+        )
+        .expect("valid");
+        assert!(check_supported(&c).is_ok(), "the journal is supported");
         let c = Config::parse("", Paths::new("/c", "/l")).expect("valid");
         assert!(check_supported(&c).is_ok());
     }

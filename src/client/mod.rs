@@ -77,6 +77,8 @@ pub struct ClientOptions {
     pub alpn: bool,
     /// How long to wait for a response.
     pub timeout: Duration,
+    /// Connect as an SMP proxy (to a relay).
+    pub proxy: bool,
 }
 
 impl Default for ClientOptions {
@@ -85,6 +87,7 @@ impl Default for ClientOptions {
             versions: VersionRange::SERVER,
             alpn: true,
             timeout: Duration::from_secs(20),
+            proxy: false,
         }
     }
 }
@@ -101,6 +104,9 @@ pub struct SmpClient {
     pub server_range: VersionRange,
     /// DH secret of our and the server's session keys (what a proxy uses to talk to a relay).
     pub session_secret: Option<[u8; 32]>,
+    /// The server's certificate chain and signed session key.
+    pub server_auth: Option<crate::protocol::handshake::CertChainPubKey>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
     writer: tokio::sync::Mutex<BlockWriter<WriteHalf<Stream>>>,
     pending: Pending,
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<(Vec<u8>, BrokerMsg)>>,
@@ -155,6 +161,7 @@ impl SmpClient {
                 &fingerprint,
                 opts.versions,
                 &tls.peer_chain,
+                opts.proxy,
             ),
         )
         .await
@@ -173,6 +180,8 @@ impl SmpClient {
         let mut reader = sess.reader;
         let p2 = pending.clone();
         let params2 = params.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closed2 = closed.clone();
         let reader_task = tokio::spawn(async move {
             while let Ok(block) = reader.read_block().await {
                 let Ok(content) = block else { continue };
@@ -198,18 +207,28 @@ impl SmpClient {
                     }
                 }
             }
+            closed2.store(true, std::sync::atomic::Ordering::Release);
+            // Fail the requests still waiting.
+            p2.lock().unwrap_or_else(|e| e.into_inner()).clear();
         });
         Ok(SmpClient {
             params,
             server_dh_key: sess.server_dh_key,
             server_range: sess.server_range,
             session_secret,
+            server_auth: sess.server_auth,
+            closed,
             writer: tokio::sync::Mutex::new(sess.writer),
             pending,
             events: tokio::sync::Mutex::new(erx),
             timeout: opts.timeout,
             reader_task,
         })
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The negotiated version.

@@ -4,18 +4,22 @@
 //! defaults for absent keys. Unknown keys are kept as warnings, never errors, so that files
 //! written by newer reference versions still load.
 
+pub mod acme;
 mod address;
 mod ini;
+mod journal_fsync;
 mod model;
 mod paths;
 mod read;
 mod template;
 mod tor;
+mod update;
 
 use std::path::{Path, PathBuf};
 
 pub use address::{is_valid_password, ServerAddress, DEFAULT_SMP_PORT, PLACEHOLDER_HOST};
 pub use ini::{Ini, SyntaxError};
+pub use journal_fsync::JournalFsync;
 pub use model::{
     country_code, parse_socks_proxy, Auth, ConfirmMigrations, Contacts, Entity, HostMode,
     HostingType, InactiveClients, Information, MessageStoreType, PgpKey, Proxy, QueueStoreType,
@@ -24,6 +28,7 @@ pub use model::{
 pub use paths::{Paths, CFG_PATH_ENV, DEFAULT_CFG_DIR, DEFAULT_LOG_DIR, LOG_PATH_ENV};
 pub use template::{render_ini, IniTemplate};
 pub use tor::{onion_address_file, Tor, TorEgress};
+pub use update::{Update, UpdateMode, UpdateWindow, BUILD_REPOSITORY, DEFAULT_API_URL};
 
 /// Defaults the reference uses, shared by the parser and the `init` template.
 pub mod defaults {
@@ -125,6 +130,10 @@ pub struct Config {
     pub web: Web,
     /// `[TOR]`: embedded Tor, onion service and onion egress.
     pub tor: Tor,
+    /// `[UPDATE]`: signed self-update (our own section).
+    pub update: Update,
+    /// `[ACME]`: automatic certificates for the information page.
+    pub acme: acme::Acme,
     /// Options of `smp-server start` (not from the INI file).
     pub start: StartOptions,
     /// `SECTION.key` of keys this server does not know; reported as warnings.

@@ -197,6 +197,8 @@ pub struct StoreLog {
     pub log_stats: bool,
     /// `prometheus_interval` in seconds; metrics are written only when set.
     pub prometheus_interval: Option<u32>,
+    /// `journal_fsync` (our own key): fsync policy of the message journal.
+    pub journal_fsync: super::JournalFsync,
 }
 
 impl StoreLog {
@@ -229,6 +231,7 @@ impl Default for StoreLog {
             expire_ntfs_hours: defaults::EXPIRE_NTFS_HOURS,
             log_stats: false,
             prometheus_interval: None,
+            journal_fsync: super::JournalFsync::default(),
         }
     }
 }
@@ -505,6 +508,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "expire_ntfs_hours",
             "log_stats",
             "prometheus_interval",
+            "journal_fsync",
         ],
     ),
     (
@@ -542,6 +546,8 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
     ("WEB", &["static_path", "http", "https", "cert", "key"]),
     ("TOR", super::tor::TOR_KEYS),
+    ("UPDATE", super::update::KEYS),
+    ("ACME", super::acme::KEYS),
 ];
 
 fn unknown_keys(ini: &Ini) -> Vec<String> {
@@ -575,6 +581,8 @@ pub(crate) fn from_ini(ini: &Ini, paths: Paths) -> Result<Config, ConfigError> {
         inactive_clients: inactive_clients(&r)?,
         web: web(&r)?,
         tor: super::tor::tor(&r)?,
+        update: super::update::read(&r)?,
+        acme: super::acme::acme(&r)?,
         start: StartOptions::default(),
         unknown_keys: unknown_keys(ini),
     })
@@ -756,6 +764,7 @@ fn store_log(r: &Reader<'_>) -> Result<StoreLog, ConfigError> {
             .unwrap_or(d.expire_ntfs_hours),
         log_stats: r.on_off_or(STORE, "log_stats", false)?,
         prometheus_interval: r.number(STORE, "prometheus_interval", "60")?,
+        journal_fsync: super::JournalFsync::read(r)?,
     })
 }
 

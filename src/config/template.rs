@@ -53,6 +53,8 @@ pub struct IniTemplate {
     pub disable_web: bool,
     /// `[TOR] enable`.
     pub enable_tor: bool,
+    /// `[ACME] domains`; `enable = on` when not empty (`init --fqdn`).
+    pub acme_domains: Vec<String>,
 }
 
 impl Default for IniTemplate {
@@ -79,6 +81,7 @@ impl Default for IniTemplate {
             web_static_path: None,
             disable_web: false,
             enable_tor: false,
+            acme_domains: Vec::new(),
         }
     }
 }
@@ -223,6 +226,11 @@ fn store_log(out: &mut String, t: &IniTemplate) {
     out.push_str(
         "# Where messages are kept: memory or journal.\n\
          store_messages = memory\n\n\
+         # With store_messages = journal (our own journal format, see docs/journal.md): when\n\
+         # journal writes are fsynced. always = before each command is answered, shared by\n\
+         # concurrent commands (survives power loss); batch = every 100 ms; off = never while\n\
+         # running. All three survive the server process being killed.\n\
+         # journal_fsync = always\n\n\
          # With store_messages = memory, undelivered messages can be saved at shutdown and\n\
          # loaded at the next start; the saved file is kept as .bak until the restart after.\n",
     );
@@ -381,5 +389,44 @@ pub fn render_ini(t: &IniTemplate) -> String {
     proxy(&mut out, t);
     inactive_and_web(&mut out, t);
     super::tor::template(&mut out, t.enable_tor);
+    super::update::template(&mut out);
+    acme_section(&mut out, t);
     out
+}
+
+fn acme_section(out: &mut String, t: &IniTemplate) {
+    out.push_str(
+        "\n[ACME]\n\
+         # Obtain and renew the [WEB] certificate automatically from an ACME CA (Let's Encrypt\n\
+         # by default): no Caddy, certbot or cron needed. The certificate is written to the\n\
+         # [WEB] cert and key files and swapped in without a restart. The CA must reach this\n\
+         # server on port 80 ([WEB] http, for http-01) or 443 ([WEB] https, for tls-alpn-01).\n\
+         # See docs/acme.md.\n",
+    );
+    let on = !t.acme_domains.is_empty();
+    let _ = writeln!(out, "enable = {}", on_off(on));
+    out.push_str("# Names on the certificate, comma-separated (default: the DNS names in [TRANSPORT] host).\n");
+    let domains = t.acme_domains.join(",");
+    opt_line(
+        out,
+        "domains",
+        on.then_some(domains.as_str()),
+        "smp.example.com",
+    );
+    out.push_str(
+        "# Contact for expiry notices from the CA (optional).\n# email = admin@example.com\n",
+    );
+    out.push_str(
+        "# CA directory: Let's Encrypt production by default, `staging` for tests, or any URL.\n\
+         # directory = https://acme-v02.api.letsencrypt.org/directory\n\
+         # Challenge: http-01, tls-alpn-01, or auto (http-01, then tls-alpn-01).\n\
+         # challenge = auto\n\
+         # Certificate key: ecdsa (P-256, default) or rsa (2048 bits).\n\
+         # key_type = ecdsa\n\
+         # Extra PEM root certificate to trust for the CA's own HTTPS (private or test CAs).\n\
+         # ca_root = /etc/opt/simplex/acme-ca.pem\n\
+         # Seconds between renewal checks (renewal follows the CA's ARI window when offered,\n\
+         # else two thirds of the certificate's lifetime).\n\
+         # check_interval = 43200\n",
+    );
 }

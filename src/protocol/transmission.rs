@@ -45,27 +45,6 @@ impl THParams {
     }
 }
 
-/// Pad `content` to `size` bytes: `<u16 len><content><'#'...>`. `None` if it does not fit.
-pub fn pad(content: &[u8], size: usize) -> Option<Vec<u8>> {
-    if content.len() + 2 > size || content.len() > u16::MAX as usize {
-        return None;
-    }
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(content.len() as u16).to_be_bytes());
-    out.extend_from_slice(content);
-    out.resize(size, b'#');
-    Some(out)
-}
-
-/// Remove padding added by [`pad`].
-pub fn unpad(block: &[u8]) -> DResult<&[u8]> {
-    if block.len() < 2 {
-        return Err(DecodeError("short block"));
-    }
-    let n = u16::from_be_bytes([block[0], block[1]]) as usize;
-    block.get(2..2 + n).ok_or(DecodeError("bad block length"))
-}
-
 /// Split block content into its batched transmissions.
 pub fn split_batch(content: &[u8]) -> DResult<Vec<&[u8]>> {
     let mut d = Decoder::new(content);
@@ -322,11 +301,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pad_unpad_and_batch() {
-        let b = pad(b"hello", 16).expect("fits");
-        assert_eq!(b, b"\x00\x05hello#########");
-        assert_eq!(unpad(&b).expect("unpad"), b"hello");
-        assert!(pad(&[0; 15], 16).is_none());
+    fn batching_limits() {
         let ts: Vec<Vec<u8>> = (0..300).map(|i| vec![i as u8; 10]).collect();
         let blocks = batch(&ts, 16384);
         assert_eq!(blocks.len(), 2, "255 per block at most");

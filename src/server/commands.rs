@@ -90,22 +90,73 @@ impl Conn<'_> {
         verified: Verified,
         out: &mut Output,
     ) {
-        let resp = match cmd {
-            Command::Ping => (corr.to_vec(), Vec::new(), BrokerMsg::Pong),
-            Command::New(req) => (corr.to_vec(), ent.to_vec(), self.new_queue(corr, req)),
-            Command::Prxy(..) => err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth)),
-            Command::Pfwd(..) => err(corr, ent, ErrorType::Proxy(ProxyError::NoSession)),
-            Command::Rfwd(enc) => match self.relay {
-                Some(r) => (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc)),
-                None => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
-            },
-            Command::Subs | Command::Nsubs => err(corr, ent, ErrorType::Service),
-            cmd => match verified {
-                None => err(corr, ent, ErrorType::Internal),
-                Some((q, rec)) => return self.queue_command(corr, ent, cmd, q, rec, out),
-            },
-        };
+        let resp =
+            match cmd {
+                Command::Ping => (corr.to_vec(), Vec::new(), BrokerMsg::Pong),
+                Command::New(req) => (corr.to_vec(), ent.to_vec(), self.new_queue(corr, req)),
+                Command::Prxy(srv, auth) => {
+                    let s = &self.state.settings;
+                    let allowed = s.allow_proxy
+                        && s.create_password
+                            .as_ref()
+                            .is_none_or(|p| auth.as_ref() == Some(p));
+                    if !allowed {
+                        err(corr, ent, ErrorType::Proxy(ProxyError::BasicAuth))
+                    } else {
+                        let agent = self.state.proxy.clone();
+                        return self.spawn_proxied(corr, ent, async move {
+                            agent.session_key(&srv).await
+                        });
+                    }
+                }
+                Command::Pfwd(v, k, enc) => match self.state.proxy.by_session(ent) {
+                    None => err(corr, ent, ErrorType::Proxy(ProxyError::NoSession)),
+                    Some(r) if r.version() < crate::protocol::version::SENDING_PROXY => err(
+                        corr,
+                        ent,
+                        ErrorType::Proxy(crate::protocol::errors::ProxyError::Broker(
+                            crate::protocol::errors::BrokerError::Transport(
+                                crate::protocol::errors::TransportError::Version,
+                            ),
+                        )),
+                    ),
+                    Some(r) => {
+                        let corr2 = corr.to_vec();
+                        return self.spawn_proxied(corr, ent, async move {
+                            super::proxy::ProxyAgent::forward(&r, &corr2, v, &k, &enc).await
+                        });
+                    }
+                },
+                Command::Rfwd(enc) => match self.relay {
+                    Some(r) => (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc)),
+                    None => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
+                },
+                Command::Subs | Command::Nsubs => err(corr, ent, ErrorType::Service),
+                cmd => match verified {
+                    None => err(corr, ent, ErrorType::Internal),
+                    Some((q, rec)) => return self.queue_command(corr, ent, cmd, q, rec, out),
+                },
+            };
         out.responses.push(resp);
+    }
+
+    /// Run a proxied command off the connection's read loop; its answer is sent when ready,
+    /// as the reference forks proxied commands.
+    fn spawn_proxied(
+        &self,
+        corr: &[u8],
+        ent: &[u8],
+        fut: impl std::future::Future<Output = BrokerMsg> + Send + 'static,
+    ) {
+        let client = self.client.clone();
+        let (corr, ent) = (corr.to_vec(), ent.to_vec());
+        tokio::spawn(async move {
+            let Ok(_permit) = client.proxy_permits.clone().acquire_owned().await else {
+                return;
+            };
+            let msg = fut.await;
+            client.send(vec![(corr, ent, msg)]);
+        });
     }
 
     fn queue_command(
@@ -311,41 +362,51 @@ impl Conn<'_> {
 
     fn subscribe(&self, corr: &[u8], ent: &[u8], q: &Arc<Queue>, rec: &QueueRec, out: &mut Output) {
         let st = self.state.store.as_ref();
-        let mut subs = lock(&self.client.subs);
-        match subs.get_mut(ent) {
-            Some(s) if s.prohibit => {
-                drop(subs);
-                out.responses
-                    .push(err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)));
-                return;
-            }
-            Some(s) => {
-                // Repeated SUB: deliver the first message again.
-                s.delivered = None;
-            }
-            None => {
-                subs.insert(
-                    ent.to_vec(),
-                    Sub {
-                        prohibit: false,
-                        delivered: None,
-                    },
-                );
-                if let Some(prev) = self.state.set_subscriber(ent, self.client) {
-                    end_subscription(&prev, ent, BrokerMsg::End);
+        // Never hold this connection's subscriptions while touching another connection's:
+        // two connections taking over each other's queues would deadlock.
+        let new_sub = {
+            let mut subs = lock(&self.client.subs);
+            match subs.get_mut(ent) {
+                Some(s) if s.prohibit => {
+                    drop(subs);
+                    out.responses
+                        .push(err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)));
+                    return;
+                }
+                Some(s) => {
+                    // Repeated SUB: deliver the first message again.
+                    s.delivered = None;
+                    false
+                }
+                None => {
+                    subs.insert(
+                        ent.to_vec(),
+                        Sub {
+                            prohibit: false,
+                            delivered: None,
+                        },
+                    );
+                    true
                 }
             }
+        };
+        if new_sub {
+            if let Some(prev) = self.state.set_subscriber(ent, self.client) {
+                end_subscription(&prev, ent, BrokerMsg::End);
+            }
         }
+        let mut subs = lock(&self.client.subs);
         match st.peek_msg(q) {
             Ok(m) => {
                 out.responses
                     .push((corr.to_vec(), ent.to_vec(), BrokerMsg::Sok(None)));
-                if let Some(m) = m {
-                    if let Some(s) = subs.get_mut(ent) {
+                if let (Some(m), Some(s)) = (m, subs.get_mut(ent)) {
+                    // A SEND racing with this SUB may have delivered it already.
+                    if s.delivered.is_none() {
                         s.delivered = Some((m.msg_id().to_vec(), now_secs()));
+                        out.msgs
+                            .push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
                     }
-                    out.msgs
-                        .push((Vec::new(), ent.to_vec(), encrypt_msg(rec, &m)));
                 }
             }
             Err(e) => out.responses.push(err(corr, ent, e)),
@@ -593,6 +654,7 @@ impl Conn<'_> {
                         nonce,
                         enc_meta,
                         ts: now_secs(),
+                        msg_id: msg.msg_id().to_vec(),
                     });
             }
         }

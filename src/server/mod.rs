@@ -5,8 +5,11 @@
 
 pub mod commands;
 pub mod connector;
+pub mod expire;
 pub mod forward;
 pub mod onion;
+pub mod persist;
+pub mod proxy;
 pub mod session;
 pub mod state;
 pub mod verify;
@@ -38,6 +41,12 @@ pub enum ServerError {
     /// Listening failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// Restoring or saving queues and messages failed.
+    #[error("{0}")]
+    Persist(#[from] persist::PersistError),
+    /// The message journal could not be opened or read.
+    #[error("{0}")]
+    Journal(#[from] crate::store::journal::JournalError),
     /// Embedded Tor could not start.
     #[error("{0}")]
     Tor(#[from] smp_onion::OnionError),
@@ -64,6 +73,9 @@ pub struct Server {
     identity: Arc<Identity>,
     tls: Arc<rustls::ServerConfig>,
     versions: VersionRange,
+    web: Option<Arc<crate::web::WebService>>,
+    /// Connection tasks, awaited at shutdown before state is saved.
+    sessions: tokio_util::task::TaskTracker,
 }
 
 impl Server {
@@ -87,12 +99,19 @@ impl Server {
             identity,
             tls,
             versions: VersionRange::SERVER,
+            web: None,
+            sessions: tokio_util::task::TaskTracker::new(),
         })
     }
 
     /// Limit the versions offered (tests of older clients).
     pub fn set_versions(&mut self, v: VersionRange) {
         self.versions = v;
+    }
+
+    /// Serve the web page on the `[WEB] https` port when it is also an SMP port.
+    pub fn set_web(&mut self, web: Option<Arc<crate::web::WebService>>) {
+        self.web = web;
     }
 
     /// Accept connections on all listeners until `shutdown` is cancelled.
@@ -110,9 +129,23 @@ impl Server {
         for t in tasks {
             let _ = t.await;
         }
+        // Let sessions finish the block they are processing, so every answered command is in
+        // the state saved after this returns; bounded so a stuck peer can't hold shutdown.
+        self.sessions.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within 10 s");
+        }
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let port = listener.local_addr().ok().map(|a| a.port());
+        let web = self
+            .web
+            .clone()
+            .filter(|w| port.is_some() && w.https_port() == port);
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -123,7 +156,9 @@ impl Server {
                     let _ = sock.set_nodelay(true);
                     let me = self.clone();
                     let sd = shutdown.clone();
-                    tokio::spawn(async move { me.connection(sock, sd).await });
+                    let web = web.clone();
+                    let tracker = self.sessions.clone();
+                    tracker.spawn(async move { me.connection(sock, web, sd).await });
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -134,13 +169,30 @@ impl Server {
         }
     }
 
-    /// Serve one accepted connection (TCP, or a stream from the onion service).
-    pub async fn connection<S>(self: Arc<Self>, sock: S, shutdown: CancellationToken)
-    where
+    /// Serve one accepted connection: TCP, or a stream from the onion service.
+    pub async fn connection<S>(
+        self: Arc<Self>,
+        sock: S,
+        web: Option<Arc<crate::web::WebService>>,
+        shutdown: CancellationToken,
+    ) where
         S: connector::AsyncReadWrite + 'static,
     {
-        let conn = match tls::accept(sock, self.tls.clone(), tls::DEFAULT_HANDSHAKE_TIMEOUT).await {
-            Ok(c) => c,
+        let timeout = tls::DEFAULT_HANDSHAKE_TIMEOUT;
+        let accepted = match &web {
+            Some(w) => tls::accept_routed(sock, self.tls.clone(), w.as_ref(), timeout).await,
+            None => tls::accept(sock, self.tls.clone(), timeout)
+                .await
+                .map(tls::RoutedConn::Smp),
+        };
+        let conn = match accepted {
+            Ok(tls::RoutedConn::Smp(c)) => c,
+            Ok(tls::RoutedConn::Other { stream, alpn, .. }) => {
+                if let Some(w) = web {
+                    w.serve_tls(stream, alpn, shutdown).await;
+                }
+                return;
+            }
             Err(e) => {
                 tracing::debug!("TLS handshake failed: {e}");
                 return;
@@ -180,23 +232,66 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
     let settings = Settings::from_config(&config);
+    let store = persist::Persistence::open(&config)?;
     let fingerprint = identity.fingerprint.to_base64url();
-    let server = Arc::new(Server::new(settings, identity)?);
-    let tor = if config.tor.enable && !config.start.maintenance {
-        Some(
-            onion::start(
-                server.clone(),
-                &config,
-                &fingerprint,
-                None,
-                shutdown.clone(),
-            )
-            .await?,
-        )
+    let mut server = Server::with_store(settings, identity, store.store.clone())?;
+    let mut tor = if config.tor.enable && !config.start.maintenance {
+        Some(onion::launch(&config, &fingerprint).await?)
     } else {
         None
     };
-    server.serve(listeners, shutdown).await;
+    if !config.start.maintenance {
+        let web_config = onion::web_config(&config);
+        server.set_web(crate::web::start(
+            &web_config,
+            &fingerprint,
+            tor.as_ref().map(|t| t.address.clone()),
+            shutdown.clone(),
+        ));
+    }
+    let server = Arc::new(server);
+    if let Some(t) = &mut tor {
+        let _ = server.state.onion_address.set(t.address.clone());
+        t.serve(server.clone(), None, shutdown.clone());
+    }
+    let result = serve_persisted(
+        server,
+        &store,
+        listeners,
+        shutdown,
+        config.start.maintenance,
+    )
+    .await;
     drop(tor);
+    result
+}
+
+/// Restore saved state, serve until `shutdown` (unless `maintenance`), then save state.
+/// Saving happens after the listeners stopped, so nothing changes while it runs.
+pub async fn serve_persisted(
+    server: Arc<Server>,
+    store: &persist::Persistence,
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
+    maintenance: bool,
+) -> Result<(), ServerError> {
+    let now = expire::now_secs();
+    store.restore(&server.state, now)?;
+    let s = &server.state.settings;
+    if s.expire_messages_on_start {
+        if let Some(ttl) = s.message_ttl {
+            let n = expire::expire_messages(&server.state, now - ttl);
+            tracing::info!("expired messages at start: {n}");
+        }
+    }
+    if maintenance {
+        tracing::info!("server started in maintenance mode, exiting");
+    } else {
+        let exp = tokio::spawn(expire::run(server.state.clone(), shutdown.clone()));
+        server.clone().serve(listeners, shutdown).await;
+        let _ = exp.await;
+    }
+    tracing::info!("saving server state...");
+    store.save(&server.state)?;
     Ok(())
 }

@@ -31,13 +31,51 @@ pub struct OnionHandle {
     pub tor: Arc<Tor>,
     /// The onion address.
     pub address: String,
-    accept: tokio::task::JoinHandle<()>,
+    incoming: Option<tokio::sync::mpsc::Receiver<smp_onion::IncomingStream>>,
+    accept: Option<tokio::task::JoinHandle<()>>,
+    smp_ports: Vec<u16>,
 }
 
 impl Drop for OnionHandle {
     fn drop(&mut self) {
-        self.accept.abort();
+        if let Some(a) = &self.accept {
+            a.abort();
+        }
         drop(self.service.take());
+    }
+}
+
+impl OnionHandle {
+    /// Hand accepted onion streams to `server`: streams to SMP ports go to the SMP connection
+    /// handler (with the web page's TLS routing on the `[WEB] https` port), streams to other
+    /// served ports to `other` (if given; otherwise they are closed). Call once.
+    pub fn serve(
+        &mut self,
+        server: Arc<Server>,
+        other: Option<StreamHandler>,
+        shutdown: CancellationToken,
+    ) {
+        let Some(mut rx) = self.incoming.take() else {
+            return;
+        };
+        let smp_ports = self.smp_ports.clone();
+        self.accept = Some(tokio::spawn(async move {
+            while let Some(inc) = rx.recv().await {
+                if smp_ports.contains(&inc.port) {
+                    let web = server
+                        .web
+                        .clone()
+                        .filter(|w| w.https_port() == Some(inc.port));
+                    let me = server.clone();
+                    let sd = shutdown.clone();
+                    server
+                        .sessions
+                        .spawn(async move { me.connection(inc.stream, web, sd).await });
+                } else if let Some(h) = &other {
+                    h(inc.port, Box::new(inc.stream));
+                }
+            }
+        }));
     }
 }
 
@@ -46,6 +84,21 @@ pub fn tor_settings(config: &Config) -> TorSettings {
     let mut s = TorSettings::new(config.tor.state_dir(&config.paths));
     s.arti_config = config.tor.arti_config.clone();
     s
+}
+
+/// The configuration the web page starts with: with `onion_only = on` it opens no public
+/// listener of its own (no `[WEB] http`, no separate `https` port, no ACME, which needs
+/// public reachability); the page stays reachable through the onion service on the shared
+/// SMP/HTTPS port.
+pub fn web_config(config: &Config) -> std::borrow::Cow<'_, Config> {
+    if !config.tor.onion_only_active() {
+        return std::borrow::Cow::Borrowed(config);
+    }
+    let mut c = config.clone();
+    c.web.http = None;
+    c.web.https = c.web.https.filter(|p| c.transport.ports.contains(p));
+    c.acme.enable = false;
+    std::borrow::Cow::Owned(c)
 }
 
 /// The onion address a previous start wrote, if any (printed before Tor is up).
@@ -71,50 +124,32 @@ fn write_address_file(path: &Path, address: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Start Tor and the onion service. Streams to SMP ports go to the SMP connection handler,
-/// streams to other served ports to `other` (if given; otherwise they are closed).
-pub async fn start(
-    server: Arc<Server>,
-    config: &Config,
-    fingerprint: &str,
-    other: Option<StreamHandler>,
-    shutdown: CancellationToken,
-) -> Result<OnionHandle, ServerError> {
+/// Start Tor and launch the onion service; print and publish its address (file for
+/// scripts). Streams are queued until [`OnionHandle::serve`] is called.
+pub async fn launch(config: &Config, fingerprint: &str) -> Result<OnionHandle, ServerError> {
     let tor = Arc::new(Tor::start(tor_settings(config)).await?);
     let ports = config.tor.onion_ports(&config.transport, &config.web);
-    let (service, mut rx) = tor.launch_service(&ServiceSettings::new(ports))?;
+    let (service, rx) = tor.launch_service(&ServiceSettings::new(ports))?;
     let address = service.address().to_string();
-    let file = onion_address_file(&config.paths);
-    if let Err(e) = write_address_file(&file, &address) {
-        tracing::warn!("cannot write {}: {e}", file.display());
-    }
-    if known_onion_address(config).as_deref() != Some(address.as_str())
-        || server.state.onion_address.get().is_none()
-    {
+    if known_onion_address(config).as_deref() != Some(address.as_str()) {
+        // The address printed at start did not include this onion host yet.
         println!("Onion address: {address}");
         println!(
             "Server address: {}",
             config.server_address_with_onion(fingerprint, Some(&address))
         );
     }
-    let _ = server.state.onion_address.set(address.clone());
-    let smp_ports = config.transport.ports.clone();
-    let accept = tokio::spawn(async move {
-        while let Some(inc) = rx.recv().await {
-            if smp_ports.contains(&inc.port) {
-                let me = server.clone();
-                let sd = shutdown.clone();
-                tokio::spawn(async move { me.connection(inc.stream, sd).await });
-            } else if let Some(h) = &other {
-                h(inc.port, Box::new(inc.stream));
-            }
-        }
-    });
+    let file = onion_address_file(&config.paths);
+    if let Err(e) = write_address_file(&file, &address) {
+        tracing::warn!("cannot write {}: {e}", file.display());
+    }
     Ok(OnionHandle {
         service: Some(service),
         tor,
         address,
-        accept,
+        incoming: Some(rx),
+        accept: None,
+        smp_ports: config.transport.ports.clone(),
     })
 }
 
@@ -164,6 +199,25 @@ mod tests {
         assert_eq!(mode, 0o600);
         std::fs::write(&file, "garbage here\n").expect("write");
         assert_eq!(known_onion_address(&config), None, "junk is not an address");
+    }
+
+    #[test]
+    fn onion_only_web_opens_no_public_port() {
+        let text = "[TRANSPORT]\nport = 5223,443\n[WEB]\nhttp = 8000\nhttps = 443\n[TOR]\nenable = on\n";
+        let c = Config::parse(text, Paths::new("/c", "/l")).expect("valid");
+        assert_eq!(web_config(&c).web.http, Some(8000), "untouched without onion_only");
+        let c = Config::parse(&format!("{text}onion_only = on\n"), Paths::new("/c", "/l"))
+            .expect("valid");
+        let w = web_config(&c);
+        assert_eq!(w.web.http, None);
+        assert_eq!(w.web.https, Some(443), "shared with SMP: served through the onion only");
+        assert!(!w.acme.enable);
+        let c = Config::parse(
+            "[TRANSPORT]\nport = 5223\n[WEB]\nhttps = 8443\n[TOR]\nenable = on\nonion_only = on\n",
+            Paths::new("/c", "/l"),
+        )
+        .expect("valid");
+        assert_eq!(web_config(&c).web.https, None, "a separate HTTPS port would be public");
     }
 
     #[test]

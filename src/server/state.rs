@@ -39,6 +39,16 @@ pub struct Settings {
     pub client_queue_size: usize,
     /// Notification lifetime in seconds.
     pub ntf_ttl: i64,
+    /// Serve as a proxy for private message routing (PRXY/PFWD); the reference always does.
+    pub allow_proxy: bool,
+    /// Proxied commands in flight per connection (`[PROXY] client_concurrency`).
+    pub proxy_concurrency: usize,
+    /// How often old messages are expired (the reference: 2 hours).
+    pub expire_messages_interval: std::time::Duration,
+    /// How often old notifications are expired (the reference: 1 hour).
+    pub expire_ntfs_interval: std::time::Duration,
+    /// Expire old messages once at start (`[STORE_LOG] expire_messages_on_start`).
+    pub expire_messages_on_start: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +63,11 @@ impl Default for Settings {
             msg_id_bytes: 24,
             client_queue_size: 128,
             ntf_ttl: 24 * 3600,
+            allow_proxy: true,
+            proxy_concurrency: 32,
+            expire_messages_interval: std::time::Duration::from_secs(7200),
+            expire_ntfs_interval: std::time::Duration::from_secs(3600),
+            expire_messages_on_start: true,
         }
     }
 }
@@ -81,6 +96,8 @@ pub struct ClientHandle {
     pub ntf_subs: Mutex<HashSet<Vec<u8>>>,
     /// Cleared when the connection ends.
     pub connected: AtomicBool,
+    /// Limits proxied commands in flight for this connection.
+    pub proxy_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ClientHandle {
@@ -112,6 +129,8 @@ pub struct PendingNtf {
     pub enc_meta: Vec<u8>,
     /// When it was created (for expiry).
     pub ts: i64,
+    /// The message it announces (saved with it at shutdown).
+    pub msg_id: Vec<u8>,
 }
 
 /// Everything connections share.
@@ -134,6 +153,8 @@ pub struct ServerState {
     /// The onion address once embedded Tor has launched the onion service (`[TOR]`); read it
     /// with [`ServerState::onion_address`] (e.g. for the web page).
     pub onion_address: std::sync::OnceLock<String>,
+    /// Connections to destination relays (proxy role).
+    pub proxy: Arc<super::proxy::ProxyAgent>,
 }
 
 impl ServerState {
@@ -149,6 +170,9 @@ impl ServerState {
             next_client_id: AtomicU64::new(1),
             active: AtomicBool::new(true),
             onion_address: std::sync::OnceLock::new(),
+            proxy: Arc::new(super::proxy::ProxyAgent::new(
+                std::time::Duration::from_secs(20),
+            )),
         }
     }
 
@@ -166,6 +190,9 @@ impl ServerState {
             subs: Mutex::new(HashMap::new()),
             ntf_subs: Mutex::new(HashSet::new()),
             connected: AtomicBool::new(true),
+            proxy_permits: Arc::new(tokio::sync::Semaphore::new(
+                self.settings.proxy_concurrency.max(1),
+            )),
         });
         lock(&self.clients).insert(id, c.clone());
         c
@@ -233,6 +260,8 @@ impl Settings {
             },
             expire_messages_on_send: c.store_log.expire_messages_on_send,
             ntf_ttl: c.store_log.expire_ntfs_hours as i64 * 3600,
+            proxy_concurrency: c.proxy.client_concurrency as usize,
+            expire_messages_on_start: c.store_log.expire_messages_on_start,
             ..d
         }
     }

@@ -5,7 +5,13 @@
 //! per-queue change happens under that queue's own lock, so concurrent connections see each
 //! change whole; a deleted queue is marked so late holders of its handle get `AUTH`.
 
+pub mod durable;
+pub mod journal;
 pub mod memory;
+pub mod msgfile;
+pub mod storelog;
+pub mod storelog_file;
+pub mod strenc;
 pub mod types;
 
 use std::collections::VecDeque;

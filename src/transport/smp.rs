@@ -12,7 +12,7 @@ use crate::protocol::errors::{HandshakeError, TransportError};
 use crate::protocol::handshake::{
     CertChainPubKey, ClientHandshake, ServerHandshake, ServerHandshakeResponse,
 };
-use crate::protocol::transmission::{pad, unpad, THParams};
+use crate::protocol::transmission::THParams;
 use crate::protocol::version::{self, Version, VersionRange, SMP_BLOCK_SIZE};
 
 /// Poly1305 tag length: the padded plaintext of an encrypted block is this much shorter.
@@ -58,9 +58,7 @@ impl<R: AsyncRead + Unpin> BlockReader<R> {
                 let (sk, nonce) = k.next_key();
                 cbox::cb_decrypt(&sk, &nonce, &self.buf).map_err(|_| TransportError::LargeMsg)
             }
-            None => unpad(&self.buf)
-                .map(|c| c.to_vec())
-                .map_err(|_| TransportError::LargeMsg),
+            None => cbox::unpad(&self.buf).map_err(|_| TransportError::LargeMsg),
         })
     }
 }
@@ -85,8 +83,8 @@ impl<W: AsyncWrite + Unpin> BlockWriter<W> {
                 cbox::cb_encrypt(&sk, &nonce, content, SMP_BLOCK_SIZE - TAG)
                     .map_err(|_| SmpTransportError::Transport(TransportError::LargeMsg))?
             }
-            None => pad(content, SMP_BLOCK_SIZE)
-                .ok_or(SmpTransportError::Transport(TransportError::LargeMsg))?,
+            None => cbox::pad(content, SMP_BLOCK_SIZE)
+                .map_err(|_| SmpTransportError::Transport(TransportError::LargeMsg))?,
         };
         self.io.write_all(&block).await?;
         self.io.flush().await?;
@@ -223,9 +221,14 @@ pub struct ClientSession<R, W> {
     pub dh_key: DhKeyPair,
     /// The range the server offered.
     pub server_range: VersionRange,
+    /// The server's certificate chain and signed session key (a proxy passes it on in PKEY).
+    pub server_auth: Option<CertChainPubKey>,
 }
 
 /// Run the client side of the SMP handshake. `peer_chain` is the TLS chain the server sent.
+/// `proxy` declares this client an SMP proxy: no block encryption (the forwarded traffic is
+/// already encrypted), and relays older than v14 are spoken to at v10 at most, as the
+/// reference's proxies do.
 pub async fn client_handshake<R, W>(
     read: R,
     write: W,
@@ -233,6 +236,7 @@ pub async fn client_handshake<R, W>(
     key_hash: &[u8; 32],
     range: VersionRange,
     peer_chain: &[Vec<u8>],
+    proxy: bool,
 ) -> Result<ClientSession<R, W>, SmpTransportError>
 where
     R: AsyncRead + Unpin,
@@ -249,6 +253,14 @@ where
     if sh.session_id != session_id {
         return Err(SmpTransportError::Transport(TransportError::BadSession));
     }
+    let range = if proxy && sh.version_range.max < version::PROXY_SERVER_HANDSHAKE {
+        VersionRange {
+            min: range.min,
+            max: range.min.max(version::DELETED_EVENT),
+        }
+    } else {
+        range
+    };
     let agreed = sh
         .version_range
         .intersect(&range)
@@ -272,11 +284,11 @@ where
         version: v,
         key_hash: key_hash.to_vec(),
         auth_pub_key: Some(dh_key.public()),
-        proxy_server: false,
+        proxy_server: proxy,
         client_service: None,
     };
     writer.write_block(&hello.encode()).await?;
-    if v >= version::ENCRYPTED_BLOCK {
+    if !proxy && v >= version::ENCRYPTED_BLOCK {
         if let Some(k) = &server_dh_key {
             let secret = dh_key.dh(k).map_err(|_| perr(HandshakeError::BadAuth))?;
             // The client's send key is the server's receive key.
@@ -295,6 +307,7 @@ where
         server_dh_key,
         dh_key,
         server_range: sh.version_range,
+        server_auth: sh.auth_pub_key,
     })
 }
 

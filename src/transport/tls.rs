@@ -159,6 +159,17 @@ where
     let start = LazyConfigAcceptor::new(Acceptor::default(), recording)
         .await
         .map_err(handshake_error)?;
+    finish_smp(start, config).await
+}
+
+/// Finish an SMP handshake from a read ClientHello, computing tls-unique.
+async fn finish_smp<IO>(
+    start: tokio_rustls::StartHandshake<Recording<IO>>,
+    config: Arc<ServerConfig>,
+) -> Result<TlsServerConn<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let hello = start.client_hello();
     let sni = hello.server_name().map(str::to_owned);
     let offered: Option<Vec<Vec<u8>>> = hello.alpn().map(|it| it.map(<[u8]>::to_vec).collect());
@@ -191,6 +202,69 @@ where
         sni,
         facts,
     })
+}
+
+/// Chooses, from a ClientHello on a shared port, between SMP and another TLS service (the web
+/// page, an ACME TLS-ALPN-01 validation).
+pub trait TlsRouter: Send + Sync {
+    /// `Some(config)` hands the connection to the other service, handshaking with `config`;
+    /// `None` keeps it SMP. `alpn` is what the client offered (empty when it offered nothing).
+    fn route(&self, sni: Option<&str>, alpn: &[Vec<u8>]) -> Option<Arc<ServerConfig>>;
+}
+
+/// A connection accepted on a shared port.
+#[derive(Debug)]
+pub enum RoutedConn<IO> {
+    /// An SMP client, with its session ID.
+    Smp(TlsServerConn<IO>),
+    /// Another service's client (no tls-unique is computed).
+    Other {
+        /// The TLS stream.
+        stream: tokio_rustls::server::TlsStream<Recording<IO>>,
+        /// The ALPN protocol agreed, if any.
+        alpn: Option<Vec<u8>>,
+        /// The server name the client sent.
+        sni: Option<String>,
+    },
+}
+
+/// Accept a TLS connection on a port shared by SMP and other services: the `router` looks at
+/// the ClientHello (SNI, ALPN) and either returns another service's configuration or leaves
+/// the connection to SMP, which uses `config` exactly as [`accept`] does.
+pub async fn accept_routed<IO>(
+    io: IO,
+    config: Arc<ServerConfig>,
+    router: &dyn TlsRouter,
+    timeout: Duration,
+) -> Result<RoutedConn<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let routed = async {
+        let recording = Recording::new(io, Tap::Reads);
+        let start = LazyConfigAcceptor::new(Acceptor::default(), recording)
+            .await
+            .map_err(handshake_error)?;
+        let hello = start.client_hello();
+        let sni = hello.server_name().map(str::to_owned);
+        let offered: Vec<Vec<u8>> = hello
+            .alpn()
+            .map(|it| it.map(<[u8]>::to_vec).collect())
+            .unwrap_or_default();
+        match router.route(sni.as_deref(), &offered) {
+            None => finish_smp(start, config).await.map(RoutedConn::Smp),
+            Some(other) => {
+                let mut stream = start.into_stream(other).await.map_err(handshake_error)?;
+                let (recording, conn) = stream.get_mut();
+                let _ = recording.finish();
+                let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+                Ok(RoutedConn::Other { stream, alpn, sni })
+            }
+        }
+    };
+    tokio::time::timeout(timeout, routed)
+        .await
+        .map_err(|_| TlsError::Timeout)?
 }
 
 /// How an SMP client connects; [`connect`] covers the usual case.

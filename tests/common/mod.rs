@@ -92,6 +92,7 @@ impl TestServer {
                 versions,
                 alpn,
                 timeout: Duration::from_secs(10),
+                proxy: false,
             },
         )
         .await

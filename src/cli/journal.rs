@@ -1,0 +1,233 @@
+//! `smp-server journal import|export|delete` and the start-up check of the message storage
+//! files, with the reference's messages.
+//!
+//! `import` moves `smp-server-messages.log` into a new journal directory; `export` writes the
+//! journal's messages to `smp-server-messages.log` (the journal stays, as in the reference);
+//! `delete` removes the journal directory. Our journal files are our own format: a reference
+//! server's `messages/` directory is not readable here (export it with the reference first).
+
+use std::path::Path;
+
+use super::args::StoreCmd;
+use super::console::Console;
+use super::CliError;
+use crate::config::{Config, MessageStoreType, Paths};
+use crate::store::journal::{Journal, JournalOptions};
+use crate::store::memory::MemoryStore;
+
+/// Refuse to start when the message files on disk do not match `store_messages`.
+pub fn check_msg_store_mode(c: &Config) -> Result<(), CliError> {
+    let file = c.paths.messages_file();
+    let dir = c.paths.messages_journal_dir();
+    let (file_exists, dir_exists) = (file.exists(), dir.is_dir());
+    if file_exists && dir_exists {
+        return Err(both_present(&file, &dir));
+    }
+    match c.store_log.store_messages {
+        MessageStoreType::Journal if file_exists => Err(CliError::Message(format!(
+            "Error: store_messages is `journal` with {} file present.\nSet store_messages to `memory` or use `smp-server journal export` to migrate.",
+            file.display()
+        ))),
+        MessageStoreType::Journal if !dir_exists => {
+            println!(
+                "store_messages is `journal`, {} directory will be created.",
+                dir.display()
+            );
+            Ok(())
+        }
+        MessageStoreType::Memory if dir_exists => Err(CliError::Message(format!(
+            "Error: store_messages is `memory` with {} directory present.\nSet store_messages to `journal` or use `smp-server journal import` to migrate.",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn both_present(file: &Path, dir: &Path) -> CliError {
+    CliError::Message(format!(
+        "Error: both {} file and {} directory are present.\nConfigure memory storage.",
+        file.display(),
+        dir.display()
+    ))
+}
+
+/// Run `journal <cmd>`.
+pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
+    super::require_initialized(paths)?;
+    let config = Config::load_from(paths.clone())?;
+    let file = paths.messages_file();
+    let dir = paths.messages_journal_dir();
+    let (file_exists, dir_exists) = (file.exists(), dir.is_dir());
+    match cmd {
+        StoreCmd::Import => {
+            if file_exists && dir_exists {
+                return Err(both_present(&file, &dir));
+            }
+            if dir_exists {
+                return Err(CliError::Message(format!(
+                    "{} directory already exists.",
+                    dir.display()
+                )));
+            }
+            if !file_exists {
+                return Err(CliError::Message(format!(
+                    "{} file does not exist.",
+                    file.display()
+                )));
+            }
+            require_store_log(&config)?;
+            Console::stdin().confirm(
+                &format!(
+                    "WARNING: message log file {} will be imported to journal directory {}",
+                    file.display(),
+                    dir.display()
+                ),
+                "Messages not imported",
+            )?;
+            let memory = load_queues(&config)?;
+            let imported = import_messages_log(&config, &memory)?;
+            // Written under another name first, so a crash never leaves half a journal.
+            let tmp = dir.with_extension("importing");
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp)
+                    .map_err(|e| CliError::io(format!("deleting {}", tmp.display()), e))?;
+            }
+            let (journal, _) =
+                Journal::open(&tmp, JournalOptions::new(config.store_log.journal_fsync))
+                    .map_err(journal_err)?;
+            let n = journal.write_all_from(&memory).map_err(journal_err)?;
+            drop(journal);
+            std::fs::rename(&tmp, &dir).map_err(|e| {
+                CliError::io(
+                    format!("renaming {} to {}", tmp.display(), dir.display()),
+                    e,
+                )
+            })?;
+            // The source is kept as a backup; it must not be next to the journal at start.
+            let bak = file.with_extension("log.bak");
+            if file.exists() {
+                std::fs::rename(&file, &bak).map_err(|e| {
+                    CliError::io(
+                        format!("renaming {} to {}", file.display(), bak.display()),
+                        e,
+                    )
+                })?;
+            }
+            println!("Import completed");
+            println!(
+                "Messages: {n} imported ({imported} read from {}, kept as {})",
+                file.display(),
+                bak.display()
+            );
+            println!(
+                "{}",
+                match config.store_log.store_messages {
+                    MessageStoreType::Journal => "store_messages set to `journal`",
+                    MessageStoreType::Memory =>
+                        "store_messages set to `memory`, update it to `journal` in INI file",
+                    MessageStoreType::Database =>
+                        "store_messages set to `database`, update it to `journal` in INI file",
+                }
+            );
+            Ok(())
+        }
+        StoreCmd::Export => {
+            if file_exists && dir_exists {
+                return Err(both_present(&file, &dir));
+            }
+            if file_exists {
+                return Err(CliError::Message(format!(
+                    "{} file already exists.",
+                    file.display()
+                )));
+            }
+            require_store_log(&config)?;
+            Console::stdin().confirm(
+                &format!(
+                    "WARNING: journal directory {} will be exported to message log file {}",
+                    dir.display(),
+                    file.display()
+                ),
+                "Journal not exported",
+            )?;
+            let memory = load_queues(&config)?;
+            let (journal, replay) =
+                Journal::open(&dir, JournalOptions::new(config.store_log.journal_fsync))
+                    .map_err(journal_err)?;
+            journal.restore_into(&memory, replay).map_err(journal_err)?;
+            drop(journal);
+            let n = export_messages_log(&config, &memory)?;
+            println!("Export completed");
+            println!("Messages: {n} exported to {}", file.display());
+            println!(
+                "{}",
+                match config.store_log.store_messages {
+                    MessageStoreType::Journal =>
+                        "store_messages set to `journal`, update it to `memory` in INI file",
+                    _ => "store_messages set to `memory`, start the server.",
+                }
+            );
+            Ok(())
+        }
+        StoreCmd::Delete => {
+            if !dir_exists {
+                return Err(CliError::Message(format!(
+                    "{} directory does not exists.",
+                    dir.display()
+                )));
+            }
+            Console::stdin().confirm(
+                &format!(
+                    "WARNING: journal directory {} will be permanently deleted.\nTHIS CANNOT BE UNDONE!",
+                    dir.display()
+                ),
+                "Messages NOT deleted",
+            )?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| CliError::io(format!("deleting {}", dir.display()), e))?;
+            println!("Deleted all messages in journal {}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+fn journal_err(e: crate::store::journal::JournalError) -> CliError {
+    CliError::Message(format!("Error: {e}"))
+}
+
+/// Messages belong to queues, so both directions need the store log.
+fn require_store_log(c: &Config) -> Result<(), CliError> {
+    if c.store_log.enable {
+        Ok(())
+    } else {
+        Err(CliError::Message(
+            "Error: store log is disabled: messages cannot be moved without their queues.\nSet enable = on in section [STORE_LOG] of smp-server.ini.".into(),
+        ))
+    }
+}
+
+/// The queues of the store log, in memory.
+fn load_queues(c: &Config) -> Result<MemoryStore, CliError> {
+    let mem = MemoryStore::new();
+    let path = c.paths.store_log_file();
+    crate::store::storelog_file::open_store_log(&path, &mem)
+        .map_err(|e| CliError::Message(format!("Error: {e}")))?;
+    Ok(mem)
+}
+
+/// Read `smp-server-messages.log` into the queues of `memory` (the reader renames the file to
+/// `.bak`); returns the message count. No expiration, as in the reference.
+fn import_messages_log(c: &Config, memory: &MemoryStore) -> Result<usize, CliError> {
+    let s = crate::server::persist::restore_messages(&c.paths.messages_file(), memory, None)
+        .map_err(|e| CliError::Message(format!("Error: {e}")))?;
+    if s.no_queue > 0 {
+        println!("Messages without queue (not imported): {}", s.no_queue);
+    }
+    Ok(s.stored)
+}
+
+/// Write the messages of `memory` to `smp-server-messages.log`; returns the message count.
+fn export_messages_log(c: &Config, memory: &MemoryStore) -> Result<usize, CliError> {
+    crate::server::persist::save_messages(&c.paths.messages_file(), memory)
+        .map_err(|e| CliError::Message(format!("Error: {e}")))
+}

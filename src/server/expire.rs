@@ -1,0 +1,64 @@
+//! Periodic expiry of old messages and pending notifications (the reference's
+//! `expireMessagesThread` every 2 hours and `expireNtfsThread` every hour).
+
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+use super::state::{lock, ServerState};
+
+/// Unix seconds now.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Delete messages older than `before` from every queue; returns how many.
+pub fn expire_messages(state: &ServerState, before: i64) -> usize {
+    let st = state.store.as_ref();
+    st.all_queues()
+        .iter()
+        .map(|q| st.delete_expired(q, before).unwrap_or(0))
+        .sum()
+}
+
+/// Delete pending notifications older than `before`; returns how many.
+pub fn expire_ntfs(state: &ServerState, before: i64) -> usize {
+    let mut p = lock(&state.pending_ntfs);
+    let mut n = 0;
+    p.retain(|_, v| {
+        let len = v.len();
+        v.retain(|x| x.ts >= before);
+        n += len - v.len();
+        !v.is_empty()
+    });
+    n
+}
+
+/// Run both expiry loops until `shutdown`.
+pub async fn run(state: Arc<ServerState>, shutdown: CancellationToken) {
+    let s = state.settings.clone();
+    let mut msg_tick = tokio::time::interval(s.expire_messages_interval);
+    let mut ntf_tick = tokio::time::interval(s.expire_ntfs_interval);
+    // The first tick of an interval is immediate; the reference waits a full interval first.
+    msg_tick.tick().await;
+    ntf_tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = msg_tick.tick() => {
+                if let Some(ttl) = s.message_ttl {
+                    let n = expire_messages(&state, now_secs() - ttl);
+                    tracing::info!("expired messages: {n}");
+                }
+            }
+            _ = ntf_tick.tick() => {
+                let n = expire_ntfs(&state, now_secs() - s.ntf_ttl);
+                if n > 0 {
+                    tracing::info!("expired notifications: {n}");
+                }
+            }
+        }
+    }
+}

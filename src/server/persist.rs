@@ -1,0 +1,346 @@
+//! What survives a restart: the store log (queues), undelivered messages and pending
+//! notifications saved at shutdown and restored at start, as the reference does.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::state::{lock, PendingNtf, ServerState};
+use crate::config::Config;
+use crate::protocol::command::Party;
+use crate::store::durable::DurableStore;
+use crate::store::memory::MemoryStore;
+use crate::store::msgfile::{encode_msg, encode_ntf, parse_msg, parse_ntf, NtfLine};
+use crate::store::storelog_file::{open_store_log, with_suffix, StoreLogWriter};
+use crate::store::{Message, QueueLog, Store};
+
+/// A persistence failure at start or stop; the text names the file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// The store log could not be restored or opened.
+    #[error(transparent)]
+    StoreLog(#[from] crate::store::storelog_file::StoreLogError),
+    /// The message journal could not be opened or read.
+    #[error(transparent)]
+    Journal(#[from] crate::store::journal::JournalError),
+    /// A messages or notifications file could not be read or written.
+    #[error("{path}: {what}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong and what to do.
+        what: String,
+    },
+}
+
+fn file_err(path: &Path, what: impl std::fmt::Display) -> PersistError {
+    PersistError::File {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    }
+}
+
+/// The store and the files it is saved to.
+pub struct Persistence {
+    /// The store the server uses.
+    pub store: Arc<DurableStore>,
+    /// The store log writer, if `[STORE_LOG] enable = on`.
+    pub store_log: Option<Arc<StoreLogWriter>>,
+    /// The message journal, with `store_messages = journal`.
+    pub journal: Option<Arc<crate::store::journal::Journal>>,
+    messages_file: Option<PathBuf>,
+    ntfs_file: Option<PathBuf>,
+}
+
+/// Counts reported after restoring.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreStats {
+    /// Items restored.
+    pub stored: usize,
+    /// Items dropped because they expired.
+    pub expired: usize,
+    /// Items whose queue no longer exists.
+    pub no_queue: usize,
+}
+
+impl Persistence {
+    /// Build the store from the configuration: replay and compact the store log if enabled.
+    pub fn open(config: &Config) -> Result<Self, PersistError> {
+        let mem = MemoryStore::new();
+        let store_log = if config.store_log.enable {
+            let path = config.paths.store_log_file();
+            let (w, stats) = open_store_log(&path, &mem)?;
+            tracing::info!(
+                "store log restored: {} lines, {} queues, {} records not applied",
+                stats.lines,
+                mem.queue_count(),
+                stats.not_applied
+            );
+            Some(Arc::new(w))
+        } else {
+            None
+        };
+        // The journal restores into the queues the store log just restored.
+        let journal = crate::store::journal::migrate::open_for_config(config, &mem)?;
+        let mlog = journal
+            .clone()
+            .map(|j| j as Arc<dyn crate::store::MessageLog>);
+        let restore = config.store_log.restore_messages_enabled();
+        let qlog = store_log.clone().map(|w| w as Arc<dyn QueueLog>);
+        Ok(Persistence {
+            store: Arc::new(DurableStore::new(mem, qlog, mlog)),
+            store_log,
+            // With the journal, messages are never saved to or restored from the messages file.
+            messages_file: (restore && journal.is_none()).then(|| config.paths.messages_file()),
+            journal,
+            ntfs_file: restore.then(|| config.paths.ntfs_file()),
+        })
+    }
+
+    /// A store with given files (tests and tools).
+    pub fn with_files(
+        store: Arc<DurableStore>,
+        messages_file: Option<PathBuf>,
+        ntfs_file: Option<PathBuf>,
+    ) -> Self {
+        Persistence {
+            store,
+            store_log: None,
+            journal: None,
+            messages_file,
+            ntfs_file,
+        }
+    }
+
+    /// Restore saved messages and notifications into `state`, then rename the files to `.bak`.
+    pub fn restore(&self, state: &ServerState, now: i64) -> Result<(), PersistError> {
+        if let Some(f) = self.messages_file.as_ref().filter(|f| f.exists()) {
+            let old = state.settings.message_ttl.map(|t| now - t);
+            let s = restore_messages(f, self.store.inner(), old)?;
+            tracing::info!(
+                "messages restored: {}, expired: {}, without queue: {}",
+                s.stored,
+                s.expired,
+                s.no_queue
+            );
+        }
+        if let Some(f) = self.ntfs_file.as_ref().filter(|f| f.exists()) {
+            let s = restore_ntfs(f, state, now - state.settings.ntf_ttl)?;
+            tracing::info!(
+                "notifications restored: {}, expired: {}",
+                s.stored,
+                s.expired
+            );
+        }
+        Ok(())
+    }
+
+    /// Save undelivered messages and pending notifications (at shutdown).
+    pub fn save(&self, state: &ServerState) -> Result<(), PersistError> {
+        if let Some(w) = &self.store_log {
+            if let Err(e) = w.sync() {
+                tracing::error!("syncing the store log failed: {e}");
+            }
+        }
+        if let Some(j) = &self.journal {
+            j.sync_all()?;
+        }
+        if let Some(f) = &self.messages_file {
+            let n = save_messages(f, self.store.as_ref())?;
+            tracing::info!("messages saved: {n}");
+        } else if self.journal.is_none() {
+            tracing::info!("undelivered messages are not saved");
+        }
+        if let Some(f) = &self.ntfs_file {
+            let n = save_ntfs(f, state)?;
+            tracing::info!("notifications saved: {n}");
+        }
+        Ok(())
+    }
+}
+
+/// Read a line file, calling `each` per non-empty line. A bad last line is skipped
+/// with a warning; a bad line before it stops with an error naming the line.
+fn for_lines(
+    path: &Path,
+    mut each: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), PersistError> {
+    let f = File::open(path).map_err(|e| file_err(path, format!("cannot open: {e}")))?;
+    let mut r = BufReader::new(f);
+    let mut line = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    let mut no = 0;
+    loop {
+        line.clear();
+        let n = r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        if let Some((l, e)) = pending.take() {
+            return Err(file_err(
+                path,
+                format!(
+                    "line {l}: {e}. The file is corrupt; fix or delete that line and start \
+                     again (nothing was restored or renamed)"
+                ),
+            ));
+        }
+        no += 1;
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.is_empty() {
+            continue;
+        }
+        if let Err(e) = each(text) {
+            pending = Some((no, e));
+        }
+    }
+    if let Some((l, e)) = pending {
+        tracing::warn!(
+            "{}: last line {l} is incomplete ({e}) and was skipped",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Restore messages saved by [`save_messages`] or by the reference.
+pub fn restore_messages(
+    path: &Path,
+    st: &MemoryStore,
+    old: Option<i64>,
+) -> Result<RestoreStats, PersistError> {
+    // Parse everything first so a corrupt file changes nothing.
+    let mut parsed = Vec::new();
+    for_lines(path, |l| {
+        parsed.push(parse_msg(l).map_err(|e| e.to_string())?);
+        Ok(())
+    })?;
+    let mut s = RestoreStats::default();
+    for (rid, m) in parsed {
+        let Some(q) = st.get_queue(Party::Recipient, &rid) else {
+            s.no_queue += 1;
+            continue;
+        };
+        let mut qs = q.lock();
+        match m {
+            Message::Msg { ts, .. } if old.is_some_and(|o| ts < o) => s.expired += 1,
+            m @ Message::Msg { .. } => {
+                qs.msgs.push_back(m);
+                s.stored += 1;
+            }
+            m @ Message::Quota { .. } => {
+                // The queue was full when saved: it stays full until emptied.
+                qs.msgs.push_back(m);
+                qs.can_write = false;
+            }
+        }
+    }
+    if s.no_queue > 0 {
+        tracing::warn!(
+            "{} saved messages belong to queues that no longer exist",
+            s.no_queue
+        );
+    }
+    std::fs::rename(path, with_suffix(path, ".bak"))
+        .map_err(|e| file_err(path, format!("cannot rename to .bak: {e}")))?;
+    Ok(s)
+}
+
+fn write_lines(path: &Path, lines: impl Iterator<Item = Vec<u8>>) -> Result<usize, PersistError> {
+    let tmp = with_suffix(path, ".tmp");
+    let hint = |e: std::io::Error| {
+        file_err(
+            path,
+            format!(
+                "cannot save ({e}); the server keeps running so nothing is lost: free disk \
+                 space or fix permissions of the log directory, then stop the server again"
+            ),
+        )
+    };
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(hint)?;
+    let mut w = BufWriter::new(f);
+    let mut n = 0;
+    for mut l in lines {
+        l.push(b'\n');
+        w.write_all(&l).map_err(hint)?;
+        n += 1;
+    }
+    let f = w.into_inner().map_err(|e| hint(e.into_error()))?;
+    f.sync_all().map_err(hint)?;
+    std::fs::rename(&tmp, path).map_err(hint)?;
+    Ok(n)
+}
+
+/// Save every queue's messages, oldest first, as the reference's `v3` lines.
+pub fn save_messages(path: &Path, st: &dyn Store) -> Result<usize, PersistError> {
+    let mut lines = Vec::new();
+    for q in st.all_queues() {
+        let s = q.lock();
+        if s.deleted {
+            continue;
+        }
+        for m in &s.msgs {
+            lines.push(encode_msg(&q.recipient_id, m));
+        }
+    }
+    write_lines(path, lines.into_iter())
+}
+
+/// Save pending notifications, oldest first per notifier.
+pub fn save_ntfs(path: &Path, state: &ServerState) -> Result<usize, PersistError> {
+    let pending = lock(&state.pending_ntfs);
+    let mut lines = Vec::new();
+    for (nid, ntfs) in pending.iter() {
+        for n in ntfs {
+            lines.push(encode_ntf(&NtfLine {
+                notifier_id: nid.clone(),
+                msg_id: n.msg_id.clone(),
+                ts: n.ts,
+                nonce: n.nonce,
+                enc_meta: n.enc_meta.clone(),
+            }));
+        }
+    }
+    drop(pending);
+    write_lines(path, lines.into_iter())
+}
+
+/// Restore pending notifications, dropping those older than `old`.
+pub fn restore_ntfs(
+    path: &Path,
+    state: &ServerState,
+    old: i64,
+) -> Result<RestoreStats, PersistError> {
+    let mut parsed = Vec::new();
+    for_lines(path, |l| {
+        parsed.push(parse_ntf(l).map_err(|e| e.to_string())?);
+        Ok(())
+    })?;
+    let mut s = RestoreStats::default();
+    let mut pending = lock(&state.pending_ntfs);
+    for n in parsed {
+        if n.ts < old {
+            s.expired += 1;
+            continue;
+        }
+        pending.entry(n.notifier_id).or_default().push(PendingNtf {
+            nonce: n.nonce,
+            enc_meta: n.enc_meta,
+            ts: n.ts,
+            msg_id: n.msg_id,
+        });
+        s.stored += 1;
+    }
+    drop(pending);
+    std::fs::rename(path, with_suffix(path, ".bak"))
+        .map_err(|e| file_err(path, format!("cannot rename to .bak: {e}")))?;
+    Ok(s)
+}

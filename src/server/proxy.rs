@@ -1,0 +1,226 @@
+//! The proxy role of private message routing (PRXY/PFWD), as the reference's
+//! `processProxiedCmd`: the server connects to the destination relay on a client's behalf,
+//! hands the client the relay's signed session key (PKEY), and forwards the client's
+//! end-to-end encrypted commands to it (RFWD), returning the relay's encrypted answers (PRES).
+//!
+//! The relay never learns the client's address, and this proxy never sees the commands.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::commands::random_bytes;
+use super::state::lock;
+use crate::client::{ClientError, ClientOptions, SmpClient};
+use crate::crypto::cbox;
+use crate::crypto::keys::PublicKey;
+use crate::protocol::command::{key, Command, SmpServerRef};
+use crate::protocol::encoding::{Decoder, Encoder};
+use crate::protocol::errors::{BrokerError, ErrorType, HandshakeError, ProxyError, TransportError};
+use crate::protocol::response::BrokerMsg;
+use crate::protocol::version::{self, Version, VersionRange};
+use crate::transport::smp::SmpTransportError;
+use crate::transport::TlsError;
+
+/// Versions a client may use end to end with a relay through this proxy: capped below the
+/// newest so relays can't fingerprint clients by their upgrade time (as the reference does).
+pub const PROXIED_RANGE: VersionRange = VersionRange {
+    min: version::SENDING_PROXY,
+    max: 17,
+};
+
+/// The default SMP port when a server address names none.
+const DEFAULT_SMP_PORT: u16 = 5223;
+
+type RelaySlot = Arc<tokio::sync::Mutex<Option<Arc<SmpClient>>>>;
+
+/// Connections from this server to destination relays.
+#[derive(Default)]
+pub struct ProxyAgent {
+    /// One slot per relay address, so concurrent PRXY requests share one connection.
+    relays: Mutex<HashMap<Vec<u8>, RelaySlot>>,
+    /// Live relay connections by their session ID (the entity of PFWD).
+    sessions: Mutex<HashMap<Vec<u8>, Arc<SmpClient>>>,
+    /// Connect and response timeout.
+    pub timeout: Duration,
+}
+
+fn broker(e: BrokerError) -> ErrorType {
+    ErrorType::Proxy(ProxyError::Broker(e))
+}
+
+fn client_error(e: ClientError) -> ErrorType {
+    match e {
+        ClientError::Timeout => broker(BrokerError::Timeout),
+        ClientError::Tls(TlsError::Identity) => broker(BrokerError::Transport(
+            TransportError::Handshake(HandshakeError::Identity),
+        )),
+        ClientError::Transport(SmpTransportError::Transport(t)) => {
+            broker(BrokerError::Transport(t))
+        }
+        ClientError::Tls(TlsError::Timeout) => broker(BrokerError::Timeout),
+        ClientError::Tls(_) | ClientError::Io(_) | ClientError::Closed => {
+            broker(BrokerError::Network)
+        }
+        ClientError::Transport(_) => broker(BrokerError::Network),
+        ClientError::Auth(_) => ErrorType::Internal,
+    }
+}
+
+fn server_key(s: &SmpServerRef) -> Vec<u8> {
+    let mut e = Encoder::new();
+    e.list(&s.hosts, |e, h| {
+        e.short_bytes(h);
+    })
+    .short_bytes(&s.port)
+    .short_bytes(&s.key_hash);
+    e.finish()
+}
+
+impl ProxyAgent {
+    /// An agent with the reference's client timeouts.
+    pub fn new(timeout: Duration) -> Self {
+        ProxyAgent {
+            timeout,
+            ..Default::default()
+        }
+    }
+
+    /// PRXY: connect (or reuse the connection) to the relay and describe its session.
+    pub async fn session_key(&self, srv: &SmpServerRef) -> BrokerMsg {
+        match self.relay(srv).await {
+            Err(e) => BrokerMsg::Err(e),
+            Ok(r) => {
+                let vr = r.server_range.intersect(&PROXIED_RANGE);
+                match (vr, r.version() >= version::SENDING_PROXY, &r.server_auth) {
+                    (Some(vr), true, Some(auth)) => {
+                        BrokerMsg::Pkey(r.params.session_id.clone(), vr, auth.clone())
+                    }
+                    (Some(_), true, None) => {
+                        BrokerMsg::Err(broker(BrokerError::Transport(TransportError::NoServerAuth)))
+                    }
+                    _ => BrokerMsg::Err(broker(BrokerError::Transport(TransportError::Version))),
+                }
+            }
+        }
+    }
+
+    async fn relay(&self, srv: &SmpServerRef) -> Result<Arc<SmpClient>, ErrorType> {
+        let slot = lock(&self.relays)
+            .entry(server_key(srv))
+            .or_default()
+            .clone();
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref() {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+            lock(&self.sessions).remove(&c.params.session_id);
+        }
+        let c = Arc::new(self.connect(srv).await?);
+        lock(&self.sessions).insert(c.params.session_id.clone(), c.clone());
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn connect(&self, srv: &SmpServerRef) -> Result<SmpClient, ErrorType> {
+        let host = srv
+            .hosts
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .find(|h| !h.ends_with(".onion"))
+            .ok_or(broker(BrokerError::Host))?;
+        let port = if srv.port.is_empty() {
+            DEFAULT_SMP_PORT
+        } else {
+            std::str::from_utf8(&srv.port)
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .ok_or(broker(BrokerError::Host))?
+        };
+        let fingerprint: [u8; 32] = srv.key_hash.as_slice().try_into().map_err(|_| {
+            broker(BrokerError::Transport(TransportError::Handshake(
+                HandshakeError::Identity,
+            )))
+        })?;
+        let addr =
+            tokio::time::timeout(self.timeout, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+                .map_err(|_| broker(BrokerError::Timeout))?
+                .map_err(|_| broker(BrokerError::Network))?
+                .next()
+                .ok_or(broker(BrokerError::Network))?;
+        let opts = ClientOptions {
+            versions: VersionRange::SERVER,
+            alpn: true,
+            timeout: self.timeout,
+            proxy: true,
+        };
+        SmpClient::connect(addr, fingerprint, opts)
+            .await
+            .map_err(client_error)
+    }
+
+    /// The relay connection of a session ID from PKEY.
+    pub fn by_session(&self, session_id: &[u8]) -> Option<Arc<SmpClient>> {
+        let mut s = lock(&self.sessions);
+        match s.get(session_id) {
+            Some(c) if c.is_closed() => {
+                s.remove(session_id);
+                None
+            }
+            c => c.cloned(),
+        }
+    }
+
+    /// PFWD: wrap the client's encrypted transmission for the relay, send it as RFWD and
+    /// unwrap the relay's RRES into the PRES payload.
+    pub async fn forward(
+        relay: &SmpClient,
+        corr: &[u8],
+        fwd_version: Version,
+        fwd_key: &PublicKey,
+        enc: &[u8],
+    ) -> BrokerMsg {
+        let Some(secret) = relay.session_secret else {
+            return BrokerMsg::Err(broker(BrokerError::Transport(TransportError::NoServerAuth)));
+        };
+        let nonce = random_bytes(24);
+        let n = cbox::cb_nonce(&nonce);
+        let mut e = Encoder::with_capacity(enc.len() + 128);
+        e.short_bytes(corr).u16(fwd_version);
+        key(&mut e, fwd_key);
+        e.raw(enc);
+        let eft = cbox::secret_box(&secret, &n, &e.finish());
+        let t = match relay.transmission(&nonce, b"", &Command::Rfwd(eft), None) {
+            Ok(t) => t,
+            Err(e) => return BrokerMsg::Err(client_error(e)),
+        };
+        let mut resp = match relay.send_batch(vec![(nonce, t)]).await {
+            Ok(r) => r,
+            Err(e) => return BrokerMsg::Err(client_error(e)),
+        };
+        let Some((_, msg)) = resp.pop() else {
+            return BrokerMsg::Err(broker(BrokerError::Network));
+        };
+        match msg {
+            BrokerMsg::Rres(efr) => {
+                let Ok(plain) = cbox::secret_box_open(&secret, &cbox::reverse_nonce(&n), &efr)
+                else {
+                    return BrokerMsg::Err(ErrorType::Crypto);
+                };
+                let mut d = Decoder::new(&plain);
+                match d.short_bytes() {
+                    Ok(_) => BrokerMsg::Pres(d.tail().to_vec()),
+                    Err(_) => BrokerMsg::Err(broker(BrokerError::Response("BLOCK".into()))),
+                }
+            }
+            BrokerMsg::Err(e) => {
+                BrokerMsg::Err(ErrorType::Proxy(ProxyError::Protocol(Box::new(e))))
+            }
+            other => BrokerMsg::Err(broker(BrokerError::Unexpected(
+                format!("{other:?}").chars().take(64).collect(),
+            ))),
+        }
+    }
+}

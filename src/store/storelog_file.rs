@@ -1,0 +1,391 @@
+//! The store log file: append records, replay at start, compact with the reference's
+//! crash-safe steps.
+//!
+//! Appending: each change is one `write(2)` of its whole line(s) on an `O_APPEND` file, like
+//! the reference's single `hPut` + `hFlush`; there is no fsync per record (a process crash loses
+//! nothing, a power loss may lose the last records, as with the reference). Compaction fsyncs
+//! the new file. If a write fails (disk full, I/O error) the file is cut back to its previous
+//! length so no torn line is left, and the change is refused with `STORE`; if even that fails
+//! the log refuses all further changes rather than write after a torn line.
+//!
+//! Start-up (the reference's `readWriteStoreLog`): a leftover `<log>.start` means a compaction
+//! was interrupted: the current `<log>` is kept as `<log>.bak` and `<log>.start` becomes the
+//! log. Then: replay `<log>`; rename it to `<log>.start`; write the compacted log; rename
+//! `<log>.start` to `<log>.<ISO 8601 time>`; delete old timed backups (keep those newer than
+//! 24 hours, keep 3 older ones, delete the rest older than 21 days).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::memory::MemoryStore;
+use super::storelog::{update_records, StoreLogRecord};
+use super::{QueueLog, QueueRec, Store};
+use crate::protocol::command::Party;
+use crate::protocol::errors::ErrorType;
+
+mod backups;
+pub use backups::{iso8601, remove_old_backups};
+
+/// Store log failures that stop the server; each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreLogError {
+    /// A file operation failed.
+    #[error("store log {path}: {op} failed: {source}. {hint}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+        /// What the operator can do.
+        hint: &'static str,
+    },
+    /// A line in the middle of the log does not parse.
+    #[error(
+        "store log {path}, line {line}: {what}. The file is corrupt; nothing was changed. \
+         Fix or delete that line (a copy of the file is a good idea first), then start again."
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What the parser expected.
+        what: String,
+    },
+}
+
+fn hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "Make the log directory and file writable by the user running smp-server"
+        }
+        std::io::ErrorKind::StorageFull => "Free disk space, then start again",
+        std::io::ErrorKind::ReadOnlyFilesystem => "Mount the log directory read-write",
+        _ => "Check the disk and the log directory",
+    }
+}
+
+fn io_err<'a>(
+    path: &'a Path,
+    op: &'static str,
+) -> impl FnOnce(std::io::Error) -> StoreLogError + 'a {
+    move |source| StoreLogError::Io {
+        path: path.to_path_buf(),
+        op,
+        hint: hint(&source),
+        source,
+    }
+}
+
+/// What replay found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Lines read.
+    pub lines: usize,
+    /// Records that could not be applied (e.g. SECURE of an unknown queue), as the reference
+    /// logs and skips them.
+    pub not_applied: usize,
+    /// A torn last line was skipped.
+    pub torn_last_line: bool,
+    /// `NEW_SERVICE` lines, kept to be written back on compaction.
+    pub services: Vec<Vec<u8>>,
+}
+
+/// Apply one record to the store (the reference's `readQueueStore`).
+fn apply(st: &MemoryStore, r: StoreLogRecord, stats: &mut ReplayStats) {
+    use StoreLogRecord::*;
+    let q = |rid: &[u8]| st.get_queue(Party::Recipient, rid);
+    let res: Result<(), ErrorType> = match r {
+        Create(rec) => st.add_queue(*rec).map(|_| ()),
+        NewService(line) => {
+            stats.services.push(line);
+            Ok(())
+        }
+        QueueService(_) => Ok(()),
+        other => {
+            let rid = match &other {
+                Link(r, ..)
+                | DeleteLink(r)
+                | Secure(r, _)
+                | Keys(r, _)
+                | Notifier(r, _)
+                | Suspend(r)
+                | Block(r, _)
+                | Unblock(r)
+                | Delete(r)
+                | DeleteNotifier(r)
+                | Time(r, _) => r.clone(),
+                _ => Vec::new(),
+            };
+            match q(&rid) {
+                None => Err(ErrorType::Auth),
+                Some(h) => match other {
+                    Link(_, l, d) => st.add_link(&h, l, d),
+                    DeleteLink(_) => st.delete_link(&h),
+                    Secure(_, k) => st.secure_queue(&h, k),
+                    Keys(_, ks) => st.update_keys(&h, ks),
+                    Notifier(_, n) => st.add_notifier(&h, n).map(|_| ()),
+                    Suspend(_) => st.set_status(&h, super::QueueStatus::Off),
+                    Block(_, i) => st.set_status(&h, super::QueueStatus::Blocked(i)),
+                    Unblock(_) => st.set_status(&h, super::QueueStatus::Active),
+                    Delete(_) => st.delete_queue(&h).map(|_| ()),
+                    DeleteNotifier(_) => st.delete_notifier(&h).map(|_| ()),
+                    Time(_, t) => st.update_time(&h, t),
+                    _ => Ok(()),
+                },
+            }
+        }
+    };
+    if let Err(e) = res {
+        stats.not_applied += 1;
+        tracing::debug!("store log record not applied: {e:?}");
+    }
+}
+
+/// Read a store log into `st`. A torn last line is reported and skipped; a bad line before
+/// the last is [`StoreLogError::Corrupt`].
+pub fn replay(path: &Path, st: &MemoryStore) -> Result<ReplayStats, StoreLogError> {
+    let f = File::open(path).map_err(io_err(path, "opening for reading"))?;
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut stats = ReplayStats::default();
+    let mut line = Vec::new();
+    let mut pending: Option<(usize, Vec<u8>, String)> = None;
+    loop {
+        line.clear();
+        let n = r
+            .read_until(b'\n', &mut line)
+            .map_err(io_err(path, "reading"))?;
+        if n == 0 {
+            break;
+        }
+        if let Some((no, _, what)) = pending.take() {
+            return Err(StoreLogError::Corrupt {
+                path: path.to_path_buf(),
+                line: no,
+                what,
+            });
+        }
+        stats.lines += 1;
+        let complete = line.last() == Some(&b'\n');
+        let text = if complete {
+            &line[..line.len() - 1]
+        } else {
+            &line[..]
+        };
+        if text.is_empty() {
+            continue;
+        }
+        match StoreLogRecord::parse(text) {
+            Ok(rec) if complete => apply(st, rec, &mut stats),
+            // A last line without its newline may be cut short even if it parses: skip it.
+            Ok(_) => pending = Some((stats.lines, text.to_vec(), "no newline".into())),
+            Err(e) => pending = Some((stats.lines, text.to_vec(), e.to_string())),
+        }
+    }
+    if let Some((no, _, what)) = pending {
+        tracing::warn!(
+            "store log {}: last line {no} is incomplete ({what}) and was skipped; \
+             the server probably stopped while writing it",
+            path.display()
+        );
+        stats.torn_last_line = true;
+    }
+    Ok(stats)
+}
+
+/// Write the whole store as `CREATE` records (services first), fsynced.
+pub fn write_compacted(
+    path: &Path,
+    st: &MemoryStore,
+    services: &[Vec<u8>],
+) -> Result<usize, StoreLogError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io_err(path, "creating"))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut n = 0;
+    for s in services {
+        w.write_all(s)
+            .and_then(|_| w.write_all(b"\n"))
+            .map_err(io_err(path, "writing"))?;
+    }
+    for q in st.all_queues() {
+        if let Ok(rec) = q.rec() {
+            let mut line = StoreLogRecord::Create(Box::new(rec)).encode();
+            line.push(b'\n');
+            w.write_all(&line).map_err(io_err(path, "writing"))?;
+            n += 1;
+        }
+    }
+    let f = w
+        .into_inner()
+        .map_err(|e| io_err(path, "writing")(e.into_error()))?;
+    f.sync_all().map_err(io_err(path, "syncing"))?;
+    Ok(n)
+}
+
+fn sync_dir(path: &Path) {
+    if let Some(d) = path.parent() {
+        if let Ok(f) = File::open(d) {
+            let _ = f.sync_all();
+        }
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), StoreLogError> {
+    std::fs::rename(from, to).map_err(io_err(from, "renaming"))?;
+    sync_dir(to);
+    Ok(())
+}
+
+/// The path with a suffix appended to its file name.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Restore, compact and open the store log at `path` (the reference's `readWriteStoreLog`).
+/// `st` receives the replayed queues; the returned writer appends further changes.
+pub fn open_store_log(
+    path: &Path,
+    st: &MemoryStore,
+) -> Result<(StoreLogWriter, ReplayStats), StoreLogError> {
+    let start = with_suffix(path, ".start");
+    let mut stats = ReplayStats::default();
+    if start.exists() {
+        tracing::warn!(
+            "server terminated abnormally on last start, restoring state from {}",
+            start.display()
+        );
+        if path.exists() {
+            let bak = with_suffix(path, ".bak");
+            rename(path, &bak)?;
+            tracing::info!("preserved incomplete state as {}", bak.display());
+        }
+        rename(&start, path)?;
+    }
+    if path.exists() {
+        stats = replay(path, st)?;
+        rename(path, &start)?;
+        tracing::info!("compacting store log (do not terminate)...");
+        let n = write_compacted(path, st, &stats.services)?;
+        let timed = with_suffix(path, &format!(".{}", iso8601(std::time::SystemTime::now())));
+        rename(&start, &timed)?;
+        tracing::info!(
+            "store log compacted: {n} queues; original preserved as {}",
+            timed.display()
+        );
+        remove_old_backups(path, std::time::SystemTime::now());
+    } else {
+        tracing::info!("creating store log {}", path.display());
+        write_compacted(path, st, &[])?;
+    }
+    Ok((StoreLogWriter::open(path)?, stats))
+}
+
+/// Appends records to the store log; the [`QueueLog`] of a `DurableStore`.
+#[derive(Debug)]
+pub struct StoreLogWriter {
+    path: PathBuf,
+    file: Mutex<Option<(File, u64)>>,
+}
+
+impl StoreLogWriter {
+    /// Open `path` for appending.
+    pub fn open(path: &Path) -> Result<Self, StoreLogError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io_err(path, "opening for appending"))?;
+        let len = file
+            .metadata()
+            .map_err(io_err(path, "reading the size of"))?
+            .len();
+        Ok(StoreLogWriter {
+            path: path.to_path_buf(),
+            file: Mutex::new(Some((file, len))),
+        })
+    }
+
+    /// Write records as one `write(2)`; on failure cut the file back so no torn line stays.
+    pub fn write_records(&self, op: &str, recs: &[StoreLogRecord]) -> Result<(), ErrorType> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for r in recs {
+            buf.extend_from_slice(&r.encode());
+            buf.push(b'\n');
+        }
+        let mut g = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((f, len)) = g.as_mut() else {
+            return Err(ErrorType::Store(format!(
+                "{op}, store log closed after an error"
+            )));
+        };
+        match f.write_all(&buf) {
+            Ok(()) => {
+                *len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    "STORE: {op}: writing {} failed: {e}. {}",
+                    self.path.display(),
+                    hint(&e)
+                );
+                if let Err(e2) = f.set_len(*len) {
+                    tracing::error!(
+                        "STORE: could not cut {} back after a failed write ({e2}); refusing \
+                         further changes. Fix the disk and restart the server.",
+                        self.path.display()
+                    );
+                    *g = None;
+                }
+                Err(ErrorType::Store(format!("{op}, withLog, {}", e.kind())))
+            }
+        }
+    }
+
+    /// Flush to disk (at shutdown).
+    pub fn sync(&self) -> std::io::Result<()> {
+        let g = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_ref() {
+            Some((f, _)) => f.sync_all(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl QueueLog for StoreLogWriter {
+    fn created(&self, rec: &QueueRec) -> Result<(), ErrorType> {
+        self.write_records(
+            "addStoreQueue",
+            &[StoreLogRecord::Create(Box::new(rec.clone()))],
+        )
+    }
+
+    fn updated(&self, old: &QueueRec, new: &QueueRec) -> Result<(), ErrorType> {
+        self.write_records("updateQueue", &update_records(old, new))
+    }
+
+    fn deleted(&self, recipient_id: &[u8]) -> Result<(), ErrorType> {
+        self.write_records(
+            "deleteStoreQueue",
+            &[StoreLogRecord::Delete(recipient_id.to_vec())],
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "storelog_file_tests.rs"]
+mod tests;
