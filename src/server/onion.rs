@@ -203,21 +203,34 @@ mod tests {
 
     #[test]
     fn onion_only_web_opens_no_public_port() {
-        let text = "[TRANSPORT]\nport = 5223,443\n[WEB]\nhttp = 8000\nhttps = 443\n[TOR]\nenable = on\n";
+        let text =
+            "[TRANSPORT]\nport = 5223,443\n[WEB]\nhttp = 8000\nhttps = 443\n[TOR]\nenable = on\n";
         let c = Config::parse(text, Paths::new("/c", "/l")).expect("valid");
-        assert_eq!(web_config(&c).web.http, Some(8000), "untouched without onion_only");
+        assert_eq!(
+            web_config(&c).web.http,
+            Some(8000),
+            "untouched without onion_only"
+        );
         let c = Config::parse(&format!("{text}onion_only = on\n"), Paths::new("/c", "/l"))
             .expect("valid");
         let w = web_config(&c);
         assert_eq!(w.web.http, None);
-        assert_eq!(w.web.https, Some(443), "shared with SMP: served through the onion only");
+        assert_eq!(
+            w.web.https,
+            Some(443),
+            "shared with SMP: served through the onion only"
+        );
         assert!(!w.acme.enable);
         let c = Config::parse(
             "[TRANSPORT]\nport = 5223\n[WEB]\nhttps = 8443\n[TOR]\nenable = on\nonion_only = on\n",
             Paths::new("/c", "/l"),
         )
         .expect("valid");
-        assert_eq!(web_config(&c).web.https, None, "a separate HTTPS port would be public");
+        assert_eq!(
+            web_config(&c).web.https,
+            None,
+            "a separate HTTPS port would be public"
+        );
     }
 
     #[test]
