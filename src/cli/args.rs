@@ -224,6 +224,9 @@ pub struct InitArgs {
     /// Do not serve the information pages over HTTPS
     #[arg(long = "disable-web")]
     pub disable_web: bool,
+    /// Also serve the relay as a Tor onion service with embedded Tor (writes [TOR] enable = on)
+    #[arg(long = "tor")]
+    pub tor: bool,
     /// Ask no questions; use the options given
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,

@@ -274,6 +274,7 @@ fn initialize(a: &InitArgs, ans: &Answers, paths: &Paths) -> Result<(), CliError
         hosting_type: a.hosting_type,
         web_static_path: ans.web_path.clone(),
         disable_web: a.disable_web,
+        enable_tor: a.tor,
         acme_domains: match &ans.fqdn {
             Some(f) if !a.disable_web && crate::config::acme::is_dns_name(f) => vec![f.clone()],
             _ => Vec::new(),
@@ -291,6 +292,12 @@ fn initialize(a: &InitArgs, ans: &Answers, paths: &Paths) -> Result<(), CliError
     let address = ServerAddress::for_init(&fingerprint, password.as_deref(), &host);
     print_service_info(&fingerprint, &address);
     print_source_code(ans.source_code.as_deref());
+    if a.tor {
+        println!(
+            "Tor is enabled: `start` prints the onion address after the public hosts and writes it to {}.",
+            crate::config::onion_address_file(paths).display()
+        );
+    }
     Ok(())
 }
 

@@ -98,7 +98,23 @@ fn start_info(c: &Config) -> Vec<String> {
     } else {
         out.push("Store log disabled.".into());
     }
+    if c.tor.enable {
+        let ports: Vec<String> = c
+            .tor
+            .onion_ports(&c.transport, &c.web)
+            .iter()
+            .map(u16::to_string)
+            .collect();
+        out.push(format!(
+            "Serving the onion service (embedded Tor) on virtual ports {}...",
+            ports.join(",")
+        ));
+    }
     for p in &c.transport.ports {
+        if c.tor.onion_only_active() {
+            out.push("onion_only = on: no public port is opened.".into());
+            break;
+        }
         out.push(format!("Serving SMP protocol on port {p} (TLS)..."));
         if c.web.https == Some(*p) {
             out.push(format!("Serving static site on port {p} (TLS)..."));
@@ -158,7 +174,15 @@ fn start_info(c: &Config) -> Vec<String> {
 }
 
 fn print_start_info(c: &Config, fingerprint: &str) {
-    print_service_info(fingerprint, &c.server_address(fingerprint));
+    let onion = c
+        .tor
+        .enable
+        .then(|| crate::server::onion::known_onion_address(c))
+        .flatten();
+    print_service_info(
+        fingerprint,
+        &c.server_address_with_onion(fingerprint, onion.as_deref()),
+    );
     print_source_code(c.information.source_code.as_deref());
     for line in start_info(c) {
         println!("{line}");
@@ -212,7 +236,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 async fn serve(config: Config) -> Result<(), CliError> {
     let signal = shutdown_signal()
         .map_err(|e| CliError::Message(format!("Error: cannot install signal handlers: {e}")))?;
-    let listeners = if config.start.maintenance {
+    let listeners = if config.start.maintenance || config.tor.onion_only_active() {
         Vec::new()
     } else {
         config

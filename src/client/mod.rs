@@ -24,7 +24,7 @@ use crate::protocol::version::{VersionRange, SMP_BLOCK_SIZE};
 use crate::transport::smp::{client_handshake, BlockWriter, SmpTransportError};
 use crate::transport::{self, Recording, TlsError};
 
-type Stream = tokio_rustls::client::TlsStream<Recording<TcpStream>>;
+type Stream = tokio_rustls::client::TlsStream<Recording<crate::server::connector::BoxedStream>>;
 
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +134,17 @@ impl SmpClient {
     ) -> Result<SmpClient, ClientError> {
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
+        Self::connect_stream(Box::new(tcp), fingerprint, opts).await
+    }
+
+    /// Run TLS and the SMP handshake over an already open stream (a SOCKS or Tor stream,
+    /// for example).
+    pub async fn connect_stream(
+        stream: crate::server::connector::BoxedStream,
+        fingerprint: [u8; 32],
+        opts: ClientOptions,
+    ) -> Result<SmpClient, ClientError> {
+        let tcp = stream;
         let alpn = if opts.alpn {
             Some(transport::SMP_ALPN)
         } else {

@@ -59,6 +59,21 @@ impl ServerAddress {
     }
 }
 
+impl ServerAddress {
+    /// Append an onion host after the public ones; with `onion_only` the onion host replaces
+    /// them (nothing else is reachable).
+    pub fn add_onion_host(&mut self, onion: Option<&str>, onion_only: bool) {
+        let Some(onion) = onion.filter(|o| !o.is_empty()) else {
+            return;
+        };
+        if onion_only || self.hosts.is_empty() {
+            self.hosts = onion.to_string();
+        } else if !self.hosts.split(',').any(|h| h == onion) {
+            self.hosts = format!("{},{onion}", self.hosts);
+        }
+    }
+}
+
 impl fmt::Display for ServerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "smp://{}", self.fingerprint)?;

@@ -12,6 +12,7 @@ mod model;
 mod paths;
 mod read;
 mod template;
+mod tor;
 mod update;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use model::{
 };
 pub use paths::{Paths, CFG_PATH_ENV, DEFAULT_CFG_DIR, DEFAULT_LOG_DIR, LOG_PATH_ENV};
 pub use template::{render_ini, IniTemplate};
+pub use tor::{onion_address_file, Tor, TorEgress};
 pub use update::{Update, UpdateMode, UpdateWindow, BUILD_REPOSITORY, DEFAULT_API_URL};
 
 /// Defaults the reference uses, shared by the parser and the `init` template.
@@ -126,6 +128,8 @@ pub struct Config {
     pub inactive_clients: Option<InactiveClients>,
     /// `[WEB]`: the server information page.
     pub web: Web,
+    /// `[TOR]`: embedded Tor, onion service and onion egress.
+    pub tor: Tor,
     /// `[UPDATE]`: signed self-update (our own section).
     pub update: Update,
     /// `[ACME]`: automatic certificates for the information page.
@@ -228,6 +232,7 @@ impl Config {
                 });
             }
         }
+        tor::validate(&self.tor, self.proxy.socks_proxy.is_some())?;
         Ok(())
     }
 
@@ -271,6 +276,18 @@ impl Config {
             &self.transport.host,
             &self.transport.ports,
         )
+    }
+
+    /// The server address with the onion host appended after the public hosts
+    /// (`smp://fp@public,xxxx.onion`), as `start` prints it when Tor is enabled.
+    pub fn server_address_with_onion(
+        &self,
+        fingerprint: &str,
+        onion: Option<&str>,
+    ) -> ServerAddress {
+        let mut a = self.server_address(fingerprint);
+        a.add_onion_host(onion, self.tor.onion_only_active());
+        a
     }
 }
 

@@ -551,6 +551,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
     ("WEB", &["static_path", "http", "https", "cert", "key"]),
+    ("TOR", super::tor::TOR_KEYS),
     ("UPDATE", super::update::KEYS),
     ("ACME", super::acme::KEYS),
 ];
@@ -585,6 +586,7 @@ pub(crate) fn from_ini(ini: &Ini, paths: Paths) -> Result<Config, ConfigError> {
         proxy: proxy(&r)?,
         inactive_clients: inactive_clients(&r)?,
         web: web(&r)?,
+        tor: super::tor::tor(&r)?,
         update: super::update::read(&r)?,
         acme: super::acme::acme(&r)?,
         start: StartOptions::default(),

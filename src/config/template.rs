@@ -51,6 +51,8 @@ pub struct IniTemplate {
     pub web_static_path: Option<PathBuf>,
     /// Comment out `https`, `cert` and `key`.
     pub disable_web: bool,
+    /// `[TOR] enable`.
+    pub enable_tor: bool,
     /// `[ACME] domains`; `enable = on` when not empty (`init --fqdn`).
     pub acme_domains: Vec<String>,
 }
@@ -78,6 +80,7 @@ impl Default for IniTemplate {
             hosting_type: None,
             web_static_path: None,
             disable_web: false,
+            enable_tor: false,
             acme_domains: Vec::new(),
         }
     }
@@ -388,6 +391,7 @@ pub fn render_ini(t: &IniTemplate) -> String {
     transport(&mut out, t);
     proxy(&mut out, t);
     inactive_and_web(&mut out, t);
+    super::tor::template(&mut out, t.enable_tor);
     super::update::template(&mut out);
     acme_section(&mut out, t);
     out

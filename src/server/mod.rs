@@ -4,10 +4,12 @@
 //! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
 
 pub mod commands;
+pub mod connector;
 pub mod counting;
 pub mod expire;
 pub mod forward;
 pub mod inactive;
+pub mod onion;
 pub mod persist;
 pub mod proxy;
 pub mod session;
@@ -17,7 +19,7 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::identity::Identity;
@@ -50,6 +52,9 @@ pub enum ServerError {
     /// The message journal could not be opened or read.
     #[error("{0}")]
     Journal(#[from] crate::store::journal::JournalError),
+    /// Embedded Tor could not start.
+    #[error("{0}")]
+    Tor(#[from] smp_onion::OnionError),
 }
 
 /// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
@@ -154,6 +159,7 @@ impl Server {
             };
             match accepted {
                 Ok((sock, _addr)) => {
+                    let _ = sock.set_nodelay(true);
                     let me = self.clone();
                     let sd = shutdown.clone();
                     let web = web.clone();
@@ -174,13 +180,15 @@ impl Server {
         }
     }
 
-    async fn connection(
+    /// Serve one accepted connection: TCP, or a stream from the onion service.
+    pub async fn connection<S>(
         self: Arc<Self>,
-        sock: TcpStream,
+        sock: S,
         web: Option<Arc<crate::web::WebService>>,
         shutdown: CancellationToken,
-    ) {
-        let _ = sock.set_nodelay(true);
+    ) where
+        S: connector::AsyncReadWrite + 'static,
+    {
         let timeout = tls::DEFAULT_HANDSHAKE_TIMEOUT;
         let accepted = match &web {
             Some(w) => tls::accept_routed(sock, self.tls.clone(), w.as_ref(), timeout).await,
@@ -242,16 +250,28 @@ pub async fn run(
     let store = persist::Persistence::open(&config)?;
     let fingerprint = identity.fingerprint.to_base64url();
     let mut server = Server::with_store(settings, identity, store.store.clone())?;
+    let mut tor = if config.tor.enable && !config.start.maintenance {
+        Some(onion::launch(&config, &fingerprint).await?)
+    } else {
+        None
+    };
     if !config.start.maintenance {
+        let web_config = onion::web_config(&config);
         server.set_web(crate::web::start(
-            &config,
+            &web_config,
             &fingerprint,
-            None,
+            tor.as_ref().map(|t| t.address.clone()),
             shutdown.clone(),
         ));
     }
     let server = Arc::new(server);
-    serve_persisted(server, &store, listeners, shutdown, config).await
+    if let Some(t) = &mut tor {
+        let _ = server.state.onion_address.set(t.address.clone());
+        t.serve(server.clone(), None, shutdown.clone());
+    }
+    let result = serve_persisted(server, &store, listeners, shutdown, config).await;
+    drop(tor);
+    result
 }
 
 /// Restore saved state, serve until `shutdown` (unless in maintenance mode), then save state.

@@ -166,6 +166,9 @@ pub struct ServerState {
     pub active: AtomicBool,
     /// Event counters (daily CSV, control port, Prometheus).
     pub stats: Arc<crate::stats::ServerStats>,
+    /// The onion address once embedded Tor has launched the onion service (`[TOR]`); read it
+    /// with [`ServerState::onion_address`] (e.g. for the web page).
+    pub onion_address: std::sync::OnceLock<String>,
     /// Connections to destination relays (proxy role).
     pub proxy: Arc<super::proxy::ProxyAgent>,
 }
@@ -183,6 +186,7 @@ impl ServerState {
             next_client_id: AtomicU64::new(1),
             active: AtomicBool::new(true),
             stats: Arc::new(crate::stats::ServerStats::new(super::commands::now_secs())),
+            onion_address: std::sync::OnceLock::new(),
             proxy: Arc::new(super::proxy::ProxyAgent::new(
                 std::time::Duration::from_secs(20),
             )),

@@ -1,0 +1,255 @@
+//! Embedded Tor against a private Tor network on loopback built from Debian's `tor`
+//! (`.ci/setup-tor.sh`). Slow (about a minute or two), so it runs only with
+//! `SMP_TEST_TOR_NETWORK=1`; CI sets it.
+//!
+//! (a) a C-tor client reaches the real binary's onion address through its SOCKS port and
+//!     runs an SMP handshake, queue creation, send and receive;
+//! (b) our Arti connector reaches a C-tor onion service (a TCP echo);
+//! (c) with `onion_only = on` the binary opens no public port.
+
+mod common;
+mod tor_net;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use smp_server::client::{ClientOptions, SmpClient};
+use smp_server::crypto::identity::Fingerprint;
+use smp_server::protocol::response::BrokerMsg;
+use smp_server::server::connector::{ArtiConnector, Connector, SocksConnector};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tor_net::{free_port, retry, TorNetwork};
+
+/// The switch that enables this suite.
+const SWITCH: &str = "SMP_TEST_TOR_NETWORK";
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn echo_server() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+async fn wait_file(path: &std::path::Path, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.trim().is_empty() {
+                return s.trim().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear in {limit:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onion_service_and_onion_egress_on_a_private_tor_network() {
+    if std::env::var(SWITCH).as_deref() != Ok("1") {
+        eprintln!("{SWITCH} is not 1: the private Tor network suite is not run");
+        return;
+    }
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = TorNetwork::start(&dir.path().join("net")).await;
+    let arti_toml = dir.path().join("arti.toml");
+    std::fs::write(&arti_toml, net.arti_toml()).expect("arti.toml");
+
+    // A C-tor client that also publishes an onion service in front of a TCP echo.
+    let echo = echo_server().await;
+    let (socks, hs_dir) = net.start_client("client", Some((7000, echo)));
+
+    // The real binary: init --tor, onion_only, our Arti configured for the private network.
+    let cfg = dir.path().join("etc");
+    let log = dir.path().join("var");
+    let bin = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_smp-server"));
+        c.env("SMP_SERVER_CFG_PATH", &cfg)
+            .env("SMP_SERVER_LOG_PATH", &log);
+        c
+    };
+    let out = bin()
+        .args(["init", "-y", "--tor", "--no-password", "--disable-web"])
+        .output()
+        .expect("init");
+    assert!(out.status.success(), "init: {out:?}");
+    let fp_text = std::fs::read_to_string(cfg.join("fingerprint")).expect("fingerprint");
+    let fp = Fingerprint::from_base64url(fp_text.trim()).expect("fingerprint");
+    let port = free_port();
+    let ini_path = cfg.join("smp-server.ini");
+    let ini = std::fs::read_to_string(&ini_path).expect("ini");
+    assert!(ini.contains("[TOR]\n"), "init --tor writes [TOR]");
+    let ini: String = ini
+        .lines()
+        .map(|l| {
+            if l.starts_with("port =") {
+                format!("port = {port}")
+            } else if l.starts_with("# onion_only") {
+                "onion_only = on".into()
+            } else if l.starts_with("# arti_config") {
+                format!("arti_config = {}", arti_toml.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        ini.contains("enable = on\n\n# Virtual"),
+        "init --tor enables Tor"
+    );
+    std::fs::write(&ini_path, ini).expect("write ini");
+    let child = bin()
+        .args(["start", "--log-level", "info"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut server = Running(child);
+    let t_launch = Instant::now();
+    let onion = wait_file(&log.join("onion-address"), Duration::from_secs(60)).await;
+    assert!(onion.ends_with(".onion") && onion.len() == 62, "{onion}");
+
+    // (c) no public port.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "onion_only = on must open no public port"
+    );
+
+    // (a) C-tor client -> our onion service -> SMP.
+    let via_socks = SocksConnector {
+        proxy: ([127, 0, 0, 1], socks).into(),
+        credentials: None,
+        timeout: Duration::from_secs(60),
+    };
+    let opts = || ClientOptions {
+        timeout: Duration::from_secs(60),
+        ..ClientOptions::default()
+    };
+    let onion2 = onion.clone();
+    let a = async {
+        let connect = || async {
+            let s = via_socks.connect(&onion2, port).await?;
+            SmpClient::connect_stream(s, fp.0, opts())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        let recipient_client = retry(
+            "C-tor client to our onion",
+            Duration::from_secs(150),
+            connect,
+        )
+        .await;
+        eprintln!(
+            "(a) first SMP session over onion {:?} after launch",
+            t_launch.elapsed()
+        );
+        let r = create_queue(&recipient_client).await;
+        let sender = retry("second onion session", Duration::from_secs(60), connect).await;
+        let (_, ok) = sender
+            .request(r.sid(), send_cmd(b"hello onion"), None)
+            .await
+            .expect("SEND");
+        assert_eq!(ok, BrokerMsg::Ok);
+        let (_, m) = event(&recipient_client).await;
+        assert_eq!(
+            decrypt_msg(&r, &m).body.as_deref(),
+            Some(&b"hello onion"[..])
+        );
+        eprintln!(
+            "(a) SMP send/receive over onion done {:?} after launch",
+            t_launch.elapsed()
+        );
+    };
+
+    // (b) our Arti -> C-tor onion service.
+    let b = async {
+        let hs_onion = wait_file(&hs_dir.join("hostname"), Duration::from_secs(60)).await;
+        let mut settings = smp_onion::TorSettings::new(dir.path().join("arti-client"));
+        settings.arti_config = Some(arti_toml.clone());
+        let tor = Arc::new(smp_onion::Tor::start(settings).await.expect("Arti"));
+        let conn = ArtiConnector {
+            tor,
+            timeout: Duration::from_secs(60),
+        };
+        let t_b = Instant::now();
+        let mut s = retry(
+            "our Arti to a C-tor onion",
+            Duration::from_secs(150),
+            || async {
+                let mut s = conn.connect(&hs_onion, 7000).await?;
+                // Tor streams send only on flush.
+                s.write_all(b"ping over tor").await?;
+                s.flush().await?;
+                let mut buf = [0u8; 13];
+                tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut buf))
+                    .await
+                    .map_err(|_| std::io::Error::other("no echo in 30 s"))??;
+                Ok::<_, std::io::Error>((s, buf))
+            },
+        )
+        .await;
+        assert_eq!(&s.1, b"ping over tor");
+        s.0.shutdown().await.ok();
+        eprintln!("(b) done in {:?}", t_b.elapsed());
+    };
+    tokio::time::timeout(Duration::from_secs(400), async { tokio::join!(a, b) })
+        .await
+        .expect("(a) and (b) finish within 400 s");
+
+    // Clean stop on SIGTERM.
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(st) = server.0.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "no clean stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "clean exit: {status:?}");
+    let mut stdout = String::new();
+    use std::io::Read;
+    if let Some(mut o) = server.0.stdout.take() {
+        let _ = o.read_to_string(&mut stdout);
+    }
+    assert!(
+        stdout.contains(&onion),
+        "start prints the onion address: {stdout}"
+    );
+    assert!(stdout.contains("no public port"), "{stdout}");
+    eprintln!("private Tor network suite: {:?} in total", t0.elapsed());
+}
