@@ -549,3 +549,195 @@ async fn info_logs_hold_no_queue_ids_keys_or_client_addresses() {
     }
     assert!(!logs.contains("secret body"));
 }
+
+/// An Ed25519 chain (leaf, CA) and key for the web page, made like a server identity.
+/// Returns (chain PEM, key PEM, DER of the leaf, fingerprint of the CA).
+fn web_identity() -> (String, String, Vec<u8>, [u8; 32]) {
+    use smp_server::crypto::identity::{
+        create_identity, CA_CRT_FILE, SERVER_CRT_FILE, SERVER_KEY_FILE,
+    };
+    let d = tempfile::tempdir().expect("tempdir");
+    let fp = create_identity(
+        d.path(),
+        smp_server::crypto::keys::KeyAlgorithm::Ed25519,
+        "localhost",
+    )
+    .expect("identity");
+    let read = |f: &str| std::fs::read_to_string(d.path().join(f)).expect("read");
+    let leaf_pem = read(SERVER_CRT_FILE);
+    let leaf = smp_server::crypto::x509::certs_from_pem(&leaf_pem).expect("pem")[0].clone();
+    (
+        format!("{leaf_pem}{}", read(CA_CRT_FILE)),
+        read(SERVER_KEY_FILE),
+        leaf,
+        fp.0,
+    )
+}
+
+type WebTls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A browser-like TLS connection (SNI, ALPN http/1.1) that accepts only the chain of the
+/// CA with fingerprint `fp`; returns the stream and the leaf certificate served.
+async fn https_connect(addr: SocketAddr, fp: [u8; 32]) -> Result<(WebTls, Vec<u8>), String> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(
+        smp_server::transport::verify::ServerIdentityVerifier::new(fp),
+    ))
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let leaf = s.get_ref().1.peer_certificates().expect("certificates")[0].to_vec();
+    Ok((s, leaf))
+}
+
+async fn https_get(mut s: WebTls) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write request");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn sighup_reloads_web_and_smp_certificates_without_dropping_connections() {
+    let mut b = Bin::init(&[]);
+    let (chain1, key1, leaf1, fp1) = web_identity();
+    let (web_crt, web_key) = (b.cfg.join("web.crt"), b.cfg.join("web.key"));
+    std::fs::write(&web_crt, &chain1).expect("web cert");
+    std::fs::write(&web_key, &key1).expect("web key");
+    let mut ini = b.ini();
+    ini = set_key(&ini, "https", &b.port.to_string());
+    ini = set_key(&ini, "cert", &web_crt.display().to_string());
+    ini = set_key(&ini, "key", &web_key.display().to_string());
+    std::fs::write(b.cfg.join("smp-server.ini"), ini).expect("write ini");
+    b.start(&[], &[]).await;
+
+    // before: an SMP connection with a queue, and an HTTPS connection left open
+    let rc = b.client().await;
+    let r = create_queue(&rc).await;
+    let smp_leaf1 = rc.server_auth.as_ref().expect("server auth").chain[0].clone();
+    let (open_https, served) = https_connect(b.addr(), fp1).await.expect("HTTPS before");
+    assert_eq!(served, leaf1, "the [WEB] certificate is served to browsers");
+
+    // new web files, a new SMP online certificate under the same CA, an INI edit
+    let (chain2, key2, leaf2, fp2) = web_identity();
+    std::fs::write(&web_crt, &chain2).expect("web cert");
+    std::fs::write(&web_key, &key2).expect("web key");
+    let cert = bin()
+        .env("SMP_SERVER_CFG_PATH", &b.cfg)
+        .env("SMP_SERVER_LOG_PATH", &b.log)
+        .arg("cert")
+        .output()
+        .expect("run cert");
+    assert!(cert.status.success(), "smp-server cert: {cert:?}");
+    let smp_leaf2 = smp_server::crypto::x509::certs_from_pem(
+        &std::fs::read_to_string(b.cfg.join("server.crt")).expect("server.crt"),
+    )
+    .expect("pem")[0]
+        .clone();
+    assert_ne!(smp_leaf1, smp_leaf2);
+    let mut ini = b.ini();
+    ini = set_key(&ini, "source_code", "https://example.org/reloaded");
+    ini = set_key(&ini, "log_tls_errors", "on");
+    std::fs::write(b.cfg.join("smp-server.ini"), ini).expect("write ini");
+    b.signal("-HUP");
+
+    // after: new HTTPS connections get the new certificate
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let served = loop {
+        match https_connect(b.addr(), fp2).await {
+            Ok((_, leaf)) => break leaf,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "new web certificate not served: {e}; logs: {}",
+                b.logs()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        Fingerprint::of_cert(&served),
+        Fingerprint::of_cert(&leaf2),
+        "the new [WEB] certificate"
+    );
+    assert!(
+        https_connect(b.addr(), fp1).await.is_err(),
+        "the old web certificate is no longer served"
+    );
+    // new SMP connections get the new online certificate, under the same CA fingerprint
+    let sc = b.client().await;
+    let auth = sc.server_auth.as_ref().expect("server auth");
+    assert_eq!(auth.chain[0], smp_leaf2, "the new server.crt");
+    assert_eq!(
+        Fingerprint::of_cert(&auth.chain[1]).0,
+        b.fp,
+        "same identity"
+    );
+    // the connections opened before still work
+    let (_, ok) = sc
+        .request(r.sid(), send_cmd(b"after cert reload"), None)
+        .await
+        .expect("SEND");
+    assert_eq!(ok, BrokerMsg::Ok);
+    let (_, m) = event(&rc).await;
+    assert_eq!(
+        decrypt_msg(&r, &m).body.as_deref(),
+        Some(&b"after cert reload"[..])
+    );
+    let (_, pong) = rc.request(b"", SmpCommand::Ping, None).await.expect("PING");
+    assert_eq!(pong, BrokerMsg::Pong);
+    let page = https_get(open_https).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    // the generated page shows the reloaded [INFORMATION]
+    let index = std::fs::read_to_string(b.log.join("www").join("index.html")).expect("page");
+    assert!(
+        index.contains("https://example.org/reloaded"),
+        "page not regenerated"
+    );
+
+    // a broken web file: the current certificate stays, with a warning
+    std::fs::write(&web_key, "not a key").expect("web key");
+    b.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.logs().contains("kept the current [WEB] certificate") {
+        assert!(Instant::now() < deadline, "no warning: {}", b.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, leaf) = https_connect(b.addr(), fp2).await.expect("HTTPS still up");
+    assert_eq!(leaf, leaf2);
+
+    b.signal("-INT");
+    b.wait_exit(Duration::from_secs(15)).await;
+    let logs = b.logs();
+    assert!(
+        logs.contains("[WEB] certificate: new certificate in use"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("SMP certificate: new server.crt in use"),
+        "{logs}"
+    );
+    assert!(logs.contains("[INFORMATION] updated"), "{logs}");
+    assert!(
+        logs.contains("SMP certificate unchanged"),
+        "second reload: {logs}"
+    );
+    assert!(
+        logs.contains("[TRANSPORT] log_tls_errors") && logs.contains("after a restart"),
+        "{logs}"
+    );
+}

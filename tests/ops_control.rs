@@ -1,6 +1,8 @@
 //! The control port over TCP against the real server object: greeting, roles, every command's
 //! answer, blocking observed by real SMP clients, deletion, wrong passwords and bad input.
 
+use base64::Engine;
+
 mod common;
 mod ops_support;
 
@@ -237,9 +239,26 @@ async fn control_port_roles_and_commands() {
         "clientId,sessionId,connected,createdAt,rcvActiveAt,sndActiveAt,age,subscriptions"
     );
     assert_eq!(clients.len(), 3, "{clients:?}");
-    assert!(clients[1..]
-        .iter()
-        .all(|l| l.split(',').count() == 8 && l.contains(",True,")));
+    // the reference's columns: number, session ID (standard base64), True, three times in
+    // Unix seconds, age, subscriptions; the recipient (first to connect) holds its three queues
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    let std_b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    for (line, (c, subs)) in clients[1..].iter().zip([(&rc, "3"), (&sc, "0")]) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 8, "{line}");
+        assert!(f[0].parse::<u64>().is_ok(), "{line}");
+        assert_eq!(f[1], std_b64(&c.params.session_id), "{line}");
+        assert_eq!(f[2], "True");
+        for t in &f[3..6] {
+            let t: i64 = t.parse().expect("Unix seconds");
+            assert!((now - 600..=now + 5).contains(&t), "{line}");
+        }
+        assert!(f[6].parse::<i64>().expect("age") < 600, "{line}");
+        assert_eq!(f[7], subs, "{line}");
+    }
     let threads = admin.cmd("threads").await;
     assert!(threads[0].starts_with("Threads: "), "{threads:?}");
     assert_eq!(admin.cmd("socket-threads").await.len(), 2);

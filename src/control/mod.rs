@@ -7,6 +7,7 @@
 pub mod notify;
 pub mod port;
 pub mod protocol;
+pub mod reload;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::server::state::ServerState;
 use crate::stats::daily::{Clock, SystemClock};
 use port::{ControlAuth, ControlContext};
+use reload::{ReloadHook, Reloader};
 
 /// How long [`Ops::stop`] waits for connections to finish their in-flight commands.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -59,9 +61,11 @@ pub struct Ops {
     pub metrics_addr: Option<SocketAddr>,
     /// `[INFORMATION]` as currently published (updated on SIGHUP); the web page may read it.
     pub information: Arc<RwLock<crate::config::Information>>,
+    /// What SIGHUP applies besides the INI settings held here (certificates, web page).
+    hooks: Arc<std::sync::Mutex<Vec<ReloadHook>>>,
 }
 
-fn control_auth(c: &Config) -> ControlAuth {
+pub(crate) fn control_auth(c: &Config) -> ControlAuth {
     ControlAuth {
         admin: c.auth.control_port_admin_password.clone(),
         user: c.auth.control_port_user_password.clone(),
@@ -221,6 +225,7 @@ impl Ops {
             control_addr: bound_control,
             metrics_addr: bound_metrics,
             information,
+            hooks: Arc::default(),
         };
         notify::sd_notify("READY=1\nSTATUS=serving");
         Ok(ops)
@@ -231,11 +236,17 @@ impl Ops {
         self.reloader().reload(new)
     }
 
+    /// Add things a reload applies (the server's certificates and web page).
+    pub fn add_reload_hooks(&self, hooks: Vec<ReloadHook>) {
+        crate::server::state::lock(&self.hooks).extend(hooks);
+    }
+
     fn reloader(&self) -> Reloader {
         Reloader {
             control: self.control.clone(),
             information: self.information.clone(),
             config: self.config.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 
@@ -259,58 +270,6 @@ impl Ops {
                 Ok(()) => tracing::info!("server stats saved to {}", path.display()),
                 Err(e) => tracing::error!("saving server stats to {}: {e}", path.display()),
             }
-        }
-    }
-}
-
-/// What a reload touches (shared with the running services).
-#[derive(Clone)]
-struct Reloader {
-    control: Option<Arc<ControlContext>>,
-    information: Arc<RwLock<crate::config::Information>>,
-    config: Arc<Config>,
-}
-
-impl Reloader {
-    /// Apply a reloaded configuration: what can change live changes, the rest is logged.
-    pub fn reload(&self, new: &Config) {
-        if let Some(c) = &self.control {
-            *c.auth.write().unwrap_or_else(|e| e.into_inner()) = control_auth(new);
-        }
-        *self.information.write().unwrap_or_else(|e| e.into_inner()) = new.information.clone();
-        let old = &self.config;
-        let mut restart = Vec::new();
-        if old.transport.ports != new.transport.ports {
-            restart.push("[TRANSPORT] port");
-        }
-        if old.transport.control_port != new.transport.control_port {
-            restart.push("[TRANSPORT] control_port");
-        }
-        if format!("{:?}", old.store_log) != format!("{:?}", new.store_log) {
-            restart.push("[STORE_LOG]");
-        }
-        if old.auth.new_queues != new.auth.new_queues
-            || old.auth.create_password != new.auth.create_password
-        {
-            restart.push("[AUTH] new_queues/create_password");
-        }
-        if old.inactive_clients != new.inactive_clients {
-            restart.push("[INACTIVE_CLIENTS]");
-        }
-        tracing::info!("configuration reloaded: [INFORMATION] and control port passwords applied");
-        if !restart.is_empty() {
-            tracing::warn!(
-                "changes to {} take effect after a restart",
-                restart.join(", ")
-            );
-        }
-    }
-
-    /// Reload the INI file from disk (SIGHUP).
-    pub fn reload_from_disk(&self) {
-        match Config::load_from(self.config.paths.clone()) {
-            Ok(c) => self.reload(&c),
-            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
         }
     }
 }

@@ -203,27 +203,35 @@ impl ControlContext {
         o
     }
 
+    /// The reference's CSV: client number, session ID in base64 (standard alphabet, padded),
+    /// `True`/`False`, then times as Unix seconds, the age in seconds and the subscription count.
     fn clients(&self, o: &mut String) {
+        use base64::Engine;
+        use std::sync::atomic::Ordering::Relaxed;
         o.push_str(
             "clientId,sessionId,connected,createdAt,rcvActiveAt,sndActiveAt,age,subscriptions\n",
         );
         let mut cs: Vec<_> = lock(&self.state.clients).values().cloned().collect();
         cs.sort_by_key(|c| c.id);
         let now = crate::server::commands::now_secs();
-        use std::sync::atomic::Ordering::Relaxed;
         for c in cs {
             let connected = if c.connected.load(Relaxed) {
                 "True"
             } else {
                 "False"
             };
+            let sid = c
+                .session_id
+                .get()
+                .map(|s| base64::engine::general_purpose::STANDARD.encode(s))
+                .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "{},,{connected},{},{},{},{},{}",
+                "{},{sid},{connected},{},{},{},{},{}",
                 c.id,
-                time_text(c.created_at),
-                time_text(c.rcv_active_at.load(Relaxed)),
-                time_text(c.snd_active_at.load(Relaxed)),
+                c.created_at,
+                c.rcv_active_at.load(Relaxed),
+                c.snd_active_at.load(Relaxed),
                 now - c.created_at,
                 lock(&c.subs).len()
             );

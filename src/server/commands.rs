@@ -104,9 +104,14 @@ impl Conn<'_> {
                 } else {
                     let agent = self.state.proxy.clone();
                     let stats = self.state.stats.clone();
+                    let own = srv
+                        .hosts
+                        .first()
+                        .is_some_and(|h| super::counting::is_own_server(&s.own_server_domains, h));
                     return self.spawn_proxied(corr, ent, async move {
                         let r = agent.session_key(&srv).await;
-                        super::counting::proxy_result(&stats.p_relays, &r);
+                        let (all, mine) = (&stats.p_relays, &stats.p_relays_own);
+                        super::counting::proxy_result_own(all, mine, own, &r);
                         r
                     });
                 }
@@ -119,8 +124,14 @@ impl Conn<'_> {
                     err(corr, ent, e)
                 }
                 Some(r) if r.version() < crate::protocol::version::SENDING_PROXY => {
-                    self.state.stats.p_msg_fwds.requests.inc();
-                    self.state.stats.p_msg_fwds.errors_compat.inc();
+                    let stats = &self.state.stats;
+                    for p in [&stats.p_msg_fwds]
+                        .into_iter()
+                        .chain(self.own_session(ent).then_some(&stats.p_msg_fwds_own))
+                    {
+                        p.requests.inc();
+                        p.errors_compat.inc();
+                    }
                     err(
                         corr,
                         ent,
@@ -134,9 +145,11 @@ impl Conn<'_> {
                 Some(r) => {
                     let corr2 = corr.to_vec();
                     let stats = self.state.stats.clone();
+                    let own = self.own_session(ent);
                     return self.spawn_proxied(corr, ent, async move {
                         let res = super::proxy::ProxyAgent::forward(&r, &corr2, v, &k, &enc).await;
-                        super::counting::proxy_result(&stats.p_msg_fwds, &res);
+                        let (all, mine) = (&stats.p_msg_fwds, &stats.p_msg_fwds_own);
+                        super::counting::proxy_result_own(all, mine, own, &res);
                         res
                     });
                 }
@@ -155,6 +168,13 @@ impl Conn<'_> {
             },
         };
         out.responses.push(resp);
+    }
+
+    /// Whether a proxy session's relay is one of the operator's own servers.
+    fn own_session(&self, session_id: &[u8]) -> bool {
+        self.state.proxy.session_host(session_id).is_some_and(|h| {
+            super::counting::is_own_server(&self.state.settings.own_server_domains, &h)
+        })
     }
 
     /// Run a proxied command off the connection's read loop; its answer is sent when ready,

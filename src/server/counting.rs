@@ -26,6 +26,31 @@ pub fn auth_failure(stats: &ServerStats, cmd: &Command) {
     }
 }
 
+/// Whether a relay's first host is one of the operator's own domains (`[PROXY]
+/// own_server_domains`): the host itself or a subdomain of it, as the reference decides.
+pub fn is_own_server(own_domains: &[String], first_host: &[u8]) -> bool {
+    own_domains.iter().any(|d| {
+        let d = d.as_bytes();
+        first_host == d
+            || (first_host.len() > d.len()
+                && first_host.ends_with(d)
+                && first_host[first_host.len() - d.len() - 1] == b'.')
+    })
+}
+
+/// Count a proxy answer in `all`, and also in `own` when the relay is the operator's own.
+pub fn proxy_result_own(
+    all: &crate::stats::counters::ProxyStats,
+    own: &crate::stats::counters::ProxyStats,
+    is_own: bool,
+    msg: &crate::protocol::response::BrokerMsg,
+) {
+    proxy_result(all, msg);
+    if is_own {
+        proxy_result(own, msg);
+    }
+}
+
 /// Count a proxy answer (PRXY -> `pRelays`, PFWD -> `pMsgFwds`) as the reference classifies
 /// it: the expected answer or a destination's protocol error is a success; version problems
 /// are compatibility errors; network problems connection errors; the rest other errors.
@@ -50,5 +75,38 @@ pub fn proxy_result(
         // an error from the destination relay, forwarded to the client
         BrokerMsg::Err(_) => p.successes.inc(),
         _ => p.errors_other.inc(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_servers_are_the_domains_and_their_subdomains() {
+        let own = vec!["example.com".to_string(), "127.0.0.1".to_string()];
+        assert!(is_own_server(&own, b"example.com"));
+        assert!(is_own_server(&own, b"smp1.example.com"));
+        assert!(is_own_server(&own, b"127.0.0.1"));
+        assert!(!is_own_server(&own, b"badexample.com"));
+        assert!(!is_own_server(&own, b"example.com.evil"));
+        assert!(!is_own_server(&own, b"example.org"));
+        assert!(!is_own_server(&[], b"example.com"));
+    }
+
+    #[test]
+    fn own_answers_count_in_both() {
+        use crate::protocol::errors::{BrokerError, ErrorType, ProxyError};
+        use crate::protocol::response::BrokerMsg;
+        let (all, own) = (Default::default(), Default::default());
+        let refused = BrokerMsg::Err(ErrorType::Proxy(ProxyError::Broker(BrokerError::Network)));
+        proxy_result_own(&all, &own, true, &refused);
+        proxy_result_own(&all, &own, false, &refused);
+        let (all, own): (
+            crate::stats::counters::ProxyStats,
+            crate::stats::counters::ProxyStats,
+        ) = (all, own);
+        assert_eq!((all.requests.get(), all.errors_connect.get()), (2, 2));
+        assert_eq!((own.requests.get(), own.errors_connect.get()), (1, 1));
     }
 }

@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod connector;
 pub mod counting;
+pub mod credentials;
 pub mod expire;
 pub mod forward;
 pub mod inactive;
@@ -23,12 +24,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::identity::Identity;
-use crate::crypto::keys::{KeyAlgorithm, PrivateSignKey};
 use crate::protocol::version::VersionRange;
 use crate::store::memory::MemoryStore;
 use crate::transport::smp::{server_handshake, HandshakeCredentials, HANDSHAKE_TIMEOUT};
 use crate::transport::tls;
-use crate::transport::HandshakeSigner;
 pub use state::{ServerState, Settings};
 
 /// Errors that stop the server.
@@ -57,26 +56,12 @@ pub enum ServerError {
     Tor(#[from] smp_onion::OnionError),
 }
 
-/// Signs TLS handshakes with the identity's online key, shared with the SMP handshake.
-#[derive(Debug)]
-struct IdentitySigner(Arc<Identity>);
-
-impl HandshakeSigner for IdentitySigner {
-    fn algorithm(&self) -> KeyAlgorithm {
-        PrivateSignKey::algorithm(&self.0.server_key)
-    }
-
-    fn sign(&self, msg: &[u8]) -> Vec<u8> {
-        self.0.server_key.sign(msg)
-    }
-}
-
 /// A running SMP relay's shared parts.
 pub struct Server {
     /// State shared by connections.
     pub state: Arc<ServerState>,
-    identity: Arc<Identity>,
-    tls: Arc<rustls::ServerConfig>,
+    /// The SMP port's certificate chain and key (replaced on SIGHUP, same CA).
+    creds: Arc<credentials::LiveCredentials>,
     versions: VersionRange,
     web: Option<Arc<crate::web::WebService>>,
     /// Connection tasks, awaited at shutdown before state is saved.
@@ -95,14 +80,10 @@ impl Server {
         identity: Identity,
         store: Arc<dyn crate::store::Store>,
     ) -> Result<Self, ServerError> {
-        let identity = Arc::new(identity);
-        let signer: Arc<dyn HandshakeSigner> = Arc::new(IdentitySigner(identity.clone()));
-        let tls = tls::server_config(identity.chain.clone(), signer, &[])
-            .map_err(|e| ServerError::Tls(e.to_string()))?;
+        let creds = credentials::SmpCredentials::new(identity)?;
         Ok(Server {
             state: Arc::new(ServerState::new(settings, store)),
-            identity,
-            tls,
+            creds: Arc::new(credentials::LiveCredentials::new(creds)),
             versions: VersionRange::SERVER,
             web: None,
             sessions: tokio_util::task::TaskTracker::new(),
@@ -117,6 +98,16 @@ impl Server {
     /// Serve the web page on the `[WEB] https` port when it is also an SMP port.
     pub fn set_web(&mut self, web: Option<Arc<crate::web::WebService>>) {
         self.web = web;
+    }
+
+    /// The SMP certificate in use (SIGHUP reloads it).
+    pub fn credentials(&self) -> &Arc<credentials::LiveCredentials> {
+        &self.creds
+    }
+
+    /// The web service, when one runs (SIGHUP reloads its certificate).
+    pub fn web(&self) -> Option<&Arc<crate::web::WebService>> {
+        self.web.as_ref()
     }
 
     /// Accept connections on all listeners until `shutdown` is cancelled.
@@ -190,9 +181,11 @@ impl Server {
         S: connector::AsyncReadWrite + 'static,
     {
         let timeout = tls::DEFAULT_HANDSHAKE_TIMEOUT;
+        // one load: the TLS and SMP handshakes of a connection present the same chain
+        let creds = self.creds.current();
         let accepted = match &web {
-            Some(w) => tls::accept_routed(sock, self.tls.clone(), w.as_ref(), timeout).await,
-            None => tls::accept(sock, self.tls.clone(), timeout)
+            Some(w) => tls::accept_routed(sock, creds.tls.clone(), w.as_ref(), timeout).await,
+            None => tls::accept(sock, creds.tls.clone(), timeout)
                 .await
                 .map(tls::RoutedConn::Smp),
         };
@@ -216,9 +209,9 @@ impl Server {
         let alpn_smp = conn.alpn.as_deref() == Some(tls::SMP_ALPN);
         let (r, w) = tokio::io::split(conn.stream);
         let creds = HandshakeCredentials {
-            chain: &self.identity.chain,
-            sign_key: &self.identity.server_key,
-            key_hash: &self.identity.fingerprint.0,
+            chain: &creds.identity.chain,
+            sign_key: &creds.identity.server_key,
+            key_hash: &creds.identity.fingerprint.0,
         };
         let hs = tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
@@ -289,6 +282,7 @@ pub async fn serve_persisted(
     // after the restore, so the statistics count the restored queues and messages
     let ops =
         crate::control::Ops::start(config.clone(), server.state.clone(), shutdown.clone()).await?;
+    ops.add_reload_hooks(crate::control::reload::server_hooks(&server, &config));
     let s = &server.state.settings;
     if s.expire_messages_on_start {
         if let Some(ttl) = s.message_ttl {

@@ -41,6 +41,8 @@ pub struct ProxyAgent {
     relays: Mutex<HashMap<Vec<u8>, RelaySlot>>,
     /// Live relay connections by their session ID (the entity of PFWD).
     sessions: Mutex<HashMap<Vec<u8>, Arc<SmpClient>>>,
+    /// The first host of each session's relay address (for the `*Own` statistics).
+    session_hosts: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
     /// Connect and response timeout.
     pub timeout: Duration,
 }
@@ -116,9 +118,13 @@ impl ProxyAgent {
                 return Ok(c.clone());
             }
             lock(&self.sessions).remove(&c.params.session_id);
+            lock(&self.session_hosts).remove(&c.params.session_id);
         }
         let c = Arc::new(self.connect(srv).await?);
         lock(&self.sessions).insert(c.params.session_id.clone(), c.clone());
+        if let Some(h) = srv.hosts.first() {
+            lock(&self.session_hosts).insert(c.params.session_id.clone(), h.clone());
+        }
         *guard = Some(c.clone());
         Ok(c)
     }
@@ -167,10 +173,16 @@ impl ProxyAgent {
         match s.get(session_id) {
             Some(c) if c.is_closed() => {
                 s.remove(session_id);
+                lock(&self.session_hosts).remove(session_id);
                 None
             }
             c => c.cloned(),
         }
+    }
+
+    /// The first host of the relay address a session was opened for.
+    pub fn session_host(&self, session_id: &[u8]) -> Option<Vec<u8>> {
+        lock(&self.session_hosts).get(session_id).cloned()
     }
 
     /// PFWD: wrap the client's encrypted transmission for the relay, send it as RFWD and

@@ -43,6 +43,7 @@ pub async fn run_session<R, W>(
     };
     let (tx, rx) = mpsc::channel::<Vec<Outgoing>>(state.settings.client_queue_size);
     let client = state.add_client(params.version, tx);
+    let _ = client.session_id.set(params.session_id.clone());
     let writer_task = tokio::spawn(write_loop(writer, params.clone(), rx));
     let conn = Conn {
         state: &state,

@@ -53,6 +53,9 @@ pub struct Settings {
     pub expire_ntfs_interval: std::time::Duration,
     /// Expire old messages once at start (`[STORE_LOG] expire_messages_on_start`).
     pub expire_messages_on_start: bool,
+    /// `[PROXY] own_server_domains`: relays on these domains (or their subdomains) are counted
+    /// in the `*Own` proxy statistics too.
+    pub own_server_domains: Vec<String>,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             expire_messages_interval: std::time::Duration::from_secs(7200),
             expire_ntfs_interval: std::time::Duration::from_secs(3600),
             expire_messages_on_start: true,
+            own_server_domains: Vec::new(),
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct ClientHandle {
     pub snd_active_at: AtomicI64,
     /// Limits proxied commands in flight for this connection.
     pub proxy_permits: Arc<tokio::sync::Semaphore>,
+    /// The session ID (tls-unique), set once the handshake is done (control port `clients`).
+    pub session_id: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl ClientHandle {
@@ -213,6 +219,7 @@ impl ServerState {
             proxy_permits: Arc::new(tokio::sync::Semaphore::new(
                 self.settings.proxy_concurrency.max(1),
             )),
+            session_id: std::sync::OnceLock::new(),
         });
         lock(&self.clients).insert(id, c.clone());
         c
@@ -287,6 +294,7 @@ impl Settings {
             log_tls_errors: c.transport.log_tls_errors,
             proxy_concurrency: c.proxy.client_concurrency as usize,
             expire_messages_on_start: c.store_log.expire_messages_on_start,
+            own_server_domains: c.proxy.own_server_domains.clone(),
             ..d
         }
     }

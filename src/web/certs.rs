@@ -28,6 +28,17 @@ pub enum WebCertError {
     Invalid(String),
 }
 
+/// What a reload of the web certificate files did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebCertReload {
+    /// The files hold the certificate already in use.
+    Unchanged,
+    /// New connections get the certificate from the files.
+    Replaced,
+    /// The files could not be used; the current certificate (if any) stays. The text says why.
+    Kept(String),
+}
+
 /// The current web certificate and the ACME challenges in progress.
 #[derive(Debug)]
 pub struct WebCerts {
@@ -68,6 +79,31 @@ impl WebCerts {
             })
         };
         self.load_pem(&read(cert)?, &read(key)?)
+    }
+
+    /// Re-read the chain and key files (SIGHUP): swap them in if they hold another valid
+    /// certificate, else keep the current one. Connections already open are not affected.
+    pub fn reload_files(&self, cert: &Path, key: &Path) -> WebCertReload {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| WebCertError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let new = match read(cert)
+            .and_then(|c| read(key).map(|k| (c, k)))
+            .and_then(|(c, k)| certified_key(&c, &k))
+        {
+            Ok(n) => n,
+            Err(e) => return WebCertReload::Kept(e.to_string()),
+        };
+        // the key was checked against the leaf, so the same chain means the same key
+        let same = self.current().is_some_and(|cur| cur.cert == new.cert);
+        if same {
+            return WebCertReload::Unchanged;
+        }
+        self.current.store(Some(Arc::new(new)));
+        WebCertReload::Replaced
     }
 
     /// Parse a PEM chain and key and swap them in.

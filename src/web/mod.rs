@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::transport::tls::{TlsRouter, DEFAULT_HANDSHAKE_TIMEOUT, SMP_ALPN};
-pub use certs::{WebCertError, WebCerts};
+pub use certs::{WebCertError, WebCertReload, WebCerts};
 pub use http::Site;
 pub use page::PageInfo;
 
@@ -39,6 +39,8 @@ pub struct WebService {
     certs: Arc<WebCerts>,
     tls: Arc<ServerConfig>,
     renewer: Option<RenewerHandle>,
+    /// `[WEB] cert` and `key` as the service started with (re-read on SIGHUP).
+    cert_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl TlsRouter for WebService {
@@ -61,7 +63,15 @@ impl WebService {
             certs,
             tls,
             renewer: None,
+            cert_files: None,
         })
+    }
+
+    /// Re-read the certificate files (SIGHUP), including a certificate ACME wrote; `None`
+    /// when this service serves no HTTPS.
+    pub fn reload_certificate(&self) -> Option<certs::WebCertReload> {
+        let (cert, key) = self.cert_files.as_ref()?;
+        Some(self.certs.reload_files(cert, key))
     }
 
     /// The port HTTPS is served on (shared with SMP when it is also an SMP port).
@@ -246,12 +256,16 @@ pub fn start(
         }
     };
 
+    let (cert_file_used, key_file_used) = (cert_file.clone(), key_file.clone());
     let renewer = if acme.enable {
         start_acme(config, certs.clone(), challenges, cert_file, key_file)
     } else {
         None
     };
     service.renewer = renewer.as_ref().map(Renewer::handle);
+    if w.https.is_some() {
+        service.cert_files = Some((cert_file_used, key_file_used));
+    }
     let service = Arc::new(service);
 
     if let Some(port) = w.http {
