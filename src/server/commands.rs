@@ -109,9 +109,9 @@ impl Conn<'_> {
                         .first()
                         .is_some_and(|h| super::counting::is_own_server(&s.own_server_domains, h));
                     return self.spawn_proxied(corr, ent, async move {
-                        let r = agent.session_key(&srv).await;
+                        let (r, connected) = agent.session_key_connected(&srv).await;
                         let (all, mine) = (&stats.p_relays, &stats.p_relays_own);
-                        super::counting::proxy_result_own(all, mine, own, &r);
+                        super::counting::relay_session_result(all, mine, own, &r, connected);
                         r
                     });
                 }

@@ -51,7 +51,32 @@ pub fn proxy_result_own(
     }
 }
 
-/// Count a proxy answer (PRXY -> `pRelays`, PFWD -> `pMsgFwds`) as the reference classifies
+/// Count a PRXY answer in `pRelays` (and `pRelaysOwn`) as the reference does: once the relay
+/// is connected, PKEY is a success and anything else a compatibility error; a failed
+/// connection is a connection error when temporary (network, timeout), else another error.
+pub fn relay_session_result(
+    all: &crate::stats::counters::ProxyStats,
+    own: &crate::stats::counters::ProxyStats,
+    is_own: bool,
+    msg: &crate::protocol::response::BrokerMsg,
+    connected: bool,
+) {
+    use crate::protocol::errors::{BrokerError, ErrorType, ProxyError};
+    use crate::protocol::response::BrokerMsg;
+    for p in std::iter::once(all).chain(is_own.then_some(own)) {
+        p.requests.inc();
+        match msg {
+            BrokerMsg::Pkey(..) => p.successes.inc(),
+            _ if connected => p.errors_compat.inc(),
+            BrokerMsg::Err(ErrorType::Proxy(ProxyError::Broker(
+                BrokerError::Network | BrokerError::Timeout,
+            ))) => p.errors_connect.inc(),
+            _ => p.errors_other.inc(),
+        }
+    }
+}
+
+/// Count a PFWD answer in `pMsgFwds` (or any proxy answer) as the reference classifies
 /// it: the expected answer or a destination's protocol error is a success; version problems
 /// are compatibility errors; network problems connection errors; the rest other errors.
 pub fn proxy_result(
@@ -92,6 +117,26 @@ mod tests {
         assert!(!is_own_server(&own, b"example.com.evil"));
         assert!(!is_own_server(&own, b"example.org"));
         assert!(!is_own_server(&[], b"example.com"));
+    }
+
+    #[test]
+    fn relay_sessions_are_classified_by_connection() {
+        use crate::protocol::errors::{BrokerError, ErrorType, ProxyError, TransportError};
+        use crate::protocol::response::BrokerMsg;
+        let all = crate::stats::counters::ProxyStats::default();
+        let own = crate::stats::counters::ProxyStats::default();
+        let b = |e| BrokerMsg::Err(ErrorType::Proxy(ProxyError::Broker(e)));
+        let version = || b(BrokerError::Transport(TransportError::Version));
+        relay_session_result(&all, &own, false, &b(BrokerError::Network), false);
+        relay_session_result(&all, &own, false, &b(BrokerError::Host), false);
+        relay_session_result(&all, &own, false, &version(), false);
+        relay_session_result(&all, &own, true, &version(), true);
+        let no_auth = b(BrokerError::Transport(TransportError::NoServerAuth));
+        relay_session_result(&all, &own, true, &no_auth, true);
+        let counts = |p: &crate::stats::counters::ProxyStats| p.named().map(|(_, c)| c.get());
+        // requests, successes, connect, compat, other
+        assert_eq!(counts(&all), [5, 0, 1, 2, 2]);
+        assert_eq!(counts(&own), [2, 0, 0, 2, 0]);
     }
 
     #[test]

@@ -90,20 +90,29 @@ impl ProxyAgent {
 
     /// PRXY: connect (or reuse the connection) to the relay and describe its session.
     pub async fn session_key(&self, srv: &SmpServerRef) -> BrokerMsg {
+        self.session_key_connected(srv).await.0
+    }
+
+    /// As [`ProxyAgent::session_key`], also telling whether the relay was connected (the
+    /// statistics classify errors differently before and after connecting).
+    pub async fn session_key_connected(&self, srv: &SmpServerRef) -> (BrokerMsg, bool) {
         match self.relay(srv).await {
-            Err(e) => BrokerMsg::Err(e),
-            Ok(r) => {
-                let vr = r.server_range.intersect(&PROXIED_RANGE);
-                match (vr, r.version() >= version::SENDING_PROXY, &r.server_auth) {
-                    (Some(vr), true, Some(auth)) => {
-                        BrokerMsg::Pkey(r.params.session_id.clone(), vr, auth.clone())
-                    }
-                    (Some(_), true, None) => {
-                        BrokerMsg::Err(broker(BrokerError::Transport(TransportError::NoServerAuth)))
-                    }
-                    _ => BrokerMsg::Err(broker(BrokerError::Transport(TransportError::Version))),
-                }
+            Err(e) => (BrokerMsg::Err(e), false),
+            Ok(r) => (self.describe(&r), true),
+        }
+    }
+
+    /// PKEY for a connected relay, or why its session cannot be proxied.
+    fn describe(&self, r: &SmpClient) -> BrokerMsg {
+        let vr = r.server_range.intersect(&PROXIED_RANGE);
+        match (vr, r.version() >= version::SENDING_PROXY, &r.server_auth) {
+            (Some(vr), true, Some(auth)) => {
+                BrokerMsg::Pkey(r.params.session_id.clone(), vr, auth.clone())
             }
+            (Some(_), true, None) => {
+                BrokerMsg::Err(broker(BrokerError::Transport(TransportError::NoServerAuth)))
+            }
+            _ => BrokerMsg::Err(broker(BrokerError::Transport(TransportError::Version))),
         }
     }
 
