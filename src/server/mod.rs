@@ -272,6 +272,7 @@ pub async fn run(
     });
     if let Some(t) = &mut tor {
         let _ = server.state.onion_address.set(t.address.clone());
+        let _ = server.state.tor_status.set(t.status());
         let other = server.web.clone().map(|w| {
             let http = config.web.http;
             let sd = shutdown.clone();
