@@ -328,6 +328,22 @@ pw="$(sed -n 's/^create_password = //p' "$INI" | head -n 1)"
 host="$(sed -n 's/^host = //p' "$INI" | head -n 1)"
 addr="smp://$fp"
 [ -z "$pw" ] || addr="$addr:$pw"
+first_port="${ports_now%%,*}"
+onion=""
+if [ -n "$TOR" ]; then
+  # The onion service publishes its address once embedded Tor has launched it.
+  onion_file="$ROOT$LOG_DIR/onion-address"
+  if [ -n "$SYSTEM" ]; then
+    i=0
+    while [ ! -s "$onion_file" ] && [ "$i" -lt 120 ]; do sleep 1; i=$((i + 1)); done
+  fi
+  if [ -s "$onion_file" ]; then
+    onion="$(head -n 1 "$onion_file")"
+  else
+    say "the onion address is written to $LOG_DIR/onion-address once the server has started"
+  fi
+fi
 addr="$addr@$host"
-[ "$ports_now" = 5223 ] || addr="$addr:$ports_now"
+[ -z "$onion" ] || addr="$addr,$onion"
+[ "$first_port" = 5223 ] || addr="$addr:$first_port"
 echo "Server address: $addr"

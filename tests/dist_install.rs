@@ -289,3 +289,86 @@ fn install_sh_refuses_an_archive_that_does_not_match_the_signed_sums() {
     );
     assert!(!root.join("opt/simplex/bin/smp-server").exists());
 }
+
+#[tokio::test]
+async fn install_sh_tor_turns_on_the_onion_service_and_prints_its_address() {
+    let f = fixture();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock_root = dir.path().join("mock");
+    publish(&mock_root, &f.release_dir(NEW), &format!("v{NEW}"));
+    let mock = Mock::start(&mock_root);
+    let root = dir.path().join("root");
+    let root_s = root.to_str().expect("utf-8 path");
+    let port = free_port().to_string();
+    let script = installer(dir.path(), &[&f.key_pub]);
+    let api = mock.api_url();
+    let args = [
+        "--root",
+        root_s,
+        "--repo",
+        REPO,
+        "--api-url",
+        &api,
+        "--ip",
+        "192.0.2.7",
+        "--port",
+        &port,
+        "--no-password",
+        "--tor",
+    ];
+    let out = sh(&script, &args);
+    assert!(
+        out.status.success(),
+        "install.sh --tor failed: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("onion-address once the server has started"),
+        "{}",
+        text(&out)
+    );
+    let cfg = root.join("etc/opt/simplex");
+    let log = root.join("var/opt/simplex");
+    let ini = std::fs::read_to_string(cfg.join("smp-server.ini")).expect("ini");
+    let tor = ini.split("[TOR]").nth(1).expect("[TOR] section");
+    assert!(
+        tor.lines().any(|l| l.trim() == "enable = on"),
+        "[TOR] enable = on:\n{tor}"
+    );
+
+    // The installed server launches its onion service (the key is made locally; this machine
+    // cannot reach the Tor network, which the onion address does not need) and writes it.
+    let bin = root.join("opt/simplex/bin/smp-server");
+    let child = Command::new(&bin)
+        .arg("start")
+        .env("SMP_SERVER_CFG_PATH", &cfg)
+        .env("SMP_SERVER_LOG_PATH", &log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start installed server");
+    let server = Running(child);
+    let file = log.join("onion-address");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let onion = loop {
+        if let Ok(s) = std::fs::read_to_string(&file) {
+            if !s.trim().is_empty() {
+                break s.trim().to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "no {} in 60 s", file.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop(server);
+    assert!(onion.ends_with(".onion") && onion.len() == 62, "{onion}");
+
+    // A re-run prints the full address with the onion host after the public one.
+    let out = sh(&script, &args);
+    assert!(out.status.success(), "second run: {}", text(&out));
+    let fp = std::fs::read_to_string(cfg.join("fingerprint")).expect("fp");
+    let address = format!(
+        "Server address: smp://{}@192.0.2.7,{onion}:{port}",
+        fp.trim()
+    );
+    assert!(text(&out).contains(&address), "{}", text(&out));
+}

@@ -5,7 +5,10 @@
 //! (a) a C-tor client reaches the real binary's onion address through its SOCKS port and
 //!     runs an SMP handshake, queue creation, send and receive;
 //! (b) our Arti connector reaches a C-tor onion service (a TCP echo);
-//! (c) with `onion_only = on` the binary opens no public port.
+//! (c) with `onion_only = on` the binary opens no public port;
+//! (d) a second binary as the proxy of private routing reaches the onion-only relay through
+//!     its embedded Tor (PRXY/PFWD) and the message is delivered;
+//! (e) that binary's web page is served over plain HTTP through its onion service.
 
 mod common;
 mod tor_net;
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use smp_server::client::{ClientOptions, SmpClient};
 use smp_server::crypto::identity::Fingerprint;
+use smp_server::protocol::command::{Command as SmpCommand, SmpServerRef};
 use smp_server::protocol::response::BrokerMsg;
 use smp_server::server::connector::{ArtiConnector, Connector, SocksConnector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,6 +71,60 @@ async fn wait_file(path: &std::path::Path, limit: Duration) -> String {
     }
 }
 
+/// `init --tor` a real binary in `dir` and rewrite its INI: SMP on `port`, our Arti on the
+/// private network, `onion_only` as given, the web page on plain HTTP `web_http`.
+fn init_tor_binary(
+    dir: &std::path::Path,
+    port: u16,
+    arti_toml: &std::path::Path,
+    onion_only: bool,
+    web_http: Option<u16>,
+) {
+    let out = binary(dir)
+        .args(["init", "-y", "--tor", "--no-password", "--disable-web"])
+        .output()
+        .expect("init");
+    assert!(out.status.success(), "init: {out:?}");
+    let ini_path = dir.join("etc/smp-server.ini");
+    let ini = std::fs::read_to_string(&ini_path).expect("ini");
+    assert!(ini.contains("[TOR]\n"), "init --tor writes [TOR]");
+    let ini: String = ini
+        .lines()
+        .map(|l| {
+            if l.starts_with("port =") {
+                format!("port = {port}")
+            } else if l.starts_with("# onion_only") && onion_only {
+                "onion_only = on".into()
+            } else if l.starts_with("# http =") && web_http.is_some() {
+                format!("http = {}", web_http.unwrap_or_default())
+            } else if l.starts_with("# arti_config") {
+                format!("arti_config = {}", arti_toml.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        ini.contains("enable = on\n\n# Virtual"),
+        "init --tor enables Tor"
+    );
+    std::fs::write(&ini_path, ini).expect("write ini");
+}
+
+/// The real binary with its config in `dir/etc` and logs in `dir/var`.
+fn binary(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_smp-server"));
+    c.env("SMP_SERVER_CFG_PATH", dir.join("etc"))
+        .env("SMP_SERVER_LOG_PATH", dir.join("var"));
+    c
+}
+
+fn fingerprint_of(dir: &std::path::Path) -> Fingerprint {
+    let fp_text = std::fs::read_to_string(dir.join("etc/fingerprint")).expect("fingerprint");
+    Fingerprint::from_base64url(fp_text.trim()).expect("fingerprint")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onion_service_and_onion_egress_on_a_private_tor_network() {
     if std::env::var(SWITCH).as_deref() != Ok("1") {
@@ -84,51 +142,31 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
     let (socks, hs_dir) = net.start_client("client", Some((7000, echo)));
 
     // The real binary: init --tor, onion_only, our Arti configured for the private network.
-    let cfg = dir.path().join("etc");
-    let log = dir.path().join("var");
-    let bin = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_smp-server"));
-        c.env("SMP_SERVER_CFG_PATH", &cfg)
-            .env("SMP_SERVER_LOG_PATH", &log);
-        c
-    };
-    let out = bin()
-        .args(["init", "-y", "--tor", "--no-password", "--disable-web"])
-        .output()
-        .expect("init");
-    assert!(out.status.success(), "init: {out:?}");
-    let fp_text = std::fs::read_to_string(cfg.join("fingerprint")).expect("fingerprint");
-    let fp = Fingerprint::from_base64url(fp_text.trim()).expect("fingerprint");
+    let relay_dir = dir.path().join("relay");
     let port = free_port();
-    let ini_path = cfg.join("smp-server.ini");
-    let ini = std::fs::read_to_string(&ini_path).expect("ini");
-    assert!(ini.contains("[TOR]\n"), "init --tor writes [TOR]");
-    let ini: String = ini
-        .lines()
-        .map(|l| {
-            if l.starts_with("port =") {
-                format!("port = {port}")
-            } else if l.starts_with("# onion_only") {
-                "onion_only = on".into()
-            } else if l.starts_with("# arti_config") {
-                format!("arti_config = {}", arti_toml.display())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        ini.contains("enable = on\n\n# Virtual"),
-        "init --tor enables Tor"
-    );
-    std::fs::write(&ini_path, ini).expect("write ini");
-    let child = bin()
+    init_tor_binary(&relay_dir, port, &arti_toml, true, None);
+    let fp = fingerprint_of(&relay_dir);
+    let log = relay_dir.join("var");
+    let child = binary(&relay_dir)
         .args(["start", "--log-level", "info"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start");
+    // A second binary with public port as the proxy of private routing; Tor for egress.
+    let proxy_dir = dir.path().join("proxy");
+    let proxy_port = free_port();
+    let proxy_web = free_port();
+    init_tor_binary(&proxy_dir, proxy_port, &arti_toml, false, Some(proxy_web));
+    let proxy_fp = fingerprint_of(&proxy_dir);
+    let _proxy = Running(
+        binary(&proxy_dir)
+            .args(["start", "--log-level", "info"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start proxy"),
+    );
     let mut server = Running(child);
     let t_launch = Instant::now();
     let onion = wait_file(&log.join("onion-address"), Duration::from_secs(60)).await;
@@ -177,14 +215,101 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
             .expect("SEND");
         assert_eq!(ok, BrokerMsg::Ok);
         let (_, m) = event(&recipient_client).await;
-        assert_eq!(
-            decrypt_msg(&r, &m).body.as_deref(),
-            Some(&b"hello onion"[..])
-        );
+        let got = decrypt_msg(&r, &m);
+        assert_eq!(got.body.as_deref(), Some(&b"hello onion"[..]));
+        let (_, ok) = recipient_client
+            .request(r.rid(), SmpCommand::Ack(got.msg_id), Some(&r.key))
+            .await
+            .expect("ACK");
+        assert_eq!(ok, BrokerMsg::Ok);
         eprintln!(
             "(a) SMP send/receive over onion done {:?} after launch",
             t_launch.elapsed()
         );
+
+        // (d) private routing: a client of the public proxy sends to the onion-only relay;
+        // the proxy reaches the relay's .onion through its embedded Tor.
+        let pc = retry("client to the proxy", Duration::from_secs(30), || async {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await?;
+            SmpClient::connect_stream(Box::new(tcp), proxy_fp.0, opts())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .await;
+        let relay_ref = SmpServerRef {
+            hosts: vec![onion2.clone().into_bytes()],
+            port: port.to_string().into_bytes(),
+            key_hash: fp.0.to_vec(),
+        };
+        let t_d = Instant::now();
+        let (sid, relay_key) = retry(
+            "PRXY to the onion relay",
+            Duration::from_secs(200),
+            || async {
+                let (_, m) = pc
+                    .request(b"", SmpCommand::Prxy(relay_ref.clone(), None), None)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                match m {
+                    BrokerMsg::Pkey(..) => Ok(proxy_session(&pc, relay_ref.clone()).await),
+                    other => Err(std::io::Error::other(format!("{other:?}"))),
+                }
+            },
+        )
+        .await;
+        let m = proxied_request(
+            &pc,
+            &sid,
+            &relay_key,
+            r.sid(),
+            &send_cmd(b"routed to an onion"),
+            None,
+        )
+        .await;
+        assert_eq!(m, BrokerMsg::Ok, "proxied SEND");
+        let (_, m) = event(&recipient_client).await;
+        assert_eq!(
+            decrypt_msg(&r, &m).body.as_deref(),
+            Some(&b"routed to an onion"[..])
+        );
+        eprintln!(
+            "(d) private routing to the onion relay in {:?}",
+            t_d.elapsed()
+        );
+
+        // (e) the proxy's web page over plain HTTP through its onion service, showing the
+        // onion address and not redirecting to HTTPS.
+        let proxy_onion = wait_file(
+            &proxy_dir.join("var/onion-address"),
+            Duration::from_secs(60),
+        )
+        .await;
+        let t_e = Instant::now();
+        let page = retry("web page over onion", Duration::from_secs(150), || async {
+            let mut s = via_socks.connect(&proxy_onion, proxy_web).await?;
+            let req = format!("GET / HTTP/1.1\r\nHost: {proxy_onion}\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await?;
+            s.flush().await?;
+            let mut buf = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+                .await
+                .map_err(|_| std::io::Error::other("no page in 30 s"))??;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
+        })
+        .await;
+        assert!(
+            page.starts_with("HTTP/1.1 200"),
+            "{}",
+            &page[..page.len().min(300)]
+        );
+        assert!(
+            page.contains(&proxy_onion),
+            "the page shows the onion address"
+        );
+        assert!(!page
+            .to_ascii_lowercase()
+            .contains("strict-transport-security"));
+        eprintln!("(e) web page over onion in {:?}", t_e.elapsed());
     };
 
     // (b) our Arti -> C-tor onion service.

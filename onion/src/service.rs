@@ -91,6 +91,16 @@ impl OnionService {
         self.running.status().state().is_fully_reachable()
     }
 
+    /// The service's state in words (e.g. `Running`, `Bootstrapping`, `DegradedReachable`),
+    /// for the operator's status views.
+    pub fn state_summary(&self) -> String {
+        let st = self.running.status();
+        match st.current_problem() {
+            Some(p) => format!("{:?} (problem: {p:?})", st.state()),
+            None => format!("{:?}", st.state()),
+        }
+    }
+
     /// Take the service down.
     pub fn shutdown(self) {
         drop(self);

@@ -77,6 +77,12 @@ impl Tor {
         Ok(self.client.connect_with_prefs((host, port), &prefs).await?)
     }
 
+    /// Tor's bootstrap progress in words (e.g. "100%: connecting successfully; ..."), for
+    /// the operator's status views.
+    pub fn bootstrap_summary(&self) -> String {
+        self.client.bootstrap_status().to_string()
+    }
+
     /// The settings Tor was started with.
     pub fn settings(&self) -> &TorSettings {
         &self.settings

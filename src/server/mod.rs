@@ -258,9 +258,28 @@ pub async fn run(
         ));
     }
     let server = Arc::new(server);
+    server.state.proxy.set_route(proxy::Route {
+        egress: onion::egress(&config, tor.as_ref().map(|t| t.tor.clone())),
+        host_mode: config.proxy.host_mode,
+        required_host_mode: config.proxy.required_host_mode,
+    });
     if let Some(t) = &mut tor {
         let _ = server.state.onion_address.set(t.address.clone());
-        t.serve(server.clone(), None, shutdown.clone());
+        let _ = server.state.tor_status.set(t.status());
+        let other = server.web.clone().map(|w| {
+            let http = config.web.http;
+            let sd = shutdown.clone();
+            let tracker = server.sessions.clone();
+            Arc::new(move |port: u16, stream: connector::BoxedStream| {
+                let (w, sd) = (w.clone(), sd.clone());
+                if Some(port) == http {
+                    tracker.spawn(async move { w.serve_onion_http(stream, sd).await });
+                } else {
+                    tracker.spawn(w.serve_https_stream(stream, sd));
+                }
+            }) as onion::StreamHandler
+        });
+        t.serve(server.clone(), other, shutdown.clone());
     }
     let result = serve_persisted(server, &store, listeners, shutdown, config).await;
     drop(tor);

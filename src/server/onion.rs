@@ -26,7 +26,7 @@ impl ServerState {
 
 /// The running embedded Tor; dropping it takes the onion service down, then Tor.
 pub struct OnionHandle {
-    service: Option<OnionService>,
+    service: Option<Arc<OnionService>>,
     /// The Tor client (also used for `.onion` egress).
     pub tor: Arc<Tor>,
     /// The onion address.
@@ -45,7 +45,27 @@ impl Drop for OnionHandle {
     }
 }
 
+/// Describes embedded Tor's current state for the operator (control port, logs).
+pub type TorStatus = Arc<dyn Fn() -> String + Send + Sync>;
+
 impl OnionHandle {
+    /// A live description of Tor's bootstrap and the onion service's state; it does not keep
+    /// the service up.
+    pub fn status(&self) -> TorStatus {
+        let tor = Arc::downgrade(&self.tor);
+        let service = self.service.as_ref().map(Arc::downgrade);
+        Arc::new(move || {
+            let Some(tor) = tor.upgrade() else {
+                return "stopped".into();
+            };
+            let svc = match service.as_ref().and_then(std::sync::Weak::upgrade) {
+                Some(s) => s.state_summary(),
+                None => "stopped".into(),
+            };
+            format!("bootstrap {}; onion service {svc}", tor.bootstrap_summary())
+        })
+    }
+
     /// Hand accepted onion streams to `server`: streams to SMP ports go to the SMP connection
     /// handler (with the web page's TLS routing on the `[WEB] https` port), streams to other
     /// served ports to `other` (if given; otherwise they are closed). Call once.
@@ -144,7 +164,7 @@ pub async fn launch(config: &Config, fingerprint: &str) -> Result<OnionHandle, S
         tracing::warn!("cannot write {}: {e}", file.display());
     }
     Ok(OnionHandle {
-        service: Some(service),
+        service: Some(Arc::new(service)),
         tor,
         address,
         incoming: Some(rx),

@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::commands::random_bytes;
+use super::connector::{choose_host, is_onion, Connector, DirectConnector, Egress};
 use super::state::lock;
 use crate::client::{ClientError, ClientOptions, SmpClient};
+use crate::config::{HostMode, SocksMode};
 use crate::crypto::cbox;
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{key, Command, SmpServerRef};
@@ -34,6 +36,35 @@ const DEFAULT_SMP_PORT: u16 = 5223;
 
 type RelaySlot = Arc<tokio::sync::Mutex<Option<Arc<SmpClient>>>>;
 
+/// How the proxy reaches destination relays: the route per host (direct, SOCKS, Arti) and the
+/// reference's `[PROXY] host_mode` / `required_host_mode` choice among a relay's hosts.
+pub struct Route {
+    /// Opens the streams.
+    pub egress: Egress,
+    /// `host_mode`.
+    pub host_mode: HostMode,
+    /// `required_host_mode`.
+    pub required_host_mode: bool,
+}
+
+impl Default for Route {
+    /// Direct TCP only, public hosts preferred: what a server without `[PROXY]`/`[TOR]` does.
+    fn default() -> Self {
+        Route {
+            egress: Egress {
+                direct: DirectConnector {
+                    timeout: Duration::from_secs(20),
+                },
+                socks: None,
+                socks_mode: SocksMode::default(),
+                arti: None,
+            },
+            host_mode: HostMode::default(),
+            required_host_mode: false,
+        }
+    }
+}
+
 /// Connections from this server to destination relays.
 #[derive(Default)]
 pub struct ProxyAgent {
@@ -45,6 +76,8 @@ pub struct ProxyAgent {
     session_hosts: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
     /// Connect and response timeout.
     pub timeout: Duration,
+    /// Set once at start from `[PROXY]`/`[TOR]`; the default route until then.
+    route: std::sync::OnceLock<Route>,
 }
 
 fn broker(e: BrokerError) -> ErrorType {
@@ -86,6 +119,11 @@ impl ProxyAgent {
             timeout,
             ..Default::default()
         }
+    }
+
+    /// Use `route` for all later connections (called once, at start; later calls are ignored).
+    pub fn set_route(&self, route: Route) {
+        let _ = self.route.set(route);
     }
 
     /// PRXY: connect (or reuse the connection) to the relay and describe its session.
@@ -139,12 +177,23 @@ impl ProxyAgent {
     }
 
     async fn connect(&self, srv: &SmpServerRef) -> Result<SmpClient, ErrorType> {
-        let host = srv
+        let route = self.route.get_or_init(Route::default);
+        let hosts: Vec<String> = srv
             .hosts
             .iter()
             .map(|h| String::from_utf8_lossy(h).into_owned())
-            .find(|h| !h.ends_with(".onion"))
-            .ok_or(broker(BrokerError::Host))?;
+            .collect();
+        let host = choose_host(
+            &hosts,
+            route.host_mode,
+            route.required_host_mode,
+            route.egress.reaches_onion(),
+        )
+        .map_err(|_| broker(BrokerError::Host))?;
+        if is_onion(host) && !route.egress.reaches_onion() {
+            // The reference's client without a SOCKS proxy cannot reach an onion-only relay.
+            return Err(broker(BrokerError::Host));
+        }
         let port = if srv.port.is_empty() {
             DEFAULT_SMP_PORT
         } else {
@@ -158,20 +207,20 @@ impl ProxyAgent {
                 HandshakeError::Identity,
             )))
         })?;
-        let addr =
-            tokio::time::timeout(self.timeout, tokio::net::lookup_host((host.as_str(), port)))
-                .await
-                .map_err(|_| broker(BrokerError::Timeout))?
-                .map_err(|_| broker(BrokerError::Network))?
-                .next()
-                .ok_or(broker(BrokerError::Network))?;
+        let stream = match route.egress.connect(host, port).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(broker(BrokerError::Timeout))
+            }
+            Err(_) => return Err(broker(BrokerError::Network)),
+        };
         let opts = ClientOptions {
             versions: VersionRange::SERVER,
             alpn: true,
             timeout: self.timeout,
             proxy: true,
         };
-        SmpClient::connect(addr, fingerprint, opts)
+        SmpClient::connect_stream(stream, fingerprint, opts)
             .await
             .map_err(client_error)
     }

@@ -175,6 +175,8 @@ pub struct ServerState {
     /// The onion address once embedded Tor has launched the onion service (`[TOR]`); read it
     /// with [`ServerState::onion_address`] (e.g. for the web page).
     pub onion_address: std::sync::OnceLock<String>,
+    /// Embedded Tor's state for the operator, when `[TOR] enable = on`.
+    pub tor_status: std::sync::OnceLock<super::onion::TorStatus>,
     /// Connections to destination relays (proxy role).
     pub proxy: Arc<super::proxy::ProxyAgent>,
 }
@@ -193,6 +195,7 @@ impl ServerState {
             active: AtomicBool::new(true),
             stats: Arc::new(crate::stats::ServerStats::new(super::commands::now_secs())),
             onion_address: std::sync::OnceLock::new(),
+            tor_status: std::sync::OnceLock::new(),
             proxy: Arc::new(super::proxy::ProxyAgent::new(
                 std::time::Duration::from_secs(20),
             )),

@@ -36,6 +36,8 @@ pub const ACME_ACCOUNT_FILE: &str = "acme-account.json";
 #[derive(Debug)]
 pub struct WebService {
     site: Arc<Site>,
+    /// The same site without the redirect to HTTPS, for plain HTTP through the onion service.
+    onion_site: Arc<Site>,
     certs: Arc<WebCerts>,
     tls: Arc<ServerConfig>,
     renewer: Option<RenewerHandle>,
@@ -58,7 +60,13 @@ impl WebService {
     pub fn new(site: Site) -> Result<Self, rustls::Error> {
         let certs = site.certs.clone();
         let tls = certs::web_server_config(certs.clone())?;
+        let onion_site = Arc::new(Site {
+            root: site.root.clone(),
+            certs: site.certs.clone(),
+            https_port: None,
+        });
         Ok(WebService {
+            onion_site,
             site: Arc::new(site),
             certs,
             tls,
@@ -148,20 +156,35 @@ impl WebService {
                 }
             };
             let _ = sock.set_nodelay(true);
-            let me = self.clone();
-            let sd = shutdown.clone();
-            tokio::spawn(async move {
-                let acceptor = tokio_rustls::TlsAcceptor::from(me.tls.clone());
-                match tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-                    Ok(Ok(stream)) => {
-                        let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-                        me.serve_tls(stream, alpn, sd).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!("web: TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!("web: TLS handshake timed out"),
-                }
-            });
+            tokio::spawn(self.clone().serve_https_stream(sock, shutdown.clone()));
         }
+    }
+
+    /// TLS-accept one stream for the web page (a separate HTTPS port, over TCP or the onion
+    /// service) and serve it.
+    pub async fn serve_https_stream<IO>(self: Arc<Self>, io: IO, shutdown: CancellationToken)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
+        match tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            Ok(Ok(stream)) => {
+                let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                self.serve_tls(stream, alpn, shutdown).await;
+            }
+            Ok(Err(e)) => tracing::debug!("web: TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!("web: TLS handshake timed out"),
+        }
+    }
+
+    /// Serve plain HTTP arriving through the onion service. Tor already authenticates and
+    /// encrypts it, and the public certificate does not name the onion host, so there is no
+    /// redirect to HTTPS and no HSTS.
+    pub async fn serve_onion_http<IO>(&self, io: IO, shutdown: CancellationToken)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        http::serve_connection(io, self.onion_site.clone(), false, shutdown).await;
     }
 }
 

@@ -256,3 +256,84 @@ pub async fn no_event(c: &SmpClient) {
 pub fn pk(k: &AuthKey) -> PublicKey {
     k.public()
 }
+
+/// Private routing from the client side: open a proxy session to `relay` through the
+/// server `sc` is connected to (PRXY -> PKEY), checking the relay's identity.
+pub async fn proxy_session(
+    sc: &SmpClient,
+    relay: smp_server::protocol::command::SmpServerRef,
+) -> (Vec<u8>, PublicKey) {
+    let fingerprint = relay.key_hash.clone();
+    let (_, pkey) = sc
+        .request(b"", Command::Prxy(relay, None), None)
+        .await
+        .expect("PRXY");
+    let BrokerMsg::Pkey(sid, vr, auth) = pkey else {
+        panic!("expected PKEY, got {pkey:?}")
+    };
+    assert_eq!((vr.min, vr.max), (8, 17), "proxied range is capped at 17");
+    assert_eq!(auth.chain.len(), 2);
+    assert_eq!(
+        smp_server::crypto::identity::Fingerprint::of_cert(&auth.chain[1])
+            .0
+            .to_vec(),
+        fingerprint,
+        "PKEY carries the relay's identity"
+    );
+    let leaf = smp_server::crypto::x509::cert_public_key(&auth.chain[0]).expect("leaf key");
+    let relay_key =
+        smp_server::crypto::x509::verify_signed_pubkey(&leaf, &auth.signed_key).expect("signed");
+    (sid, relay_key)
+}
+
+/// PFWD one command for queue `entity` through the proxy session `sid` (from
+/// [`proxy_session`]), end-to-end encrypted for the relay, and return the relay's answer.
+pub async fn proxied_request(
+    sc: &SmpClient,
+    sid: &[u8],
+    relay_key: &PublicKey,
+    entity: &[u8],
+    cmd: &Command,
+    key: Option<&AuthKey>,
+) -> BrokerMsg {
+    use smp_server::protocol::transmission::{
+        batch, decode_client, encode_client, split_batch, with_auth, THParams,
+    };
+    use smp_server::protocol::version::{PADDED_PROXIED_T_LENGTH, SMP_BLOCK_SIZE};
+    let fwd_key = DhKeyPair::generate().expect("dh");
+    let secret = fwd_key.dh(relay_key).expect("dh");
+    let corr = smp_server::client::new_corr_id();
+    let params = THParams {
+        session_id: sid.to_vec(),
+        version: 17,
+    };
+    let ct = encode_client(&params, &corr, entity, cmd);
+    let a = key.map(|k| match k {
+        AuthKey::Dh(d) => {
+            cbox::cb_authenticate(relay_key, d, &cbox::cb_nonce(&corr), &ct.for_auth).expect("auth")
+        }
+        AuthKey::Sign(s) => s.sign(&ct.for_auth),
+    });
+    let t = with_auth(&params, a.as_deref(), &ct.to_send);
+    let content = batch(&[t], SMP_BLOCK_SIZE).remove(0).expect("fits");
+    let enc = cbox::cb_encrypt(
+        &secret,
+        &cbox::cb_nonce(&corr),
+        &content,
+        PADDED_PROXIED_T_LENGTH,
+    )
+    .expect("enc");
+    let pfwd = Command::Pfwd(17, fwd_key.public(), enc);
+    let t = sc.transmission(&corr, sid, &pfwd, None).expect("t");
+    let mut resp = sc.send_batch(vec![(corr.clone(), t)]).await.expect("PFWD");
+    let (ent, pres) = resp.remove(0);
+    assert_eq!(ent, sid, "PRES answers the proxy session");
+    let BrokerMsg::Pres(body) = pres else {
+        return pres;
+    };
+    let plain = cbox::cb_decrypt(&secret, &cbox::reverse_nonce(&cbox::cb_nonce(&corr)), &body)
+        .expect("decrypt PRES");
+    let ts = split_batch(&plain).expect("batch");
+    let (_, _, m) = decode_client(&params, ts[0]).expect("decode");
+    m
+}
