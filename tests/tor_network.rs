@@ -11,6 +11,7 @@
 //! (e) that binary's web page is served over plain HTTP through its onion service.
 
 mod common;
+mod ops_support;
 mod tor_net;
 
 use std::process::{Child, Command, Stdio};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ops_support::Control;
 use smp_server::client::{ClientOptions, SmpClient};
 use smp_server::crypto::identity::Fingerprint;
 use smp_server::protocol::command::{Command as SmpCommand, SmpServerRef};
@@ -79,9 +81,11 @@ fn init_tor_binary(
     arti_toml: &std::path::Path,
     onion_only: bool,
     web_http: Option<u16>,
+    extra_init: &[&str],
 ) {
     let out = binary(dir)
         .args(["init", "-y", "--tor", "--no-password", "--disable-web"])
+        .args(extra_init)
         .output()
         .expect("init");
     assert!(out.status.success(), "init: {out:?}");
@@ -144,7 +148,15 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
     // The real binary: init --tor, onion_only, our Arti configured for the private network.
     let relay_dir = dir.path().join("relay");
     let port = free_port();
-    init_tor_binary(&relay_dir, port, &arti_toml, true, None);
+    let control_port = free_port();
+    init_tor_binary(
+        &relay_dir,
+        port,
+        &arti_toml,
+        true,
+        None,
+        &["--control-port", &control_port.to_string()],
+    );
     let fp = fingerprint_of(&relay_dir);
     let log = relay_dir.join("var");
     let child = binary(&relay_dir)
@@ -157,7 +169,14 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
     let proxy_dir = dir.path().join("proxy");
     let proxy_port = free_port();
     let proxy_web = free_port();
-    init_tor_binary(&proxy_dir, proxy_port, &arti_toml, false, Some(proxy_web));
+    init_tor_binary(
+        &proxy_dir,
+        proxy_port,
+        &arti_toml,
+        false,
+        Some(proxy_web),
+        &[],
+    );
     let proxy_fp = fingerprint_of(&proxy_dir);
     let _proxy = Running(
         binary(&proxy_dir)
@@ -217,6 +236,26 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
         let (_, m) = event(&recipient_client).await;
         let got = decrypt_msg(&r, &m);
         assert_eq!(got.body.as_deref(), Some(&b"hello onion"[..]));
+        // Tor's state on the control port (`stats-rts`).
+        let ini = std::fs::read_to_string(relay_dir.join("etc/smp-server.ini")).expect("ini");
+        let admin = ini
+            .lines()
+            .find_map(|l| l.strip_prefix("control_port_admin_password = "))
+            .expect("init --control-port writes an admin password")
+            .to_string();
+        let mut control = Control::connect(([127, 0, 0, 1], control_port).into()).await;
+        let auth = control.cmd(&format!("auth {admin}")).await;
+        assert_eq!(auth, vec!["Current role is CPRAdmin"], "{auth:?}");
+        let rts = control.cmd("stats-rts").await;
+        let tor = rts
+            .iter()
+            .find_map(|l| l.strip_prefix("tor: "))
+            .unwrap_or_else(|| panic!("stats-rts shows Tor: {rts:?}"));
+        assert!(
+            tor.starts_with("bootstrap ") && tor.contains("; onion service "),
+            "{tor}"
+        );
+        eprintln!("(a) control port: tor: {tor}");
         let (_, ok) = recipient_client
             .request(r.rid(), SmpCommand::Ack(got.msg_id), Some(&r.key))
             .await

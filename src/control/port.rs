@@ -335,6 +335,12 @@ impl ControlContext {
         let _ = writeln!(o, "tasks: {tasks}");
         let _ = writeln!(o, "worker_threads: {workers}");
         let _ = writeln!(o, "connections: {}", self.state.client_count());
+        match self.state.tor_status.get() {
+            Some(status) => {
+                let _ = writeln!(o, "tor: {}", status());
+            }
+            None => o.push_str("tor: off\n"),
+        }
     }
 
     fn server_info(&self, o: &mut String, admin: bool) {
