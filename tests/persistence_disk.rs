@@ -35,7 +35,13 @@ impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(at).expect("mount point");
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(at)
             .status()
             .expect("run mount");
@@ -252,13 +258,15 @@ impl Site {
 
 /// Subscribe and receive every message of `r`, ACKing each; returns the bodies.
 async fn drain(c: &SmpClient, r: &Recipient) -> Vec<Vec<u8>> {
-    let (_, resp) = c.request(r.rid(), Cmd::Sub, Some(&r.key)).await.expect("SUB");
+    let (_, resp) = c
+        .request(r.rid(), Cmd::Sub, Some(&r.key))
+        .await
+        .expect("SUB");
     let mut next = match resp {
         BrokerMsg::Msg(..) => Some(resp),
-        BrokerMsg::Sok(_) | BrokerMsg::Ok => c
-            .next_event(Duration::from_secs(2))
-            .await
-            .map(|(_, m)| m),
+        BrokerMsg::Sok(_) | BrokerMsg::Ok => {
+            c.next_event(Duration::from_secs(2)).await.map(|(_, m)| m)
+        }
         other => panic!("SUB: {other:?}"),
     };
     let mut got = Vec::new();
@@ -270,10 +278,7 @@ async fn drain(c: &SmpClient, r: &Recipient) -> Vec<Vec<u8>> {
             .await
             .expect("ACK");
         next = match resp {
-            BrokerMsg::Ok => c
-                .next_event(Duration::from_secs(2))
-                .await
-                .map(|(_, m)| m),
+            BrokerMsg::Ok => c.next_event(Duration::from_secs(2)).await.map(|(_, m)| m),
             m @ BrokerMsg::Msg(..) => Some(m),
             other => panic!("ACK: {other:?}"),
         };
@@ -324,7 +329,10 @@ async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data()
     let sender = site.connect().await;
     let mut accepted = Vec::new();
     for i in 0..3 {
-        let (_, r) = sender.request(q.sid(), send_cmd(&body(i)), None).await.expect("SEND");
+        let (_, r) = sender
+            .request(q.sid(), send_cmd(&body(i)), None)
+            .await
+            .expect("SEND");
         assert_eq!(r, BrokerMsg::Ok);
         accepted.push(body(i));
     }
@@ -334,7 +342,10 @@ async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data()
     // file, but every OK must be a message that is in the file, and refusals must come.
     let mut refused = 0;
     for i in 3..40 {
-        let (_, r) = sender.request(q.sid(), send_cmd(&body(i)), None).await.expect("SEND");
+        let (_, r) = sender
+            .request(q.sid(), send_cmd(&body(i)), None)
+            .await
+            .expect("SEND");
         match r {
             BrokerMsg::Ok => accepted.push(body(i)),
             BrokerMsg::Err(ErrorType::Store(e)) => {
@@ -344,7 +355,10 @@ async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data()
             other => panic!("SEND on a full disk: {other:?}"),
         }
     }
-    eprintln!("full disk: {} SENDs accepted, {refused} refused", accepted.len() - 3);
+    eprintln!(
+        "full disk: {} SENDs accepted, {refused} refused",
+        accepted.len() - 3
+    );
     assert!(refused > 0, "a full disk must refuse SENDs");
     // New queues need a store log record: refused too, once the page slack is used up.
     let mut new_refused = false;
@@ -392,7 +406,10 @@ async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data()
 
     // Space again: sending works, nothing was lost or damaged.
     std::fs::remove_file(&filler).expect("free space");
-    let (_, r) = sender.request(q.sid(), send_cmd(&body(99)), None).await.expect("SEND");
+    let (_, r) = sender
+        .request(q.sid(), send_cmd(&body(99)), None)
+        .await
+        .expect("SEND");
     assert_eq!(r, BrokerMsg::Ok);
     accepted.push(body(99));
     drop(sender);
@@ -400,9 +417,16 @@ async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data()
     site.stop(srv).await;
 
     let (srv, c) = site.start().await;
-    assert_eq!(drain(&c, &q).await, accepted, "exactly the accepted messages");
+    assert_eq!(
+        drain(&c, &q).await,
+        accepted,
+        "exactly the accepted messages"
+    );
     for r in &created {
-        let (_, resp) = c.request(r.rid(), Cmd::Sub, Some(&r.key)).await.expect("SUB");
+        let (_, resp) = c
+            .request(r.rid(), Cmd::Sub, Some(&r.key))
+            .await
+            .expect("SUB");
         assert!(
             matches!(resp, BrokerMsg::Sok(_) | BrokerMsg::Ok),
             "queue created on the full disk: {resp:?}"
@@ -424,7 +448,10 @@ async fn full_disk_at_clean_stop_keeps_messages_until_they_are_saved() {
     let sender = site.connect().await;
     let mut sent = Vec::new();
     for i in 0..5 {
-        let (_, r) = sender.request(q.sid(), send_cmd(&body(i)), None).await.expect("SEND");
+        let (_, r) = sender
+            .request(q.sid(), send_cmd(&body(i)), None)
+            .await
+            .expect("SEND");
         assert_eq!(r, BrokerMsg::Ok);
         sent.push(body(i));
     }
@@ -437,8 +464,15 @@ async fn full_disk_at_clean_stop_keeps_messages_until_they_are_saved() {
     let bak_before = std::fs::read(&bak).expect("messages .bak");
     let sender = site.connect().await;
     for i in 5..8 {
-        let (_, r) = sender.request(q.sid(), send_cmd(&body(i)), None).await.expect("SEND");
-        assert_eq!(r, BrokerMsg::Ok, "the memory store writes nothing per message");
+        let (_, r) = sender
+            .request(q.sid(), send_cmd(&body(i)), None)
+            .await
+            .expect("SEND");
+        assert_eq!(
+            r,
+            BrokerMsg::Ok,
+            "the memory store writes nothing per message"
+        );
         sent.push(body(i));
     }
     drop(sender);
@@ -455,7 +489,10 @@ async fn full_disk_at_clean_stop_keeps_messages_until_they_are_saved() {
         "the error names the file and the fix:\n{out}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(srv.alive(), "the server waits rather than exit without saving");
+    assert!(
+        srv.alive(),
+        "the server waits rather than exit without saving"
+    );
     assert!(
         !site.log.join("smp-server-messages.log").exists(),
         "no partial file in place"
@@ -464,7 +501,11 @@ async fn full_disk_at_clean_stop_keeps_messages_until_they_are_saved() {
         !site.log.join("smp-server-messages.log.tmp").exists(),
         "the partial copy is removed"
     );
-    assert_eq!(std::fs::read(&bak).expect("bak"), bak_before, "old file intact");
+    assert_eq!(
+        std::fs::read(&bak).expect("bak"),
+        bak_before,
+        "old file intact"
+    );
 
     std::fs::remove_file(&filler).expect("free space");
     let st = srv.wait_exit(Duration::from_secs(20)).await;
@@ -483,7 +524,10 @@ async fn read_only_log_directory_stops_start_and_changes_nothing() {
     site.init(&[]);
     let (srv, c) = site.start().await;
     let q = create_queue(&c).await;
-    let (_, r) = c.request(q.sid(), send_cmd(b"kept"), None).await.expect("SEND");
+    let (_, r) = c
+        .request(q.sid(), send_cmd(b"kept"), None)
+        .await
+        .expect("SEND");
     assert_eq!(r, BrokerMsg::Ok);
     drop(c);
     site.stop(srv).await;
@@ -492,7 +536,10 @@ async fn read_only_log_directory_stops_start_and_changes_nothing() {
     fs.remount("ro");
     let out = site.cmd().arg("start").output().expect("start");
     fs.remount("rw");
-    assert!(!out.status.success(), "start must fail on a read-only log directory");
+    assert!(
+        !out.status.success(),
+        "start must fail on a read-only log directory"
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -540,7 +587,10 @@ async fn log_directory_not_writable_by_the_server_user_stops_start() {
     site.init(&[]);
     let (srv, c) = site.start().await;
     let q = create_queue(&c).await;
-    let (_, r) = c.request(q.sid(), send_cmd(b"kept"), None).await.expect("SEND");
+    let (_, r) = c
+        .request(q.sid(), send_cmd(b"kept"), None)
+        .await
+        .expect("SEND");
     assert_eq!(r, BrokerMsg::Ok);
     drop(c);
     site.stop(srv).await;
@@ -589,7 +639,10 @@ async fn log_directory_not_writable_by_the_server_user_stops_start() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!text.contains("panicked"), "{text}");
-    eprintln!("start as nobody, unreadable journal file ({:?}):\n{text}", out.status);
+    eprintln!(
+        "start as nobody, unreadable journal file ({:?}):\n{text}",
+        out.status
+    );
     assert!(
         text.contains(&shard.display().to_string()) && text.contains("chown"),
         "names the journal file and the fix:\n{text}"
@@ -630,4 +683,31 @@ async fn log_directory_not_writable_by_the_server_user_stops_start() {
     assert_eq!(drain(&c, &q).await, vec![b"kept".to_vec()]);
     drop(c);
     site.stop(srv).await;
+}
+
+#[tokio::test]
+async fn second_stop_signal_gives_up_a_failing_save_with_an_error() {
+    require_root();
+    let mut site = Site::new();
+    let _fs = Tmpfs::mount(&site.log, "4m");
+    site.init(&["--store-messages", "memory"]);
+    let (mut srv, c) = site.start().await;
+    let q = create_queue(&c).await;
+    let (_, r) = c
+        .request(q.sid(), send_cmd(&body(1)), None)
+        .await
+        .expect("SEND");
+    assert_eq!(r, BrokerMsg::Ok);
+    drop(c);
+    let _filler = fill(&site.log);
+    srv.signal("-TERM");
+    srv.wait_output("saving server state failed", Duration::from_secs(20))
+        .await;
+    srv.signal("-TERM");
+    let st = srv.wait_exit(Duration::from_secs(20)).await;
+    let out = srv.output();
+    assert!(!st.success(), "giving up is an error exit:\n{out}");
+    assert!(out.contains("gave up saving server state"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+    assert!(!site.log.join("smp-server-messages.log.tmp").exists());
 }

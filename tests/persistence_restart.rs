@@ -321,7 +321,8 @@ async fn reference_store_log_and_messages_load_and_corrupt_log_is_refused() {
     );
     let line = good.lines().count() + 1;
     assert!(
-        err.contains(&format!("smp-server-store.log, line {line}")) && err.contains("Fix or delete"),
+        err.contains(&format!("smp-server-store.log, line {line}"))
+            && err.contains("Fix or delete"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");

@@ -11,8 +11,7 @@ use super::console::{print_ca_key_advice, print_service_info, print_source_code,
 use super::CliError;
 use crate::config::{
     defaults, is_valid_password, render_ini, Entity, IniTemplate, MessageStoreType, Paths,
-    ServerAddress,
-    PLACEHOLDER_HOST,
+    ServerAddress, PLACEHOLDER_HOST,
 };
 
 /// How the queue creation password is chosen.

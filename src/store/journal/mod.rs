@@ -340,7 +340,7 @@ impl MessageLog for Journal {
         self.log(
             "writeMsg",
             Record::Write {
-            rid: recipient_id.to_vec(),
+                rid: recipient_id.to_vec(),
                 msg: msg.clone(),
             },
         )

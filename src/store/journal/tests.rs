@@ -285,13 +285,17 @@ fn failed_compaction_keeps_appending_and_loses_nothing() {
     let blocker = shard.with_extension("journal.tmp");
     std::fs::create_dir(&blocker).expect("blocker");
     for i in 0..400u16 {
-        j.written(&[1; 24], &msg(1, i)).expect("append works without compaction");
+        j.written(&[1; 24], &msg(1, i))
+            .expect("append works without compaction");
         if i >= 3 {
             j.removed(&[1; 24], msg(1, i - 3).msg_id()).expect("r");
         }
     }
     let (total, live) = j.sizes();
-    assert!(total > 2 * live + (16 << 10), "not compacted: {total}/{live}");
+    assert!(
+        total > 2 * live + (16 << 10),
+        "not compacted: {total}/{live}"
+    );
     // Compaction works again once the obstacle is gone; the live records are intact.
     std::fs::remove_dir(&blocker).expect("rm");
     for i in 400..450u16 {
@@ -299,7 +303,10 @@ fn failed_compaction_keeps_appending_and_loses_nothing() {
         j.removed(&[1; 24], msg(1, i - 3).msg_id()).expect("r");
     }
     let (total, live) = j.sizes();
-    assert!(total <= (16 << 10) * SHARDS as u64 + 2 * live, "{total}/{live}");
+    assert!(
+        total <= (16 << 10) * SHARDS as u64 + 2 * live,
+        "{total}/{live}"
+    );
     assert!(!blocker.exists());
     drop(j);
     let (_, r) = Journal::open(&dir, o).expect("reopen");
