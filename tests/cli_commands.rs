@@ -132,6 +132,7 @@ fn init_store_messages_memory_keeps_the_reference_default() {
     );
     let ini = std::fs::read_to_string(s.paths.ini_file()).expect("ini");
     assert!(ini.contains("\nstore_messages = memory\n"), "{ini}");
+    assert!(ini.contains("\n# journal_fsync = batch\n"), "{ini}");
     let out = failed(&Server::new().run(&["init", "-y", "--store-messages", "disk"]));
     assert!(out.contains("--store-messages"), "{out}");
 }
@@ -185,6 +186,10 @@ fn guide_init_with_ip_and_password() {
     assert_eq!(
         c.store_log.store_messages,
         smp_server::config::MessageStoreType::Journal
+    );
+    assert_eq!(
+        c.store_log.journal_fsync,
+        smp_server::config::JournalFsync::Batch
     );
     assert!(!c.store_log.log_stats);
     assert_eq!(c.store_log.expire_messages_days, Some(21));

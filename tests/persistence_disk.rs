@@ -711,3 +711,46 @@ async fn second_stop_signal_gives_up_a_failing_save_with_an_error() {
     assert!(!out.contains("panicked"), "{out}");
     assert!(!site.log.join("smp-server-messages.log.tmp").exists());
 }
+
+#[tokio::test]
+async fn full_disk_at_start_puts_the_store_log_back_and_says_so() {
+    require_root();
+    let mut site = Site::new();
+    let _fs = Tmpfs::mount(&site.log, "4m");
+    site.init(&[]);
+    let (srv, c) = site.start().await;
+    let q = create_queue(&c).await;
+    let (_, r) = c
+        .request(q.sid(), send_cmd(b"kept"), None)
+        .await
+        .expect("SEND");
+    assert_eq!(r, BrokerMsg::Ok);
+    drop(c);
+    site.stop(srv).await;
+    let log = site.log.join("smp-server-store.log");
+    let before = std::fs::read(&log).expect("store log");
+
+    // The compacted copy written at start does not fit: start stops, the log is as it was.
+    let filler = fill(&site.log);
+    let out = site.cmd().arg("start").output().expect("start");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("start on a full disk ({:?}):\n{text}", out.status);
+    assert!(!out.status.success(), "start must fail: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(
+        text.contains(&log.display().to_string()) && text.contains("disk is full"),
+        "names the file and the fix:\n{text}"
+    );
+    assert_eq!(std::fs::read(&log).expect("store log"), before);
+    assert!(!site.log.join("smp-server-store.log.start").exists());
+
+    std::fs::remove_file(&filler).expect("free space");
+    let (srv, c) = site.start().await;
+    assert_eq!(drain(&c, &q).await, vec![b"kept".to_vec()]);
+    drop(c);
+    site.stop(srv).await;
+}
