@@ -121,6 +121,23 @@ fn no_arguments_shows_commands() {
 }
 
 #[test]
+fn init_store_messages_memory_keeps_the_reference_default() {
+    let s = Server::new();
+    ok(&s.run(&["init", "-y", "--store-messages", "memory"]));
+    let c = s.config();
+    assert!(c.store_log.enable);
+    assert_eq!(
+        c.store_log.store_messages,
+        smp_server::config::MessageStoreType::Memory
+    );
+    let ini = std::fs::read_to_string(s.paths.ini_file()).expect("ini");
+    assert!(ini.contains("\nstore_messages = memory\n"), "{ini}");
+    assert!(ini.contains("\n# journal_fsync = batch\n"), "{ini}");
+    let out = failed(&Server::new().run(&["init", "-y", "--store-messages", "disk"]));
+    assert!(out.contains("--store-messages"), "{out}");
+}
+
+#[test]
 fn guide_init_with_ip_and_password() {
     let s = Server::new();
     let out = ok(&s.run(&[
@@ -165,6 +182,15 @@ fn guide_init_with_ip_and_password() {
     assert!(c.auth.new_queues);
     assert!(c.store_log.enable);
     assert_eq!(c.store_log.restore_messages, Some(true));
+    // new servers get the crash-safe journal
+    assert_eq!(
+        c.store_log.store_messages,
+        smp_server::config::MessageStoreType::Journal
+    );
+    assert_eq!(
+        c.store_log.journal_fsync,
+        smp_server::config::JournalFsync::Batch
+    );
     assert!(!c.store_log.log_stats);
     assert_eq!(c.store_log.expire_messages_days, Some(21));
     assert_eq!(c.transport.control_port, None);
@@ -311,6 +337,11 @@ fn init_with_server_information() {
     assert!(c.store_log.log_stats);
     assert!(!c.store_log.enable);
     assert_eq!(c.store_log.restore_messages, Some(false));
+    // without the store log there is nothing for a journal to restore into
+    assert_eq!(
+        c.store_log.store_messages,
+        smp_server::config::MessageStoreType::Memory
+    );
     assert_eq!(c.transport.control_port, Some(5300));
 }
 

@@ -15,6 +15,7 @@ use rand::Rng;
 use smp_server::client::{ClientOptions, SmpClient};
 use smp_server::crypto::identity::Fingerprint;
 use smp_server::protocol::command::Command as Cmd;
+use smp_server::protocol::errors::ErrorType;
 use smp_server::protocol::response::BrokerMsg;
 
 fn bin() -> Command {
@@ -73,6 +74,8 @@ impl Site {
                     format!("port: {port}")
                 } else if l.starts_with("store_messages") {
                     format!("store_messages = journal\njournal_fsync = {fsync}")
+                } else if l.starts_with("journal_fsync") {
+                    String::new() // the generated value (batch) is replaced above
                 } else {
                     l.to_string()
                 }
@@ -160,8 +163,11 @@ fn got(l: &Shared, r: &Recipient, m: &BrokerMsg) -> Vec<u8> {
         !g.acked.contains(&rcv.msg_id),
         "an acknowledged message was delivered again"
     );
-    let body = rcv.body.expect("no quota marker expected");
-    g.delivered.push((rcv.msg_id.clone(), body));
+    // A quota marker (senders outran the recipient on a fast machine) is acknowledged like a
+    // message but is not one of the sent bodies.
+    if let Some(body) = rcv.body {
+        g.delivered.push((rcv.msg_id.clone(), body));
+    }
     rcv.msg_id
 }
 
@@ -207,6 +213,11 @@ async fn send(c: SmpClient, sid: Vec<u8>, tag: String, l: Shared) {
         match c.request(&sid, send_cmd(&body), None).await {
             Ok((_, BrokerMsg::Ok)) => {
                 ledger(&l).sent_ok.insert(body);
+            }
+            // The queue is full: this body was refused (not counted as sent); let the
+            // recipient catch up.
+            Ok((_, BrokerMsg::Err(ErrorType::Quota))) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok((_, other)) => panic!("SEND answered {other:?}"),
             Err(_) => return,

@@ -1,5 +1,7 @@
 //! Restarts of the real binary: queues (secured, with notifier, suspended, deleted) and
 //! undelivered messages survive SIGINT; a reference-format store log and messages file load.
+//! These run the memory message store (`init --store-messages memory`, the reference's mode);
+//! the journal (the default for new `init`s) is restarted in `tests/journal_crash.rs`.
 
 mod common;
 
@@ -59,6 +61,8 @@ fn init() -> Setup {
             "init",
             "-y",
             "-l",
+            "--store-messages",
+            "memory",
             "--ip",
             "127.0.0.1",
             "--password",
@@ -305,7 +309,9 @@ async fn reference_store_log_and_messages_load_and_corrupt_log_is_refused() {
     // a corrupt line in the middle stops the start with the file and line named
     let p = s.log.join("smp-server-store.log");
     let good = std::fs::read_to_string(&p).expect("log");
-    std::fs::write(&p, format!("SECURE !!!\n{good}")).expect("corrupt");
+    let corrupt = format!("{good}SECURE !!!\n{good}");
+    std::fs::write(&p, &corrupt).expect("corrupt");
+    let before = files(&s.log);
     let out = bin(&s).arg("start").output().expect("start");
     assert!(!out.status.success());
     let err = format!(
@@ -313,10 +319,16 @@ async fn reference_store_log_and_messages_load_and_corrupt_log_is_refused() {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
+    let line = good.lines().count() + 1;
     assert!(
-        err.contains("smp-server-store.log, line 1") && err.contains("Fix or delete"),
+        err.contains(&format!("smp-server-store.log, line {line}"))
+            && err.contains("Fix or delete"),
         "{err}"
     );
+    assert!(!err.contains("panicked"), "{err}");
+    // nothing was overwritten, renamed or added
+    assert_eq!(std::fs::read_to_string(&p).expect("log"), corrupt);
+    assert_eq!(files(&s.log), before);
 }
 
 #[tokio::test]

@@ -227,6 +227,10 @@ pub struct InitArgs {
     /// Also serve the relay as a Tor onion service with embedded Tor (writes [TOR] enable = on)
     #[arg(long = "tor")]
     pub tor: bool,
+    /// Where undelivered messages are kept: journal (default with the store log; written before
+    /// each command is answered) or memory (saved at a clean stop, the reference's default)
+    #[arg(long = "store-messages", value_name = "STORE", value_parser = ["journal", "memory"])]
+    pub store_messages: Option<String>,
     /// Ask no questions; use the options given
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,

@@ -10,8 +10,8 @@ use super::args::InitArgs;
 use super::console::{print_ca_key_advice, print_service_info, print_source_code, Console};
 use super::CliError;
 use crate::config::{
-    defaults, is_valid_password, render_ini, Entity, IniTemplate, Paths, ServerAddress,
-    PLACEHOLDER_HOST,
+    defaults, is_valid_password, render_ini, Entity, IniTemplate, MessageStoreType, Paths,
+    ServerAddress, PLACEHOLDER_HOST,
 };
 
 /// How the queue creation password is chosen.
@@ -53,6 +53,17 @@ impl Answers {
             source_code: a.source_code.clone(),
             web_path: a.web_path.clone(),
         }
+    }
+}
+
+/// `store_messages` for a new server: as asked, else the journal when queues are kept (without
+/// the store log the journal's messages would have no queues after a restart).
+fn init_store_messages(flag: Option<&str>, store_log: bool) -> MessageStoreType {
+    match flag {
+        Some("memory") => MessageStoreType::Memory,
+        Some(_) => MessageStoreType::Journal,
+        None if store_log => MessageStoreType::Journal,
+        None => MessageStoreType::Memory,
     }
 }
 
@@ -250,6 +261,7 @@ fn initialize(a: &InitArgs, ans: &Answers, paths: &Paths) -> Result<(), CliError
     let template = IniTemplate {
         paths: paths.clone(),
         enable_store_log: ans.enable_store_log,
+        store_messages: init_store_messages(a.store_messages.as_deref(), ans.enable_store_log),
         db_connection: a.db.database.clone(),
         db_schema: a.db.schema.clone(),
         db_pool_size: a.db.pool_size,

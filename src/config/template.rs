@@ -15,6 +15,9 @@ pub struct IniTemplate {
     pub paths: Paths,
     /// `[STORE_LOG] enable` and `restore_messages`.
     pub enable_store_log: bool,
+    /// `store_messages` written by `init` (new servers get the journal; an INI without the
+    /// key still means memory, as with the reference).
+    pub store_messages: super::MessageStoreType,
     /// `db_connection` (written uncommented only when not the default).
     pub db_connection: String,
     /// `db_schema` (written uncommented only when not the default).
@@ -62,6 +65,7 @@ impl Default for IniTemplate {
         IniTemplate {
             paths: Paths::default(),
             enable_store_log: true,
+            store_messages: super::MessageStoreType::Journal,
             db_connection: defaults::DB_CONNECTION.into(),
             db_schema: defaults::DB_SCHEMA.into(),
             db_pool_size: defaults::DB_POOL_SIZE,
@@ -224,14 +228,24 @@ fn store_log(out: &mut String, t: &IniTemplate) {
     );
     let _ = writeln!(out, "# db_deleted_ttl = {}\n", defaults::DB_DELETED_TTL);
     out.push_str(
-        "# Where messages are kept: memory or journal.\n\
-         store_messages = memory\n\n\
-         # With store_messages = journal (our own journal format, see docs/journal.md): when\n\
+        "# Where messages are kept: memory or journal. memory = in memory, saved to\n\
+         # smp-server-messages.log at a clean stop (lost if the process is killed);\n\
+         # journal = each change written to files in messages/ before it is answered.\n\
+         # Change it only together with `smp-server journal import` / `export`.\n",
+    );
+    let _ = writeln!(out, "store_messages = {}\n", t.store_messages);
+    out.push_str(
+        "# With store_messages = journal (our own journal format, see docs/journal.md): when\n\
          # journal writes are fsynced. always = before each command is answered, shared by\n\
-         # concurrent commands (survives power loss); batch = every 100 ms; off = never while\n\
-         # running. All three survive the server process being killed.\n\
-         # journal_fsync = always\n\n\
-         # With store_messages = memory, undelivered messages can be saved at shutdown and\n\
+         # concurrent commands (survives power loss, about half the throughput); batch = every\n\
+         # 100 ms (a power loss may lose the last 100 ms); off = never while running. All three\n\
+         # survive the server process being killed. Without this line: always.\n",
+    );
+    // New servers: batch costs nothing measurable (docs/benchmarks.md), always about half.
+    let journal = t.store_messages == super::MessageStoreType::Journal;
+    let _ = writeln!(out, "{}journal_fsync = batch\n", hash(!journal));
+    out.push_str(
+        "# With store_messages = memory, undelivered messages can be saved at shutdown and\n\
          # loaded at the next start; the saved file is kept as .bak until the restart after.\n",
     );
     let _ = writeln!(out, "restore_messages = {}\n", on_off(t.enable_store_log));

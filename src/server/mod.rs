@@ -321,7 +321,7 @@ pub async fn serve_persisted(
         ops
     };
     tracing::info!("saving server state...");
-    let saved = store.save(&server.state);
+    let saved = store.save_until_done(&server.state).await;
     ops.stop().await;
     saved?;
     tracing::info!("server stopped");

@@ -136,6 +136,33 @@ impl Persistence {
         Ok(())
     }
 
+    /// Save as [`Persistence::save`] does; if that fails (a full disk, a permission
+    /// changed) log the error naming the file and try again every [`SAVE_RETRY`] until it
+    /// works, so the messages still held in memory are not dropped. A second SIGINT or
+    /// SIGTERM gives up and returns the error.
+    pub async fn save_until_done(&self, state: &ServerState) -> Result<(), PersistError> {
+        let mut give_up = GiveUp::new();
+        loop {
+            match self.save(state) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::error!(
+                        "saving server state failed: {e}. Trying again every {} s; stop the \
+                         server again (SIGINT/SIGTERM) to give up and lose what is unsaved",
+                        SAVE_RETRY.as_secs()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(SAVE_RETRY) => {}
+                        _ = give_up.signalled() => {
+                            tracing::error!("gave up saving server state");
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Save undelivered messages and pending notifications (at shutdown).
     pub fn save(&self, state: &ServerState) -> Result<(), PersistError> {
         if let Some(w) = &self.store_log {
@@ -157,6 +184,40 @@ impl Persistence {
             tracing::info!("notifications saved: {n}");
         }
         Ok(())
+    }
+}
+
+/// How often a failed save at shutdown is tried again.
+pub const SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// SIGINT/SIGTERM listeners installed while a failed save is retried.
+struct GiveUp {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl GiveUp {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        GiveUp {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn signalled(&mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.term) => {}
+            _ = recv(&mut self.int) => {}
+        }
     }
 }
 
@@ -251,12 +312,35 @@ pub fn restore_messages(
 
 fn write_lines(path: &Path, lines: impl Iterator<Item = Vec<u8>>) -> Result<usize, PersistError> {
     let tmp = with_suffix(path, ".tmp");
+    let r = write_lines_via(path, &tmp, lines);
+    if r.is_err() {
+        // The previous file is untouched; drop the partial copy (it only takes space).
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn write_lines_via(
+    path: &Path,
+    tmp: &Path,
+    lines: impl Iterator<Item = Vec<u8>>,
+) -> Result<usize, PersistError> {
     let hint = |e: std::io::Error| {
+        let fix = match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                "the disk is full: free space on it"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "make the log directory writable by the user running smp-server (chown/chmod)"
+            }
+            std::io::ErrorKind::ReadOnlyFilesystem => "mount the log directory read-write",
+            _ => "check the disk and the log directory",
+        };
         file_err(
             path,
             format!(
-                "cannot save ({e}); the server keeps running so nothing is lost: free disk \
-                 space or fix permissions of the log directory, then stop the server again"
+                "cannot save ({e}); {fix}. The previous file (if any) is unchanged and \
+                 the data is still in memory"
             ),
         )
     };
@@ -264,7 +348,7 @@ fn write_lines(path: &Path, lines: impl Iterator<Item = Vec<u8>>) -> Result<usiz
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp)
+        .open(tmp)
         .map_err(hint)?;
     let mut w = BufWriter::new(f);
     let mut n = 0;
@@ -275,7 +359,7 @@ fn write_lines(path: &Path, lines: impl Iterator<Item = Vec<u8>>) -> Result<usiz
     }
     let f = w.into_inner().map_err(|e| hint(e.into_error()))?;
     f.sync_all().map_err(hint)?;
-    std::fs::rename(&tmp, path).map_err(hint)?;
+    std::fs::rename(tmp, path).map_err(hint)?;
     Ok(n)
 }
 

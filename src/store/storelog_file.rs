@@ -61,9 +61,13 @@ pub enum StoreLogError {
 fn hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
         std::io::ErrorKind::PermissionDenied => {
-            "Make the log directory and file writable by the user running smp-server"
+            "Make the log directory and its files owned and writable by the user running \
+             smp-server (chown/chmod)"
         }
-        std::io::ErrorKind::StorageFull => "Free disk space, then start again",
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            "The disk is full: free space on it (changes are refused until then, nothing \
+             already written is lost)"
+        }
         std::io::ErrorKind::ReadOnlyFilesystem => "Mount the log directory read-write",
         _ => "Check the disk and the log directory",
     }
@@ -276,7 +280,15 @@ pub fn open_store_log(
         stats = replay(path, st)?;
         rename(path, &start)?;
         tracing::info!("compacting store log (do not terminate)...");
-        let n = write_compacted(path, st, &stats.services)?;
+        let n = match write_compacted(path, st, &stats.services) {
+            Ok(n) => n,
+            Err(e) => {
+                // Put the replayed log back as it was (e.g. the disk is full): nothing lost.
+                let _ = std::fs::remove_file(path);
+                rename(&start, path)?;
+                return Err(e);
+            }
+        };
         let timed = with_suffix(path, &format!(".{}", iso8601(std::time::SystemTime::now())));
         rename(&start, &timed)?;
         tracing::info!(
@@ -286,7 +298,10 @@ pub fn open_store_log(
         remove_old_backups(path, std::time::SystemTime::now());
     } else {
         tracing::info!("creating store log {}", path.display());
-        write_compacted(path, st, &[])?;
+        if let Err(e) = write_compacted(path, st, &[]) {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
     }
     Ok((StoreLogWriter::open(path)?, stats))
 }

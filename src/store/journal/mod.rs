@@ -37,7 +37,7 @@ pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// A file operation failed.
-    #[error("message journal: error {what} {}: {source}", path.display())]
+    #[error("message journal: error {what} {}: {source}. {}", path.display(), io_hint(.source))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -59,6 +59,24 @@ pub enum JournalError {
     /// A record could not be encoded (an ID longer than 255 bytes).
     #[error("message journal: cannot encode record: {0}")]
     Encode(String),
+}
+
+/// What the operator can do about a failed file operation.
+pub fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "Make the journal directory and its files owned and writable by the user running \
+             smp-server (chown/chmod), then start again"
+        }
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            "The disk is full: free space on it; until then changes to messages are refused \
+             with an error (nothing already written is lost)"
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            "The file system is read-only: mount it read-write, then start again"
+        }
+        _ => "Check the disk and the journal directory",
+    }
 }
 
 /// How the journal is run.
@@ -160,7 +178,10 @@ impl Journal {
             }
             replay.torn.extend(r.torn);
             replay.msgs.extend(r.msgs);
-            r.shard.compact_if_needed(opts.compact_min_bytes)?;
+            // A failed compaction (e.g. a full disk) leaves the shard as it was: not fatal.
+            if let Err(e) = r.shard.compact_if_needed(opts.compact_min_bytes) {
+                tracing::warn!("{e}; the journal is compacted again later");
+            }
             shards.push(r.shard);
         }
         let shards: Arc<[Shard]> = shards.into();
@@ -235,12 +256,13 @@ impl Journal {
         Ok((i, seq))
     }
 
-    /// Append and, with `journal_fsync = always`, wait for the fsync.
-    fn log(&self, rec: Record) -> Result<(), ErrorType> {
-        let (i, seq) = self.append(&rec).map_err(internal)?;
+    /// Append and, with `journal_fsync = always`, wait for the fsync. `op` names the operation
+    /// in the `STORE` error the client gets, as the reference does.
+    fn log(&self, op: &str, rec: Record) -> Result<(), ErrorType> {
+        let (i, seq) = self.append(&rec).map_err(|e| store_err(op, e))?;
         if self.opts.fsync == JournalFsync::Always {
             let shard = &self.shards[i];
-            blocking(|| shard.wait_durable(seq)).map_err(internal)?;
+            blocking(|| shard.wait_durable(seq)).map_err(|e| store_err(op, e))?;
         }
         Ok(())
     }
@@ -271,9 +293,15 @@ impl Drop for Journal {
     }
 }
 
-fn internal(e: JournalError) -> ErrorType {
-    tracing::error!("{e}");
-    ErrorType::Internal
+/// Log the failure (file and fix, no queue IDs) and answer `ERR STORE`, as the reference does
+/// when its journal cannot be written.
+fn store_err(op: &str, e: JournalError) -> ErrorType {
+    tracing::error!("STORE: {op}: {e}");
+    let kind = match &e {
+        JournalError::Io { source, .. } => source.kind().to_string(),
+        other => other.to_string(),
+    };
+    ErrorType::Store(format!("{op}, {kind}"))
 }
 
 /// Run a blocking wait without starving a multi-threaded tokio runtime's other tasks.
@@ -309,23 +337,32 @@ fn spawn_flusher(shards: Arc<[Shard]>) -> mpsc::Sender<()> {
 
 impl MessageLog for Journal {
     fn written(&self, recipient_id: &[u8], msg: &Message) -> Result<(), ErrorType> {
-        self.log(Record::Write {
-            rid: recipient_id.to_vec(),
-            msg: msg.clone(),
-        })
+        self.log(
+            "writeMsg",
+            Record::Write {
+                rid: recipient_id.to_vec(),
+                msg: msg.clone(),
+            },
+        )
     }
 
     fn removed(&self, recipient_id: &[u8], msg_id: &[u8]) -> Result<(), ErrorType> {
-        self.log(Record::Remove {
-            rid: recipient_id.to_vec(),
-            msg_id: msg_id.to_vec(),
-        })
+        self.log(
+            "tryDelMsg",
+            Record::Remove {
+                rid: recipient_id.to_vec(),
+                msg_id: msg_id.to_vec(),
+            },
+        )
     }
 
     fn cleared(&self, recipient_id: &[u8]) -> Result<(), ErrorType> {
-        self.log(Record::Clear {
-            rid: recipient_id.to_vec(),
-        })
+        self.log(
+            "deleteQueue",
+            Record::Clear {
+                rid: recipient_id.to_vec(),
+            },
+        )
     }
 }
 

@@ -217,7 +217,11 @@ impl Shard {
         let seq = g.seq;
         self.written.store(seq, Ordering::Release);
         if needs_compaction(g.len, g.index.live_bytes, compact_min) {
-            self.compact_locked(&mut g)?;
+            // The record is written; a compaction that fails (e.g. on a full disk) leaves the
+            // file as it was and is tried again at a later append.
+            if let Err(e) = self.compact_locked(&mut g) {
+                tracing::warn!("{e}; compaction is tried again later");
+            }
         }
         Ok(seq)
     }
@@ -279,20 +283,32 @@ impl Shard {
     /// Copy the live records to a new file, fsync it and rename it over the old one.
     fn compact_locked(&self, g: &mut Inner) -> Result<(), JournalError> {
         let tmp = self.path.with_extension("journal.tmp");
-        let err = |what| io_err(&tmp, what);
-        let new = open_rw(&tmp, true).map_err(err("creating"))?;
+        let r = self.write_compacted(g, &tmp);
+        if r.is_err() {
+            // Leave nothing half-written behind (it would only take space).
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r
+    }
+
+    /// The body of [`Shard::compact_locked`]: the index's offsets change only once the new
+    /// file has replaced the old one.
+    fn write_compacted(&self, g: &mut Inner, tmp: &Path) -> Result<(), JournalError> {
+        let err = |what| io_err(tmp, what);
+        let new = open_rw(tmp, true).map_err(err("creating"))?;
         new.set_len(0).map_err(err("truncating"))?;
         let mut out = Vec::with_capacity(g.index.live_bytes as usize + MAGIC.len());
         out.extend_from_slice(MAGIC);
         let mut extra = Vec::new();
-        for (rid, q) in g.index.queues.iter_mut() {
-            for e in q.live.iter_mut() {
+        let mut offsets = Vec::new();
+        for (rid, q) in g.index.queues.iter() {
+            for e in q.live.iter() {
                 let start = out.len();
                 out.resize(start + e.len as usize, 0);
                 g.file
                     .read_exact_at(&mut out[start..], e.offset)
                     .map_err(io_err(&self.path, "reading for compaction"))?;
-                e.offset = start as u64;
+                offsets.push(start as u64);
             }
             for t in &q.tombstones {
                 let rec = Record::Remove {
@@ -310,15 +326,26 @@ impl Shard {
         new.write_all_at(&out, 0)
             .and_then(|_| new.sync_all())
             .map_err(err("writing"))?;
-        std::fs::rename(&tmp, &self.path).map_err(err("renaming"))?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir)?;
+        std::fs::rename(tmp, &self.path).map_err(err("renaming"))?;
+        // The same iteration order as above: the map was not changed in between.
+        let mut next = offsets.into_iter();
+        for q in g.index.queues.values_mut() {
+            for e in q.live.iter_mut() {
+                if let Some(o) = next.next() {
+                    e.offset = o;
+                }
+            }
         }
         g.file = Arc::new(new);
         g.len = out.len() as u64;
-        let mut s = lock(&self.sync);
-        s.synced = s.synced.max(g.seq);
-        self.synced_cv.notify_all();
+        {
+            let mut s = lock(&self.sync);
+            s.synced = s.synced.max(g.seq);
+            self.synced_cv.notify_all();
+        }
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
         Ok(())
     }
 }

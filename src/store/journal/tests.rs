@@ -270,3 +270,46 @@ fn import_writes_every_message_of_a_store() {
     let (_, r) = open(&dir);
     assert_eq!(r.msgs[&vec![5u8; 24]].len(), 4);
 }
+
+#[test]
+fn failed_compaction_keeps_appending_and_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("m");
+    let o = JournalOptions {
+        fsync: JournalFsync::Off,
+        compact_min_bytes: 16 << 10,
+    };
+    let (j, _) = Journal::open(&dir, o).expect("open");
+    let shard = shard_path(&dir, shard_of(&[1; 24]));
+    // A directory where the compacted copy would be written makes every compaction fail.
+    let blocker = shard.with_extension("journal.tmp");
+    std::fs::create_dir(&blocker).expect("blocker");
+    for i in 0..400u16 {
+        j.written(&[1; 24], &msg(1, i))
+            .expect("append works without compaction");
+        if i >= 3 {
+            j.removed(&[1; 24], msg(1, i - 3).msg_id()).expect("r");
+        }
+    }
+    let (total, live) = j.sizes();
+    assert!(
+        total > 2 * live + (16 << 10),
+        "not compacted: {total}/{live}"
+    );
+    // Compaction works again once the obstacle is gone; the live records are intact.
+    std::fs::remove_dir(&blocker).expect("rm");
+    for i in 400..450u16 {
+        j.written(&[1; 24], &msg(1, i)).expect("w");
+        j.removed(&[1; 24], msg(1, i - 3).msg_id()).expect("r");
+    }
+    let (total, live) = j.sizes();
+    assert!(
+        total <= (16 << 10) * SHARDS as u64 + 2 * live,
+        "{total}/{live}"
+    );
+    assert!(!blocker.exists());
+    drop(j);
+    let (_, r) = Journal::open(&dir, o).expect("reopen");
+    let q: Vec<Message> = r.msgs[&vec![1u8; 24]].iter().cloned().collect();
+    assert_eq!(q, (447..450).map(|i| msg(1, i)).collect::<Vec<_>>());
+}
