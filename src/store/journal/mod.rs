@@ -59,6 +59,48 @@ pub enum JournalError {
     /// A record could not be encoded (an ID longer than 255 bytes).
     #[error("message journal: cannot encode record: {0}")]
     Encode(String),
+    /// The directory holds files this server did not write: most likely the journal of the
+    /// reference server, whose format differs. Reading on would lose its messages.
+    #[error("message journal directory {} contains {entry:?}, which is not part of this server's journal (the reference smp-server's journal has queue directories and queue_state/messages logs). Nothing was changed. To keep its messages: stop, run `smp-server journal export` with the reference binary (it writes smp-server-messages.log), move {} away, then run `smp-server journal import` with this binary and start again.", dir.display(), dir.display())]
+    Foreign {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The first unknown entry.
+        entry: String,
+    },
+}
+
+/// Whether `name` is one of this server's journal files (a shard or a compaction's
+/// leftover temporary file).
+fn is_own_entry(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("shard-") else {
+        return false;
+    };
+    let rest = rest.strip_suffix(".tmp").unwrap_or(rest);
+    rest.strip_suffix(".journal")
+        .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Refuse a directory with entries this server did not write, before touching anything.
+fn check_own_entries(dir: &Path) -> Result<(), JournalError> {
+    let io = |source| JournalError::Io {
+        path: dir.to_path_buf(),
+        what: "reading",
+        source,
+    };
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    names.sort();
+    match names.into_iter().find(|n| !is_own_entry(n)) {
+        Some(entry) => Err(JournalError::Foreign {
+            dir: dir.to_path_buf(),
+            entry,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// What the operator can do about a failed file operation.
@@ -164,6 +206,7 @@ impl Journal {
                     source,
                 })?;
         }
+        check_own_entries(dir)?;
         let mut shards = Vec::with_capacity(SHARDS);
         let mut replay = Replay::default();
         for i in 0..SHARDS {

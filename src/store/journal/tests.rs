@@ -313,3 +313,31 @@ fn failed_compaction_keeps_appending_and_loses_nothing() {
     let q: Vec<Message> = r.msgs[&vec![1u8; 24]].iter().cloned().collect();
     assert_eq!(q, (447..450).map(|i| msg(1, i)).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_reference_journal_directory_is_refused_untouched() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("messages");
+    // The reference's layout: queue directories with queue_state and messages logs.
+    let q = dir.join("AbCd").join("EfGh");
+    std::fs::create_dir_all(&q).expect("mkdir");
+    std::fs::write(q.join("queue_state.log"), b"{}\n").expect("state");
+    std::fs::write(q.join("messages.abc.log"), b"msg\n").expect("msgs");
+    let before = std::fs::read_dir(&dir).expect("ls").count();
+    let Err(e) = Journal::open(&dir, opts()) else {
+        panic!("a foreign journal directory must be refused")
+    };
+    assert!(matches!(e, JournalError::Foreign { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("AbCd") && text.contains("journal export"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).expect("ls").count(), before);
+    assert!(!shard_path(&dir, 0).exists(), "nothing written");
+    // Our own files (and a compaction's leftover) are accepted.
+    let own = t.path().join("own");
+    drop(open(&own));
+    std::fs::write(own.join("shard-03.journal.tmp"), b"").expect("tmp");
+    drop(open(&own));
+}
