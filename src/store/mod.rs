@@ -9,6 +9,7 @@ pub mod durable;
 pub mod journal;
 pub mod memory;
 pub mod msgfile;
+pub mod ratelog;
 pub mod storelog;
 pub mod storelog_file;
 pub mod strenc;

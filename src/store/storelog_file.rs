@@ -353,11 +353,15 @@ impl StoreLogWriter {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(
-                    "STORE: {op}: writing {} failed: {e}. {}",
-                    self.path.display(),
-                    hint(&e)
-                );
+                static LIMIT: super::ratelog::RateLog = super::ratelog::RateLog::new();
+                if let Some(n) = LIMIT.allow() {
+                    tracing::error!(
+                        "STORE: {op}: writing {} failed: {e}. {}{}",
+                        self.path.display(),
+                        hint(&e),
+                        super::ratelog::suppressed_note(n)
+                    );
+                }
                 if let Err(e2) = f.set_len(*len) {
                     tracing::error!(
                         "STORE: could not cut {} back after a failed write ({e2}); refusing \

@@ -339,7 +339,13 @@ impl Drop for Journal {
 /// Log the failure (file and fix, no queue IDs) and answer `ERR STORE`, as the reference does
 /// when its journal cannot be written.
 fn store_err(op: &str, e: JournalError) -> ErrorType {
-    tracing::error!("STORE: {op}: {e}");
+    static LIMIT: crate::store::ratelog::RateLog = crate::store::ratelog::RateLog::new();
+    if let Some(n) = LIMIT.allow() {
+        tracing::error!(
+            "STORE: {op}: {e}{}",
+            crate::store::ratelog::suppressed_note(n)
+        );
+    }
     let kind = match &e {
         JournalError::Io { source, .. } => source.kind().to_string(),
         other => other.to_string(),
