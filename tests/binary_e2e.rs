@@ -15,23 +15,6 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_smp-server"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn init_start_and_serve_with_the_real_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -90,17 +73,7 @@ async fn init_start_and_serve_with_the_real_binary() {
         .expect("start");
     let mut server = Running(child);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        match SmpClient::connect(addr, fp.0, ClientOptions::default()).await {
-            Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("server did not come up: {e}"),
-        }
-    };
+    let client = connect_when_up(addr, fp.0, Duration::from_secs(30)).await;
     assert_eq!(client.version(), 18);
     // queue creation needs the password
     let k = key_for(18);

@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::connect_when_up;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use smp_server::client::{ClientOptions, SmpClient};
 use smp_server::crypto::identity::Fingerprint;
 use smp_server::protocol::command::{Command as SmpCommand, QueueReqData, SubscriptionMode};
 use smp_server::protocol::errors::ErrorType;
@@ -146,17 +146,7 @@ async fn container_entrypoint_initialises_once_and_runs_the_server() {
         .expect("entrypoint");
     let fp = Fingerprint::from_base64url(fp_text.trim()).expect("fingerprint");
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        match SmpClient::connect(addr, fp.0, ClientOptions::default()).await {
-            Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the server started by the entrypoint did not answer: {e}"),
-        }
-    };
+    let client = connect_when_up(addr, fp.0, Duration::from_secs(30)).await;
     assert_eq!(client.version(), 18);
     // PASS was applied: creating a queue without the password is refused, with it allowed.
     let key = common::key_for(client.version());

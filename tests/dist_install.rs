@@ -8,12 +8,12 @@
 mod common;
 mod dist_support;
 
+use common::{connect_when_up, free_port, Running};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dist_support::*;
-use smp_server::client::{ClientOptions, SmpClient};
 use smp_server::crypto::identity::Fingerprint;
 
 /// install.sh with `keys` embedded, as a release would publish it.
@@ -47,23 +47,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test]
@@ -167,17 +150,7 @@ async fn install_sh_installs_a_server_that_answers() {
         .expect("start installed server");
     let server = Running(child);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        match SmpClient::connect(addr, fp.0, ClientOptions::default()).await {
-            Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("installed server did not answer: {e}"),
-        }
-    };
+    let client = connect_when_up(addr, fp.0, Duration::from_secs(30)).await;
     assert_eq!(client.version(), 18);
     drop(client);
     drop(server);

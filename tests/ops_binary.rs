@@ -24,14 +24,6 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_smp-server"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// Set `key = value` in the INI text, replacing the key's line or its commented example.
 fn set_key(ini: &str, key: &str, value: &str) -> String {
     let mut done = false;

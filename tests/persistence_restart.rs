@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,15 +15,6 @@ use smp_server::crypto::identity::Fingerprint;
 use smp_server::protocol::command::{Command as Cmd, SubscriptionMode};
 use smp_server::protocol::errors::ErrorType;
 use smp_server::protocol::response::BrokerMsg;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Setup {
     _dir: tempfile::TempDir,

@@ -14,7 +14,7 @@ mod common;
 mod ops_support;
 mod tor_net;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,15 +30,6 @@ use tor_net::{free_port, retry, TorNetwork};
 
 /// The switch that enables this suite.
 const SWITCH: &str = "SMP_TEST_TOR_NETWORK";
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn echo_server() -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")

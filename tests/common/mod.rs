@@ -2,6 +2,10 @@
 //! and SMP clients that talk TLS to it.
 #![allow(dead_code)]
 
+pub mod process;
+#[allow(unused_imports)]
+pub use process::{connect_when_up, free_port, Running};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,44 @@
+//! Helpers for tests that run the real `smp-server` binary as a child process.
+
+use std::net::SocketAddr;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use smp_server::client::{ClientOptions, SmpClient};
+
+/// A loopback port that was free a moment ago (for a child process to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A child process that is killed (and reaped) when the test lets go of it, also on panic.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Connect an SMP client to a starting server, retrying until it answers or `limit` passes.
+pub async fn connect_when_up(
+    addr: SocketAddr,
+    fingerprint: [u8; 32],
+    limit: Duration,
+) -> SmpClient {
+    let deadline = Instant::now() + limit;
+    loop {
+        match SmpClient::connect(addr, fingerprint, ClientOptions::default()).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("the server at {addr} did not answer within {limit:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
