@@ -23,7 +23,21 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), OnionError> {
 ///
 /// Arti creates most files privately already; this also covers files it left as the umask
 /// made them, so keys and state never become readable by other users.
+///
+/// Arti writes files as `*.tmp` and renames them while this runs, so an entry that is gone
+/// by the time it is reached is skipped, not an error.
 pub(crate) fn tighten(dir: &Path) -> Result<(), OnionError> {
+    match tighten_inner(dir) {
+        Err(OnionError::StateDir { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn tighten_inner(dir: &Path) -> Result<(), OnionError> {
     let meta = fs::symlink_metadata(dir).map_err(err(dir))?;
     if meta.file_type().is_symlink() {
         return Ok(());
@@ -34,6 +48,7 @@ pub(crate) fn tighten(dir: &Path) -> Result<(), OnionError> {
         }
         for entry in fs::read_dir(dir).map_err(err(dir))? {
             let entry = entry.map_err(err(dir))?;
+            // Each entry on its own: one that vanished does not stop the others.
             tighten(&entry.path())?;
         }
     } else if meta.permissions().mode() & 0o777 & !0o600 != 0 {
@@ -60,5 +75,16 @@ mod tests {
         assert_eq!(mode(&root), 0o700);
         assert_eq!(mode(&root.join("state")), 0o700);
         assert_eq!(mode(&f), 0o600);
+    }
+
+    #[test]
+    fn a_vanished_entry_is_not_an_error() {
+        let t = tempfile::tempdir().expect("tempdir");
+        // What a file renamed away between read_dir and chmod looks like.
+        tighten(&t.path().join("iptpub.tmp")).expect("gone is fine");
+        // Other errors still are errors.
+        let f = t.path().join("file");
+        fs::write(&f, b"x").expect("write");
+        assert!(tighten(&f.join("below-a-file")).is_err());
     }
 }
