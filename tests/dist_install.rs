@@ -11,7 +11,7 @@ mod dist_support;
 use common::{connect_when_up, free_port, Running};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dist_support::*;
 use smp_server::crypto::identity::Fingerprint;
@@ -321,17 +321,7 @@ async fn install_sh_tor_turns_on_the_onion_service_and_prints_its_address() {
         .spawn()
         .expect("start installed server");
     let server = Running(child);
-    let file = log.join("onion-address");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let onion = loop {
-        if let Ok(s) = std::fs::read_to_string(&file) {
-            if !s.trim().is_empty() {
-                break s.trim().to_string();
-            }
-        }
-        assert!(Instant::now() < deadline, "no {} in 60 s", file.display());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let onion = common::wait_for_file(&log.join("onion-address"), Duration::from_secs(60)).await;
     drop(server);
     assert!(onion.ends_with(".onion") && onion.len() == 62, "{onion}");
 

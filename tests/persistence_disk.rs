@@ -254,6 +254,20 @@ impl Site {
         let st = r.wait_exit(Duration::from_secs(30)).await;
         assert!(st.success(), "clean exit: {st:?}\n{}", r.output());
     }
+
+    /// Start, create a queue holding one accepted message "kept", stop cleanly.
+    async fn with_one_message(&self) -> Recipient {
+        let (srv, c) = self.start().await;
+        let q = create_queue(&c).await;
+        let (_, r) = c
+            .request(q.sid(), send_cmd(b"kept"), None)
+            .await
+            .expect("SEND");
+        assert_eq!(r, BrokerMsg::Ok);
+        drop(c);
+        self.stop(srv).await;
+        q
+    }
 }
 
 /// Subscribe and receive every message of `r`, ACKing each; returns the bodies.
@@ -522,15 +536,7 @@ async fn read_only_log_directory_stops_start_and_changes_nothing() {
     let mut site = Site::new();
     let fs = Tmpfs::mount(&site.log, "8m");
     site.init(&[]);
-    let (srv, c) = site.start().await;
-    let q = create_queue(&c).await;
-    let (_, r) = c
-        .request(q.sid(), send_cmd(b"kept"), None)
-        .await
-        .expect("SEND");
-    assert_eq!(r, BrokerMsg::Ok);
-    drop(c);
-    site.stop(srv).await;
+    let q = site.with_one_message().await;
     let before = listing(&site.log);
 
     fs.remount("ro");
@@ -585,15 +591,7 @@ async fn log_directory_not_writable_by_the_server_user_stops_start() {
     require_root();
     let mut site = Site::new();
     site.init(&[]);
-    let (srv, c) = site.start().await;
-    let q = create_queue(&c).await;
-    let (_, r) = c
-        .request(q.sid(), send_cmd(b"kept"), None)
-        .await
-        .expect("SEND");
-    assert_eq!(r, BrokerMsg::Ok);
-    drop(c);
-    site.stop(srv).await;
+    let q = site.with_one_message().await;
     // The server's user owns its configuration but not the log directory (root, 0755).
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(site.dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -718,15 +716,7 @@ async fn full_disk_at_start_puts_the_store_log_back_and_says_so() {
     let mut site = Site::new();
     let _fs = Tmpfs::mount(&site.log, "4m");
     site.init(&[]);
-    let (srv, c) = site.start().await;
-    let q = create_queue(&c).await;
-    let (_, r) = c
-        .request(q.sid(), send_cmd(b"kept"), None)
-        .await
-        .expect("SEND");
-    assert_eq!(r, BrokerMsg::Ok);
-    drop(c);
-    site.stop(srv).await;
+    let q = site.with_one_message().await;
     let log = site.log.join("smp-server-store.log");
     let before = std::fs::read(&log).expect("store log");
 

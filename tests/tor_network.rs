@@ -47,23 +47,6 @@ async fn echo_server() -> u16 {
     port
 }
 
-async fn wait_file(path: &std::path::Path, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.trim().is_empty() {
-                return s.trim().to_string();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} did not appear in {limit:?}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// `init --tor` a real binary in `dir` and rewrite its INI: SMP on `port`, our Arti on the
 /// private network, `onion_only` as given, the web page on plain HTTP `web_http`.
 fn init_tor_binary(
@@ -179,7 +162,7 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
     );
     let mut server = Running(child);
     let t_launch = Instant::now();
-    let onion = wait_file(&log.join("onion-address"), Duration::from_secs(60)).await;
+    let onion = wait_for_file(&log.join("onion-address"), Duration::from_secs(60)).await;
     assert!(onion.ends_with(".onion") && onion.len() == 62, "{onion}");
 
     // (c) no public port.
@@ -276,14 +259,9 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
             "PRXY to the onion relay",
             Duration::from_secs(200),
             || async {
-                let (_, m) = pc
-                    .request(b"", SmpCommand::Prxy(relay_ref.clone(), None), None)
+                try_proxy_session(&pc, relay_ref.clone())
                     .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                match m {
-                    BrokerMsg::Pkey(..) => Ok(proxy_session(&pc, relay_ref.clone()).await),
-                    other => Err(std::io::Error::other(format!("{other:?}"))),
-                }
+                    .map_err(|other| std::io::Error::other(format!("{other:?}")))
             },
         )
         .await;
@@ -309,7 +287,7 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
 
         // (e) the proxy's web page over plain HTTP through its onion service, showing the
         // onion address and not redirecting to HTTPS.
-        let proxy_onion = wait_file(
+        let proxy_onion = wait_for_file(
             &proxy_dir.join("var/onion-address"),
             Duration::from_secs(60),
         )
@@ -344,7 +322,7 @@ async fn onion_service_and_onion_egress_on_a_private_tor_network() {
 
     // (b) our Arti -> C-tor onion service.
     let b = async {
-        let hs_onion = wait_file(&hs_dir.join("hostname"), Duration::from_secs(60)).await;
+        let hs_onion = wait_for_file(&hs_dir.join("hostname"), Duration::from_secs(60)).await;
         let mut settings = smp_onion::TorSettings::new(dir.path().join("arti-client"));
         settings.arti_config = Some(arti_toml.clone());
         let tor = Arc::new(smp_onion::Tor::start(settings).await.expect("Arti"));

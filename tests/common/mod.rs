@@ -4,7 +4,7 @@
 
 pub mod process;
 #[allow(unused_imports)]
-pub use process::{connect_when_up, free_port, Running};
+pub use process::{connect_when_up, free_port, wait_for_file, Running};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -267,13 +267,24 @@ pub async fn proxy_session(
     sc: &SmpClient,
     relay: smp_server::protocol::command::SmpServerRef,
 ) -> (Vec<u8>, PublicKey) {
+    match try_proxy_session(sc, relay).await {
+        Ok(s) => s,
+        Err(other) => panic!("expected PKEY, got {other:?}"),
+    }
+}
+
+/// [`proxy_session`], returning the proxy's answer when it is not PKEY (e.g. to retry).
+pub async fn try_proxy_session(
+    sc: &SmpClient,
+    relay: smp_server::protocol::command::SmpServerRef,
+) -> Result<(Vec<u8>, PublicKey), BrokerMsg> {
     let fingerprint = relay.key_hash.clone();
     let (_, pkey) = sc
         .request(b"", Command::Prxy(relay, None), None)
         .await
         .expect("PRXY");
     let BrokerMsg::Pkey(sid, vr, auth) = pkey else {
-        panic!("expected PKEY, got {pkey:?}")
+        return Err(pkey);
     };
     assert_eq!((vr.min, vr.max), (8, 17), "proxied range is capped at 17");
     assert_eq!(auth.chain.len(), 2);
@@ -287,7 +298,7 @@ pub async fn proxy_session(
     let leaf = smp_server::crypto::x509::cert_public_key(&auth.chain[0]).expect("leaf key");
     let relay_key =
         smp_server::crypto::x509::verify_signed_pubkey(&leaf, &auth.signed_key).expect("signed");
-    (sid, relay_key)
+    Ok((sid, relay_key))
 }
 
 /// PFWD one command for queue `entity` through the proxy session `sid` (from

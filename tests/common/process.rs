@@ -42,3 +42,22 @@ pub async fn connect_when_up(
         }
     }
 }
+
+/// Wait until `path` exists with non-empty content (a file a starting server writes, such as
+/// `onion-address`) and return it trimmed; panics after `limit`.
+pub async fn wait_for_file(path: &std::path::Path, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.trim().is_empty() {
+                return s.trim().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear in {limit:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
