@@ -277,6 +277,10 @@ pub struct StartArgs {
     /// Start even if there are non-critical warnings
     #[arg(long = "skip-warnings")]
     pub skip_warnings: bool,
+    /// Start even if the store log is missing or lacks the queues of many journaled messages;
+    /// those messages are moved to smp-server-messages.orphaned.<time>.log
+    #[arg(long = "allow-orphaned-messages")]
+    pub allow_orphaned_messages: bool,
     /// Apply PostgreSQL migrations without asking: up, or down
     #[arg(long = "confirm-migrations", value_name = "CONFIRM_MIGRATIONS")]
     pub confirm_migrations: Option<ConfirmMigrationsArg>,

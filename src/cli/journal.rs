@@ -6,13 +6,14 @@
 //! `delete` removes the journal directory. Our journal files are our own format: a reference
 //! server's `messages/` directory is not readable here (export it with the reference first).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::args::StoreCmd;
 use super::console::Console;
 use super::CliError;
 use crate::config::{Config, MessageStoreType, Paths};
-use crate::store::journal::{Journal, JournalOptions};
+use crate::store::journal::{Journal, JournalOptions, OrphanPolicy};
 use crate::store::memory::MemoryStore;
 
 /// Refuse to start when the message files on disk do not match `store_messages`.
@@ -84,7 +85,7 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
                 ),
                 "Messages not imported",
             )?;
-            let memory = load_queues(&config)?;
+            let (memory, _) = load_queues(&config)?;
             let imported = import_messages_log(&config, &memory)?;
             // Written under another name first, so a crash never leaves half a journal.
             let tmp = dir.with_extension("importing");
@@ -150,11 +151,26 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
                 ),
                 "Journal not exported",
             )?;
-            let memory = load_queues(&config)?;
+            let (memory, deleted) = load_queues(&config)?;
             let (journal, replay) =
                 Journal::open(&dir, JournalOptions::new(config.store_log.journal_fsync))
                     .map_err(journal_err)?;
-            journal.restore_into(&memory, replay).map_err(journal_err)?;
+            // Messages without a queue cannot be exported; they are kept aside, not dropped.
+            let policy = OrphanPolicy {
+                deleted: &deleted,
+                allow: true,
+                dir: config.paths.log_dir(),
+            };
+            let s = journal
+                .restore_into(&memory, replay, policy)
+                .map_err(journal_err)?;
+            if let Some(f) = &s.orphans_file {
+                println!(
+                    "Messages without queue (not exported): {}, kept in {}",
+                    s.orphaned,
+                    f.display()
+                );
+            }
             drop(journal);
             let n = export_messages_log(&config, &memory)?;
             println!("Export completed");
@@ -206,13 +222,13 @@ fn require_store_log(c: &Config) -> Result<(), CliError> {
     }
 }
 
-/// The queues of the store log, in memory.
-fn load_queues(c: &Config) -> Result<MemoryStore, CliError> {
+/// The queues of the store log, in memory, and the queues its `DELETE` lines deleted.
+fn load_queues(c: &Config) -> Result<(MemoryStore, HashSet<Vec<u8>>), CliError> {
     let mem = MemoryStore::new();
     let path = c.paths.store_log_file();
-    crate::store::storelog_file::open_store_log(&path, &mem)
+    let (_, stats) = crate::store::storelog_file::open_store_log(&path, &mem)
         .map_err(|e| CliError::Message(format!("Error: {e}")))?;
-    Ok(mem)
+    Ok((mem, stats.deleted))
 }
 
 /// Read `smp-server-messages.log` into the queues of `memory` (the reader renames the file to

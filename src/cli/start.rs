@@ -22,6 +22,7 @@ pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
         maintenance: args.maintenance,
         compact_log: args.compact_log,
         skip_warnings: args.skip_warnings,
+        allow_orphaned_messages: args.allow_orphaned_messages,
         confirm_migrations: args.confirm_migrations.map(|c| match c {
             ConfirmMigrationsArg::Up => ConfirmMigrations::Up,
             ConfirmMigrationsArg::Down => ConfirmMigrations::Down,

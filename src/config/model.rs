@@ -466,6 +466,9 @@ pub struct StartOptions {
     pub compact_log: bool,
     /// `--skip-warnings`: start despite non-critical warnings.
     pub skip_warnings: bool,
+    /// `--allow-orphaned-messages` (ours): start even when many journaled messages have no
+    /// queue in the store log, moving them aside instead of refusing.
+    pub allow_orphaned_messages: bool,
     /// `--confirm-migrations`; `None` = ask on the console.
     pub confirm_migrations: Option<ConfirmMigrations>,
 }

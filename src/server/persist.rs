@@ -68,8 +68,10 @@ impl Persistence {
     /// Build the store from the configuration: replay and compact the store log if enabled.
     pub fn open(config: &Config) -> Result<Self, PersistError> {
         let mem = MemoryStore::new();
+        let path = config.paths.store_log_file();
+        let existed = path.exists() || with_suffix(&path, ".start").exists();
+        let mut deleted = std::collections::HashSet::new();
         let store_log = if config.store_log.enable {
-            let path = config.paths.store_log_file();
             let (w, stats) = open_store_log(&path, &mem)?;
             tracing::info!(
                 "store log restored: {} lines, {} queues, {} records not applied",
@@ -77,12 +79,17 @@ impl Persistence {
                 mem.queue_count(),
                 stats.not_applied
             );
+            deleted = stats.deleted;
             Some(Arc::new(w))
         } else {
             None
         };
         // The journal restores into the queues the store log just restored.
-        let journal = crate::store::journal::migrate::open_for_config(config, &mem)?;
+        let facts = crate::store::journal::migrate::StoreLogFacts {
+            existed,
+            deleted: &deleted,
+        };
+        let journal = crate::store::journal::migrate::open_for_config(config, &mem, facts)?;
         let mlog = journal
             .clone()
             .map(|j| j as Arc<dyn crate::store::MessageLog>);

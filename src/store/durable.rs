@@ -7,6 +7,8 @@
 //! for one queue is the order of the changes in memory. Two cases log first instead, because
 //! they cannot be undone in memory: deleting a queue (`DELETE` is written before the queue
 //! goes) and acknowledging a message (an unlogged removal is put back at the queue's head).
+//! A deletion whose store log `DELETE` is written but whose journal `Clear` fails still
+//! deletes: the store log decides whether a queue exists after a restart.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -204,7 +206,18 @@ impl Store for DurableStore {
             log.deleted(&q.recipient_id)?;
         }
         if let Some(log) = &self.mlog {
-            log.cleared(&q.recipient_id)?;
+            if let Err(e) = log.cleared(&q.recipient_id) {
+                if self.qlog.is_none() {
+                    return Err(e);
+                }
+                // The DELETE is logged, so the queue is gone after a restart: it goes now too
+                // (live state = state after restart). Its messages stay in the journal until
+                // the next start, which clears them because the store log deleted the queue.
+                tracing::warn!(
+                    "a deleted queue's messages stay in the message journal until the next \
+                     start (the journal could not be written: see the error above)"
+                );
+            }
         }
         self.inner.delete_queue(q)
     }

@@ -154,6 +154,23 @@ fn failed_delete_keeps_the_queue() {
 }
 
 #[test]
+fn a_logged_delete_whose_journal_clear_fails_still_deletes() {
+    let (ql, ml, st) = setup();
+    let q = st.add_queue(rec(1)).expect("add");
+    st.write_msg(&q, msg(1), 10).expect("write");
+    ml.fail.store(true, Ordering::SeqCst);
+    // The store log has the DELETE: after a restart the queue is gone, so it is gone now.
+    st.delete_queue(&q)
+        .expect("deleted although the journal Clear failed");
+    assert!(st.get_queue(Party::Recipient, &[1; 24]).is_none());
+    assert!(
+        ql.calls().iter().any(|c| c.starts_with("deleted")),
+        "{:?}",
+        ql.calls()
+    );
+}
+
+#[test]
 fn failed_message_writes_and_removals_are_undone() {
     let (_ql, ml, st) = setup();
     let q = st.add_queue(rec(1)).expect("add");

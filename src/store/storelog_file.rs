@@ -97,6 +97,10 @@ pub struct ReplayStats {
     pub torn_last_line: bool,
     /// `NEW_SERVICE` lines, kept to be written back on compaction.
     pub services: Vec<Vec<u8>>,
+    /// Recipient IDs of queues deleted by a `DELETE` line, so the message journal can tell
+    /// messages of a deleted queue (whose journal `Clear` was lost) from messages whose queue
+    /// is unknown.
+    pub deleted: std::collections::HashSet<Vec<u8>>,
 }
 
 /// Apply one record to the store (the reference's `readQueueStore`).
@@ -136,7 +140,9 @@ fn apply(st: &MemoryStore, r: StoreLogRecord, stats: &mut ReplayStats) {
                     Suspend(_) => st.set_status(&h, super::QueueStatus::Off),
                     Block(_, i) => st.set_status(&h, super::QueueStatus::Blocked(i)),
                     Unblock(_) => st.set_status(&h, super::QueueStatus::Active),
-                    Delete(_) => st.delete_queue(&h).map(|_| ()),
+                    Delete(r) => st.delete_queue(&h).map(|_| {
+                        stats.deleted.insert(r);
+                    }),
                     DeleteNotifier(_) => st.delete_notifier(&h).map(|_| ()),
                     Time(_, t) => st.update_time(&h, t),
                     _ => Ok(()),

@@ -9,22 +9,25 @@
 //! hashes to. Each shard is compacted on its own when it is more than half dead, so the journal
 //! stays proportional to the undelivered messages. See [`record`] for the byte layout.
 
+mod compact;
 pub mod index;
 pub mod migrate;
+pub mod orphans;
 pub mod record;
 pub mod shard;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::JournalFsync;
-use crate::protocol::command::Party;
 use crate::protocol::errors::ErrorType;
 use crate::store::{Message, MessageLog, Store};
+pub use orphans::{OrphanPolicy, RestoreStats};
 use record::Record;
 use shard::{Shard, TornTail};
 
@@ -59,6 +62,17 @@ pub enum JournalError {
     /// A record could not be encoded (an ID longer than 255 bytes).
     #[error("message journal: cannot encode record: {0}")]
     Encode(String),
+    /// An fsync of the file failed earlier: the kernel may have dropped data written to it,
+    /// and a later fsync would falsely succeed, so nothing more is written until a restart.
+    #[error("message journal file {}: an earlier fsync failed; no changes are accepted for its queues until smp-server is restarted (check the disk and free space first)", path.display())]
+    Poisoned {
+        /// The shard file.
+        path: PathBuf,
+    },
+    /// Start-up refused because journaled messages would lose their queues (see [`orphans`]
+    /// and [`migrate`]); the text says what to do.
+    #[error("{0}")]
+    Refused(String),
     /// The directory holds files this server did not write: most likely the journal of the
     /// reference server, whose format differs. Reading on would lose its messages.
     #[error("message journal directory {} contains {entry:?}, which is not part of this server's journal (the reference smp-server's journal has queue directories and queue_state/messages logs). Nothing was changed. To keep its messages: stop, run `smp-server journal export` with the reference binary (it writes smp-server-messages.log), move {} away, then run `smp-server journal import` with this binary and start again.", dir.display(), dir.display())]
@@ -70,13 +84,19 @@ pub enum JournalError {
     },
 }
 
-/// Whether `name` is one of this server's journal files (a shard or a compaction's
-/// leftover temporary file).
+/// Whether `name` is one of this server's journal files (a shard, a compaction's leftover
+/// temporary file, or the copy of a torn tail cut off at start, `shard-NN.journal.torn.T`).
 fn is_own_entry(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("shard-") else {
         return false;
     };
     let rest = rest.strip_suffix(".tmp").unwrap_or(rest);
+    let rest = match rest.split_once(".torn.") {
+        Some((shard, t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
+            shard
+        }
+        _ => rest,
+    };
     rest.strip_suffix(".journal")
         .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -149,23 +169,20 @@ pub struct Replay {
     pub torn: Vec<TornTail>,
 }
 
-/// What restoring into a store did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RestoreStats {
-    /// Queues that got messages.
-    pub queues: usize,
-    /// Messages restored.
-    pub messages: usize,
-    /// Messages dropped because their queue no longer exists.
-    pub orphaned: usize,
-}
-
 /// The open journal; implements [`MessageLog`].
 pub struct Journal {
     dir: PathBuf,
     shards: Arc<[Shard]>,
     opts: JournalOptions,
     stop_flusher: Option<mpsc::Sender<()>>,
+    compactor: Option<Compactor>,
+}
+
+/// The thread that compacts shards, so no command (and no runtime worker) waits for it.
+struct Compactor {
+    wake: mpsc::Sender<()>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -193,7 +210,8 @@ pub fn shard_path(dir: &Path, i: usize) -> PathBuf {
 
 impl Journal {
     /// Open the journal in `dir` (created, mode 0700, if missing) and read it. Torn tails are
-    /// cut off and logged as warnings; damage elsewhere is an error naming file and offset.
+    /// cut off (their bytes kept in `<shard>.torn.<time>`) and logged as warnings; damage
+    /// elsewhere is an error naming file and offset that changes nothing.
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<(Journal, Replay), JournalError> {
         if !dir.exists() {
             std::fs::DirBuilder::new()
@@ -213,67 +231,49 @@ impl Journal {
             let r = Shard::open(shard_path(dir, i))?;
             if let Some(t) = &r.torn {
                 tracing::warn!(
-                    "message journal {}: cut off {} bytes of an interrupted write at offset {}",
+                    "message journal {}: cut off {} bytes of an interrupted write at offset {} \
+                     (a copy is kept in {})",
                     t.path.display(),
                     t.dropped,
-                    t.offset
+                    t.offset,
+                    t.copy.display()
                 );
             }
             replay.torn.extend(r.torn);
             replay.msgs.extend(r.msgs);
-            // A failed compaction (e.g. a full disk) leaves the shard as it was: not fatal.
-            if let Err(e) = r.shard.compact_if_needed(opts.compact_min_bytes) {
-                tracing::warn!("{e}; the journal is compacted again later");
-            }
             shards.push(r.shard);
         }
         let shards: Arc<[Shard]> = shards.into();
         let stop_flusher =
             (opts.fsync == JournalFsync::Batch).then(|| spawn_flusher(shards.clone()));
+        // Started at once: it also compacts (or migrates) what replay found.
+        let compactor = Some(spawn_compactor(shards.clone(), opts.compact_min_bytes));
         Ok((
             Journal {
                 dir: dir.to_path_buf(),
                 shards,
                 opts,
                 stop_flusher,
+                compactor,
             },
             replay,
         ))
     }
 
+    /// Compact every shard that wants it on the calling thread (tools and tests; the server
+    /// leaves this to the journal's thread). Returns how many were compacted.
+    pub fn compact_now(&self) -> Result<usize, JournalError> {
+        let never = AtomicBool::new(false);
+        let mut n = 0;
+        for s in self.shards.iter() {
+            n += usize::from(s.compact_if_needed(self.opts.compact_min_bytes, &never)?);
+        }
+        Ok(n)
+    }
+
     /// The journal directory.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Put replayed messages into the queues of `store` (which must already hold the queues,
-    /// e.g. from the store log). Messages of queues that no longer exist are dropped from the
-    /// journal.
-    pub fn restore_into(
-        &self,
-        store: &dyn Store,
-        replay: Replay,
-    ) -> Result<RestoreStats, JournalError> {
-        let mut stats = RestoreStats::default();
-        for (rid, msgs) in replay.msgs {
-            match store.get_queue(Party::Recipient, &rid) {
-                Some(q) => {
-                    let mut s = q.lock();
-                    s.can_write = !matches!(msgs.back(), Some(Message::Quota { .. }));
-                    stats.queues += 1;
-                    stats.messages += msgs.len();
-                    s.msgs = msgs;
-                }
-                None => {
-                    stats.orphaned += msgs.len();
-                    self.append(&Record::Clear { rid })?;
-                }
-            }
-        }
-        if stats.orphaned > 0 {
-            self.sync_all()?;
-        }
-        Ok(stats)
     }
 
     /// Write all messages of `store` into this (empty) journal and fsync it (`journal import`).
@@ -295,7 +295,12 @@ impl Journal {
 
     fn append(&self, rec: &Record) -> Result<(usize, u64), JournalError> {
         let i = shard_of(rec.rid());
-        let seq = self.shards[i].append(rec, self.opts.compact_min_bytes)?;
+        let (seq, compact) = self.shards[i].append(rec, self.opts.compact_min_bytes)?;
+        if compact {
+            if let Some(c) = &self.compactor {
+                let _ = c.wake.send(());
+            }
+        }
         Ok((i, seq))
     }
 
@@ -330,6 +335,14 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         self.stop_flusher.take();
+        if let Some(mut c) = self.compactor.take() {
+            // A compaction in progress gives up (its .tmp is removed); the old file is whole.
+            c.stop.store(true, Ordering::Relaxed);
+            drop(c.wake);
+            if let Some(t) = c.thread.take() {
+                let _ = t.join();
+            }
+        }
         if let Err(e) = self.sync_all() {
             tracing::error!("{e}");
         }
@@ -348,6 +361,7 @@ fn store_err(op: &str, e: JournalError) -> ErrorType {
     }
     let kind = match &e {
         JournalError::Io { source, .. } => source.kind().to_string(),
+        JournalError::Poisoned { .. } => "an earlier fsync failed".to_string(),
         other => other.to_string(),
     };
     ErrorType::Store(format!("{op}, {kind}"))
@@ -383,6 +397,41 @@ fn spawn_flusher(shards: Arc<[Shard]>) -> mpsc::Sender<()> {
     }
     tx
 }
+
+/// The compaction thread: compacts shards that want it when woken by an append, and every
+/// [`COMPACT_CHECK`] anyway (e.g. a compaction that failed on a full disk is retried).
+fn spawn_compactor(shards: Arc<[Shard]>, compact_min: u64) -> Compactor {
+    let (wake, rx) = mpsc::channel::<()>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("journal-compact".into())
+        .spawn(move || loop {
+            for s in shards.iter() {
+                if stop2.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Err(e) = s.compact_if_needed(compact_min, &stop2) {
+                    tracing::warn!("{e}; the journal is compacted again later");
+                }
+            }
+            match rx.recv_timeout(COMPACT_CHECK) {
+                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => while rx.try_recv().is_ok() {},
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        });
+    let thread = match thread {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!("message journal: cannot start the compaction thread: {e}");
+            None
+        }
+    };
+    Compactor { wake, stop, thread }
+}
+
+/// How often the compaction thread looks at the shards without being woken.
+const COMPACT_CHECK: Duration = Duration::from_secs(30);
 
 impl MessageLog for Journal {
     fn written(&self, recipient_id: &[u8], msg: &Message) -> Result<(), ErrorType> {

@@ -4,8 +4,9 @@
 //! file is a header followed by framed records:
 //!
 //! ```text
-//! file   = MAGIC (8 bytes, "SMPJRN1\n") *frame
-//! frame  = len (u32 LE, payload bytes) crc (u32 LE, CRC-32 of payload) payload
+//! file   = MAGIC (8 bytes, "SMPJRN2\n") *frame
+//! frame  = len (u32 LE, payload bytes) crc (u32 LE, CRC-32 of payload)
+//!          hcrc (u32 LE, CRC-32 of the 8 bytes before it) payload
 //! payload = 'W' rid msg          ; a message was appended to queue rid
 //!         / 'R' rid msg_id       ; messages removed up to and including msg_id
 //!         / 'C' rid              ; all messages of the queue are gone
@@ -15,16 +16,63 @@
 //!        / 1 msg_id ts (i64 LE)                                     ; the quota marker
 //! ```
 //!
-//! The length prefix finds the end of a record, the CRC tells a whole record from a torn or
-//! damaged one.
+//! The header checksum (`hcrc`) makes a damaged length field detectable on its own: without
+//! it a bit flip in the length of a record in the middle of a file can make that record seem
+//! to run past the end of the file, which looks exactly like an interrupted append. Files
+//! written before it existed (`SMPJRN1\n`, frames without `hcrc`) are still read; they are
+//! rewritten in the current format by the first compaction after start.
+//!
+//! Whether damage is a torn append or not is decided by [`find_valid_frame`]: an interrupted
+//! append can only leave bytes after the last whole record, so if any whole, valid record
+//! follows the damage, the damage is in the middle of the file.
 
 use crate::protocol::command::MsgFlags;
 use crate::store::Message;
 
-/// First bytes of every shard file.
-pub const MAGIC: &[u8; 8] = b"SMPJRN1\n";
-/// Bytes before a payload: length and CRC.
-pub const FRAME_HEADER: usize = 8;
+/// First bytes of every shard file written now.
+pub const MAGIC: &[u8; 8] = b"SMPJRN2\n";
+/// First bytes of a shard file of the first format (no header checksum).
+pub const MAGIC_V1: &[u8; 8] = b"SMPJRN1\n";
+/// Bytes before a payload in the current format: length, payload CRC, header CRC.
+pub const FRAME_HEADER: usize = 12;
+
+/// The framing of a shard file, told by its magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `SMPJRN1`: length and payload CRC only.
+    V1,
+    /// `SMPJRN2`: length, payload CRC and header CRC.
+    V2,
+}
+
+impl Framing {
+    /// The framing a file's first 8 bytes announce.
+    pub fn from_magic(m: &[u8]) -> Option<Framing> {
+        if m == MAGIC {
+            Some(Framing::V2)
+        } else if m == MAGIC_V1 {
+            Some(Framing::V1)
+        } else {
+            None
+        }
+    }
+
+    /// Bytes before the payload.
+    pub fn header_len(self) -> usize {
+        match self {
+            Framing::V1 => 8,
+            Framing::V2 => FRAME_HEADER,
+        }
+    }
+
+    /// The file's first bytes.
+    pub fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Framing::V1 => MAGIC_V1,
+            Framing::V2 => MAGIC,
+        }
+    }
+}
 /// Largest payload accepted; SMP messages are far smaller, so more means damage.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 
@@ -82,8 +130,31 @@ fn put_short(out: &mut Vec<u8>, b: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Encode a record as a complete frame (length, CRC, payload).
+/// Encode a record as a complete frame in the current format.
 pub fn encode_frame(rec: &Record) -> Result<Vec<u8>, DecodeError> {
+    encode_frame_as(rec, Framing::V2)
+}
+
+/// Encode a record as a complete frame of a file with `framing` (appends to an old file).
+pub fn encode_frame_as(rec: &Record, framing: Framing) -> Result<Vec<u8>, DecodeError> {
+    let p = encode_payload(rec)?;
+    Ok(frame_payload(&p, framing))
+}
+
+/// Frame an encoded payload.
+pub fn frame_payload(p: &[u8], framing: Framing) -> Vec<u8> {
+    let mut out = Vec::with_capacity(framing.header_len() + p.len());
+    out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+    if framing == Framing::V2 {
+        let h = crc32fast::hash(&out[..8]);
+        out.extend_from_slice(&h.to_le_bytes());
+    }
+    out.extend_from_slice(p);
+    out
+}
+
+fn encode_payload(rec: &Record) -> Result<Vec<u8>, DecodeError> {
     let mut p = Vec::with_capacity(64);
     match rec {
         Record::Write { rid, msg } => {
@@ -124,11 +195,7 @@ pub fn encode_frame(rec: &Record) -> Result<Vec<u8>, DecodeError> {
     if p.len() > MAX_PAYLOAD {
         return Err(DecodeError::Malformed);
     }
-    let mut out = Vec::with_capacity(FRAME_HEADER + p.len());
-    out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&p).to_le_bytes());
-    out.extend_from_slice(&p);
-    Ok(out)
+    Ok(p)
 }
 
 struct Cursor<'a>(&'a [u8]);
@@ -219,49 +286,71 @@ pub fn decode_payload(p: &[u8]) -> Result<Record, DecodeError> {
 /// What is at an offset of a file's bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// A whole record with a good CRC; `len` is the frame's size.
+    /// A whole record with good checksums; `len` is the frame's size.
     Ok {
         /// The payload.
         payload: &'a [u8],
         /// Bytes of the frame (header + payload).
         len: usize,
     },
-    /// The bytes stop inside a frame: an interrupted append.
+    /// The bytes stop inside a frame whose header is not known to be damaged.
     Truncated,
-    /// The length is impossible or the CRC does not match.
+    /// The header or the payload fails its check.
     Bad {
-        /// Whether the claimed frame reaches the end of the bytes (so it may be a torn append).
-        reaches_end: bool,
         /// What is wrong.
         reason: &'static str,
     },
 }
 
 /// Look at the frame starting at the beginning of `b` (which must be non-empty).
-pub fn read_frame(b: &[u8]) -> Frame<'_> {
-    if b.len() < FRAME_HEADER {
+///
+/// Whether a `Truncated` or `Bad` frame is a torn append or damage is not decided here: see
+/// [`find_valid_frame`].
+pub fn read_frame(b: &[u8], framing: Framing) -> Frame<'_> {
+    let hl = framing.header_len();
+    if b.len() < hl {
         return Frame::Truncated;
+    }
+    if framing == Framing::V2 {
+        let h = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+        if crc32fast::hash(&b[..8]) != h {
+            return Frame::Bad {
+                reason: "damaged record header",
+            };
+        }
     }
     let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
     let crc = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
     if len == 0 || len > MAX_PAYLOAD {
         return Frame::Bad {
-            reaches_end: false,
             reason: "impossible record length",
         };
     }
-    let end = FRAME_HEADER + len;
+    let end = hl + len;
     if b.len() < end {
         return Frame::Truncated;
     }
-    let payload = &b[FRAME_HEADER..end];
+    let payload = &b[hl..end];
     if crc32fast::hash(payload) != crc {
         return Frame::Bad {
-            reaches_end: end == b.len(),
             reason: "checksum mismatch",
         };
     }
     Frame::Ok { payload, len: end }
+}
+
+/// The first offset at or after `from` where a whole, valid record starts (both checksums
+/// good and a payload that decodes), or `None`.
+///
+/// Replay calls it at the first damaged frame: an interrupted append leaves damage only after
+/// the last whole record, so a valid record after the damage proves the damage is not a torn
+/// tail. A random match needs a 32-bit (V1) or two 32-bit (V2) checksums to agree by chance.
+pub fn find_valid_frame(b: &[u8], from: usize, framing: Framing) -> Option<usize> {
+    let hl = framing.header_len();
+    (from..b.len().saturating_sub(hl)).find(|&p| match read_frame(&b[p..], framing) {
+        Frame::Ok { payload, .. } => decode_payload(payload).is_ok(),
+        _ => false,
+    })
 }
 
 #[cfg(test)]
@@ -299,7 +388,7 @@ mod tests {
         ];
         for r in recs {
             let f = encode_frame(&r).expect("encode");
-            match read_frame(&f) {
+            match read_frame(&f, Framing::V2) {
                 Frame::Ok { payload, len } => {
                     assert_eq!(len, f.len());
                     assert_eq!(decode_payload(payload).expect("decode"), r);
@@ -312,28 +401,49 @@ mod tests {
     #[test]
     fn torn_and_damaged_frames() {
         let f = encode_frame(&Record::Clear { rid: vec![7; 24] }).expect("encode");
-        assert_eq!(read_frame(&f[..f.len() - 1]), Frame::Truncated);
-        assert_eq!(read_frame(&f[..3]), Frame::Truncated);
+        assert_eq!(read_frame(&f[..f.len() - 1], Framing::V2), Frame::Truncated);
+        assert_eq!(read_frame(&f[..3], Framing::V2), Frame::Truncated);
         let mut bad = f.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(matches!(
-            read_frame(&bad),
-            Frame::Bad {
-                reaches_end: true,
-                ..
-            }
-        ));
-        bad.extend_from_slice(&f);
-        assert!(matches!(
-            read_frame(&bad),
-            Frame::Bad {
-                reaches_end: false,
-                ..
-            }
-        ));
+        assert!(matches!(read_frame(&bad, Framing::V2), Frame::Bad { .. }));
         let zero = [0u8; 16];
-        assert!(matches!(read_frame(&zero), Frame::Bad { .. }));
+        assert!(matches!(read_frame(&zero, Framing::V2), Frame::Bad { .. }));
+    }
+
+    #[test]
+    fn every_bit_flip_in_a_length_is_seen_as_damage_not_a_short_file() {
+        let f = encode_frame(&Record::Clear { rid: vec![7; 24] }).expect("encode");
+        for bit in 0..32 {
+            let mut b = f.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                matches!(read_frame(&b, Framing::V2), Frame::Bad { .. }),
+                "bit {bit}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_valid_record_after_damage_is_found_at_its_offset() {
+        let a = encode_frame(&Record::Clear { rid: vec![1; 24] }).expect("a");
+        let b = encode_frame(&Record::Clear { rid: vec![2; 24] }).expect("b");
+        let mut bytes = a.clone();
+        bytes[2] ^= 0x10; // the length of the first record
+        bytes.extend_from_slice(&b);
+        assert_eq!(find_valid_frame(&bytes, 1, Framing::V2), Some(a.len()));
+        assert_eq!(
+            find_valid_frame(&bytes[..a.len() + 5], 1, Framing::V2),
+            None
+        );
+        // The first format: the same search over frames without a header checksum.
+        let a1 = encode_frame_as(&Record::Clear { rid: vec![1; 24] }, Framing::V1).expect("a");
+        let b1 = encode_frame_as(&Record::Clear { rid: vec![2; 24] }, Framing::V1).expect("b");
+        let mut v1 = a1.clone();
+        v1[1] ^= 0x01;
+        v1.extend_from_slice(&b1);
+        assert_eq!(read_frame(&v1, Framing::V1), Frame::Truncated);
+        assert_eq!(find_valid_frame(&v1, 1, Framing::V1), Some(a1.len()));
     }
 
     #[test]

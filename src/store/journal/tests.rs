@@ -42,6 +42,15 @@ fn open(dir: &Path) -> (Journal, Replay) {
     Journal::open(dir, opts()).expect("open")
 }
 
+/// Orphans refused above the share, set aside into `dir`.
+fn policy<'a>(deleted: &'a std::collections::HashSet<Vec<u8>>, dir: &'a Path) -> OrphanPolicy<'a> {
+    OrphanPolicy {
+        deleted,
+        allow: false,
+        dir,
+    }
+}
+
 #[test]
 fn messages_survive_reopen_and_acks_stick() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -71,13 +80,16 @@ fn messages_survive_reopen_and_acks_stick() {
     assert!(!r.msgs.contains_key(&vec![2u8; 24]));
     let store = MemoryStore::new();
     let q = store.add_queue(rec(1)).expect("add");
-    let stats = j.restore_into(&store, r).expect("restore");
+    let none = Default::default();
+    let stats = j
+        .restore_into(&store, r, policy(&none, tmp.path()))
+        .expect("restore");
     assert_eq!(
         stats,
         RestoreStats {
             queues: 1,
             messages: 6,
-            orphaned: 0
+            ..Default::default()
         }
     );
     let s = q.lock();
@@ -89,19 +101,59 @@ fn messages_survive_reopen_and_acks_stick() {
 }
 
 #[test]
-fn orphaned_messages_are_dropped() {
+fn messages_of_deleted_queues_are_cleared_unknown_ones_kept_aside_or_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("m");
     {
         let (j, _) = open(&dir);
-        j.written(&[3; 24], &msg(3, 1)).expect("w");
+        for i in 0..10 {
+            j.written(&[1; 24], &msg(1, i)).expect("w");
+        }
+        j.written(&[2; 24], &msg(2, 0)).expect("w");
+        j.written(&[3; 24], &msg(3, 0)).expect("w");
+        j.written(&[4; 24], &msg(4, 0)).expect("w");
     }
+    let store = MemoryStore::new();
+    store.add_queue(rec(1)).expect("add");
+    // Queue 2 was deleted by the store log; 3 and 4 are unknown: 2 of 13 messages (15 %).
+    let deleted: std::collections::HashSet<Vec<u8>> = [vec![2u8; 24]].into_iter().collect();
+    let before: Vec<Vec<u8>> = (0..SHARDS)
+        .map(|i| std::fs::read(shard_path(&dir, i)).expect("read"))
+        .collect();
     let (j, r) = open(&dir);
-    let stats = j.restore_into(&MemoryStore::new(), r).expect("restore");
-    assert_eq!(stats.orphaned, 1);
+    let e = j
+        .restore_into(&store, r, policy(&deleted, tmp.path()))
+        .expect_err("more than 10 % orphaned");
+    let text = e.to_string();
+    assert!(
+        text.contains("2 of 13") && text.contains("--allow-orphaned-messages"),
+        "{text}"
+    );
+    drop(j);
+    let after: Vec<Vec<u8>> = (0..SHARDS)
+        .map(|i| std::fs::read(shard_path(&dir, i)).expect("read"))
+        .collect();
+    assert!(before == after, "a refused start changes nothing");
+    // Told to: the unknown ones go to a file, the deleted queue's are cleared.
+    let (j, r) = open(&dir);
+    let mut p = policy(&deleted, tmp.path());
+    p.allow = true;
+    let stats = j.restore_into(&store, r, p).expect("restore");
+    assert_eq!((stats.messages, stats.deleted, stats.orphaned), (10, 1, 2));
+    let file = stats.orphans_file.expect("orphans file");
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert_eq!(text.lines().count(), 2);
+    assert!(text.lines().all(|l| l.starts_with("v3 ")), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
     drop(j);
     let (_, r) = open(&dir);
-    assert!(r.msgs.is_empty());
+    assert_eq!(
+        r.msgs.len(),
+        1,
+        "only the known queue's messages stay journaled"
+    );
 }
 
 fn only_shard_with_data(dir: &Path) -> PathBuf {
@@ -142,6 +194,11 @@ fn torn_tail_is_cut_off_with_the_messages_before_it_kept() {
     assert_eq!(r.torn.len(), 1);
     assert_eq!(r.torn[0].offset, good_len);
     assert_eq!(std::fs::metadata(&path).expect("meta").len(), good_len);
+    // The cut bytes are kept, next to the shard (and accepted there at the next start).
+    assert_eq!(
+        std::fs::read(&r.torn[0].copy).expect("copy"),
+        &frame[..frame.len() / 2]
+    );
     // Appends continue after the cut.
     j.written(&[1; 24], &msg(1, 4)).expect("w");
     drop(j);
@@ -201,6 +258,105 @@ fn corrupt_middle_record_is_an_error_naming_file_and_offset() {
 }
 
 #[test]
+fn a_bit_flip_in_a_middle_length_is_corruption_not_a_torn_tail() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for framing in [record::Framing::V2, record::Framing::V1] {
+        let dir = tmp.path().join(format!("{framing:?}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = shard_path(&dir, 0);
+        let mut bytes = framing.magic().to_vec();
+        let mut starts = Vec::new();
+        for i in 0..4 {
+            starts.push(bytes.len());
+            let rec = Record::Write {
+                rid: vec![1; 24],
+                msg: msg(1, i),
+            };
+            bytes.extend(record::encode_frame_as(&rec, framing).expect("frame"));
+        }
+        // The high bit of the second record's length: it now claims to run past the end.
+        bytes[starts[1] + 2] ^= 0x01;
+        std::fs::write(&path, &bytes).expect("write");
+        let err = Journal::open(&dir, opts()).expect_err("a flipped length must stop start");
+        let text = err.to_string();
+        assert!(text.contains(&format!("offset {}", starts[1])), "{text}");
+        assert!(
+            text.contains(&format!("byte offset {}", starts[2])),
+            "{text}"
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), bytes, "{framing:?}");
+        let torn: Vec<_> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".torn."))
+            .collect();
+        assert!(torn.is_empty(), "nothing cut, nothing copied");
+    }
+}
+
+#[test]
+fn a_first_format_journal_is_read_and_migrated() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("m");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rid = [1u8; 24];
+    let path = shard_path(&dir, shard_of(&rid));
+    let mut bytes = record::MAGIC_V1.to_vec();
+    for i in 0..3 {
+        let rec = Record::Write {
+            rid: rid.to_vec(),
+            msg: msg(1, i),
+        };
+        bytes.extend(record::encode_frame_as(&rec, record::Framing::V1).expect("frame"));
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let (j, r) = open(&dir);
+    assert_eq!(r.msgs[&rid.to_vec()].len(), 3);
+    // Appends to the old file use its framing until compaction rewrites it.
+    j.written(&rid, &msg(1, 3)).expect("w");
+    j.compact_now().expect("compact");
+    assert_eq!(&std::fs::read(&path).expect("read")[..8], record::MAGIC);
+    j.written(&rid, &msg(1, 4)).expect("w");
+    drop(j);
+    let (_, r) = open(&dir);
+    let q: Vec<Message> = r.msgs[&rid.to_vec()].iter().cloned().collect();
+    assert_eq!(q, (0..5).map(|i| msg(1, i)).collect::<Vec<_>>());
+}
+
+#[test]
+fn appends_during_a_compaction_are_kept() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("m");
+    let o = JournalOptions {
+        fsync: JournalFsync::Off,
+        compact_min_bytes: 32 << 10,
+    };
+    let (j, _) = Journal::open(&dir, o).expect("open");
+    let j = Arc::new(j);
+    let writer = {
+        let j = j.clone();
+        std::thread::spawn(move || {
+            for i in 0..3000u16 {
+                j.written(&[1; 24], &msg(1, i)).expect("w");
+                if i >= 5 {
+                    j.removed(&[1; 24], msg(1, i - 5).msg_id()).expect("r");
+                }
+            }
+        })
+    };
+    let mut compactions = 0;
+    while !writer.is_finished() {
+        compactions += j.compact_now().expect("compact");
+    }
+    writer.join().expect("join");
+    assert!(compactions > 0, "compaction ran while appending");
+    drop(j);
+    let (_, r) = Journal::open(&dir, o).expect("reopen");
+    let q: Vec<Message> = r.msgs[&vec![1u8; 24]].iter().cloned().collect();
+    assert_eq!(q, (2995..3000).map(|i| msg(1, i)).collect::<Vec<_>>());
+}
+
+#[test]
 fn compaction_keeps_the_journal_proportional_to_live_messages() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("m");
@@ -215,6 +371,7 @@ fn compaction_keeps_the_journal_proportional_to_live_messages() {
             j.removed(&[1; 24], msg(1, i - 3).msg_id()).expect("r");
         }
     }
+    j.compact_now().expect("compact");
     let (total, live) = j.sizes();
     assert!(live > 0);
     // 5000 messages of ~260 bytes each were written: over 1 MB without compaction.
@@ -302,6 +459,7 @@ fn failed_compaction_keeps_appending_and_loses_nothing() {
         j.written(&[1; 24], &msg(1, i)).expect("w");
         j.removed(&[1; 24], msg(1, i - 3).msg_id()).expect("r");
     }
+    j.compact_now().expect("compact");
     let (total, live) = j.sizes();
     assert!(
         total <= (16 << 10) * SHARDS as u64 + 2 * live,
@@ -339,5 +497,6 @@ fn a_reference_journal_directory_is_refused_untouched() {
     let own = t.path().join("own");
     drop(open(&own));
     std::fs::write(own.join("shard-03.journal.tmp"), b"").expect("tmp");
+    std::fs::write(own.join("shard-03.journal.torn.1765000000"), b"x").expect("torn");
     drop(open(&own));
 }
