@@ -13,12 +13,14 @@
 //! - [`web`]: the information page over HTTP/HTTPS and automatic certificates; no SMP logic.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
 //! - [`updates`]: the version, `[UPDATE]` wiring and the periodic update checker; no HTTP itself.
+//! - [`fsmode`]: modes of the state files and directories the server writes (0600 / 0700).
 
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod fsmode;
 pub mod protocol;
 pub mod server;
 pub mod stats;

@@ -233,10 +233,11 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), CliError>
 fn initialize(a: &InitArgs, ans: &Answers, paths: &Paths) -> Result<(), CliError> {
     check_options(a, ans.source_code.as_deref())?;
     remove_previous_server(paths)?;
-    for dir in [&paths.cfg_dir, &paths.log_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
-    }
+    std::fs::create_dir_all(&paths.cfg_dir)
+        .map_err(|e| CliError::io(format!("creating {}", paths.cfg_dir.display()), e))?;
+    // The log directory holds the state (store log, messages): the server's user only.
+    crate::fsmode::create_dir(&paths.log_dir)
+        .map_err(|e| CliError::io(format!("creating {}", paths.log_dir.display()), e))?;
     let common_name = ans.fqdn.clone().unwrap_or_else(|| a.ip.clone());
     let fingerprint = crate::crypto::identity::create_identity(
         &paths.cfg_dir,

@@ -1,7 +1,7 @@
 //! What survives a restart: the store log (queues), undelivered messages and pending
 //! notifications saved at shutdown and restored at start, as the reference does.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use crate::protocol::command::Party;
 use crate::store::durable::DurableStore;
 use crate::store::memory::MemoryStore;
 use crate::store::msgfile::{encode_msg, encode_ntf, parse_msg, parse_ntf, NtfLine};
-use crate::store::storelog_file::{open_store_log, with_suffix, StoreLogWriter};
+use crate::store::journal::migrate as journal_start;
+use crate::store::storelog_file::{open_store_log_checked, with_suffix, StoreLogWriter};
 use crate::store::{Message, QueueLog, Store};
 
 /// A persistence failure at start or stop; the text names the file and the fix.
@@ -67,12 +68,20 @@ pub struct RestoreStats {
 impl Persistence {
     /// Build the store from the configuration: replay and compact the store log if enabled.
     pub fn open(config: &Config) -> Result<Self, PersistError> {
+        let log_dir = config.paths.log_dir();
+        crate::fsmode::restrict_state(log_dir, config.web.static_path.as_deref())
+            .map_err(|e| file_err(log_dir, format!("cannot narrow the modes of state files: {e}")))?;
         let mem = MemoryStore::new();
         let path = config.paths.store_log_file();
         let existed = path.exists() || with_suffix(&path, ".start").exists();
+        // The journal is read (and refused if damaged) before the store log is compacted.
+        let opened = journal_start::open_before_store_log(config, existed)?;
         let mut deleted = std::collections::HashSet::new();
         let store_log = if config.store_log.enable {
-            let (w, stats) = open_store_log(&path, &mem)?;
+            let check = |m: &MemoryStore, s: &crate::store::storelog_file::ReplayStats| {
+                journal_start::check_orphans(config, opened.as_ref(), m, &s.deleted)
+            };
+            let (w, stats) = open_store_log_checked(&path, &mem, check)?;
             tracing::info!(
                 "store log restored: {} lines, {} queues, {} records not applied",
                 stats.lines,
@@ -85,11 +94,7 @@ impl Persistence {
             None
         };
         // The journal restores into the queues the store log just restored.
-        let facts = crate::store::journal::migrate::StoreLogFacts {
-            existed,
-            deleted: &deleted,
-        };
-        let journal = crate::store::journal::migrate::open_for_config(config, &mem, facts)?;
+        let journal = journal_start::restore(config, opened, &mem, &deleted)?;
         let mlog = journal
             .clone()
             .map(|j| j as Arc<dyn crate::store::MessageLog>);
@@ -351,12 +356,13 @@ fn write_lines_via(
             ),
         )
     };
-    let f = OpenOptions::new()
+    let f = crate::fsmode::options()
         .write(true)
         .create(true)
         .truncate(true)
         .open(tmp)
         .map_err(hint)?;
+    crate::fsmode::restrict_file(&f).map_err(hint)?;
     let mut w = BufWriter::new(f);
     let mut n = 0;
     for mut l in lines {

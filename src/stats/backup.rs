@@ -247,7 +247,7 @@ pub fn decode_into(text: &str, s: &ServerStats) -> Result<(), BackupError> {
 /// Write the statistics to `path` (through a temporary file, so a crash leaves the old one).
 pub fn save(path: &Path, s: &ServerStats) -> Result<(), BackupError> {
     let tmp = path.with_extension("log.tmp");
-    std::fs::write(&tmp, encode(s))?;
+    crate::fsmode::write_private(&tmp, encode(s).as_bytes())?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }

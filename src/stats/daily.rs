@@ -316,7 +316,7 @@ impl Clock for ManualClock {
 
 /// Append one line to the CSV file.
 pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = crate::fsmode::options()
         .create(true)
         .append(true)
         .open(path)?;

@@ -14,7 +14,7 @@
 //! `<log>.start` to `<log>.<ISO 8601 time>`; delete old timed backups (keep those newer than
 //! 24 hours, keep 3 older ones, delete the rest older than 21 days).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,6 +43,9 @@ pub enum StoreLogError {
         /// What the operator can do.
         hint: &'static str,
     },
+    /// A check of the replayed queues refused start-up (the text says why and what to do).
+    #[error("{0}")]
+    Refused(String),
     /// A line in the middle of the log does not parse.
     #[error(
         "store log {path}, line {line}: {what}. The file is corrupt; nothing was changed. \
@@ -213,12 +216,13 @@ pub fn write_compacted(
     st: &MemoryStore,
     services: &[Vec<u8>],
 ) -> Result<usize, StoreLogError> {
-    let f = OpenOptions::new()
+    let f = crate::fsmode::options()
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)
         .map_err(io_err(path, "creating"))?;
+    crate::fsmode::restrict_file(&f).map_err(io_err(path, "setting the mode of"))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let mut n = 0;
     for s in services {
@@ -268,6 +272,17 @@ pub fn open_store_log(
     path: &Path,
     st: &MemoryStore,
 ) -> Result<(StoreLogWriter, ReplayStats), StoreLogError> {
+    open_store_log_checked(path, st, |_, _| Ok(()))
+}
+
+/// [`open_store_log`], with `check` run on the replayed queues before anything is written
+/// (compaction renames and rewrites the log): an `Err` text stops start-up with nothing
+/// changed (e.g. journaled messages whose queues this log lacks).
+pub fn open_store_log_checked(
+    path: &Path,
+    st: &MemoryStore,
+    check: impl FnOnce(&MemoryStore, &ReplayStats) -> Result<(), String>,
+) -> Result<(StoreLogWriter, ReplayStats), StoreLogError> {
     let start = with_suffix(path, ".start");
     let mut stats = ReplayStats::default();
     if start.exists() {
@@ -284,6 +299,7 @@ pub fn open_store_log(
     }
     if path.exists() {
         stats = replay(path, st)?;
+        check(st, &stats).map_err(StoreLogError::Refused)?;
         rename(path, &start)?;
         tracing::info!("compacting store log (do not terminate)...");
         let n = match write_compacted(path, st, &stats.services) {
@@ -303,6 +319,7 @@ pub fn open_store_log(
         );
         remove_old_backups(path, std::time::SystemTime::now());
     } else {
+        check(st, &stats).map_err(StoreLogError::Refused)?;
         tracing::info!("creating store log {}", path.display());
         if let Err(e) = write_compacted(path, st, &[]) {
             let _ = std::fs::remove_file(path);
@@ -322,7 +339,7 @@ pub struct StoreLogWriter {
 impl StoreLogWriter {
     /// Open `path` for appending.
     pub fn open(path: &Path) -> Result<Self, StoreLogError> {
-        let file = OpenOptions::new()
+        let file = crate::fsmode::options()
             .append(true)
             .create(true)
             .open(path)

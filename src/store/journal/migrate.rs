@@ -8,20 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::record::MAGIC;
+use super::orphans::check_share;
 use super::{
-    shard_path, Journal, JournalError, JournalOptions, OrphanPolicy, RestoreStats, SHARDS,
+    shard_path, Journal, JournalError, JournalOptions, OrphanPolicy, Replay, RestoreStats, SHARDS,
 };
 use crate::config::{Config, MessageStoreType};
 use crate::store::memory::MemoryStore;
-
-/// What start-up learnt from the store log before the journal is opened.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreLogFacts<'a> {
-    /// The store log (or a compaction's `.start` file) existed before start-up touched it.
-    pub existed: bool,
-    /// Queues its `DELETE` lines deleted.
-    pub deleted: &'a HashSet<Vec<u8>>,
-}
 
 /// Whether any shard in `dir` holds a record (more than its header).
 pub fn has_records(dir: &Path) -> bool {
@@ -31,7 +23,7 @@ pub fn has_records(dir: &Path) -> bool {
 
 /// Refuse configurations and file sets in which the journal's messages would lose their
 /// queues, before anything is opened or changed.
-fn check_queues_kept(config: &Config, facts: &StoreLogFacts<'_>) -> Result<(), JournalError> {
+fn check_queues_kept(config: &Config, store_log_existed: bool) -> Result<(), JournalError> {
     let dir = config.paths.messages_journal_dir();
     if !config.store_log.enable {
         return Err(JournalError::Refused(format!(
@@ -45,7 +37,7 @@ fn check_queues_kept(config: &Config, facts: &StoreLogFacts<'_>) -> Result<(), J
             config.paths.ini_file().display()
         )));
     }
-    if !facts.existed && has_records(&dir) && !config.start.allow_orphaned_messages {
+    if !store_log_existed && has_records(&dir) && !config.start.allow_orphaned_messages {
         return Err(JournalError::Refused(format!(
             "the store log {} is missing, but the message journal {} holds messages: their \
              queues are in the store log. Nothing was changed. Restore the store log from a \
@@ -61,27 +53,61 @@ fn check_queues_kept(config: &Config, facts: &StoreLogFacts<'_>) -> Result<(), J
     Ok(())
 }
 
-/// With `store_messages = journal`: open the journal, put its messages into `memory` (whose
-/// queues must already be restored) and return it for the store to log into. `None` otherwise.
-pub fn open_for_config(
+/// The journal read at start, before its messages go into the store.
+pub type Opened = (Journal, Replay);
+
+/// Start-up step 1 with `store_messages = journal`, before the store log is opened: refuse a
+/// configuration or file set in which the journal's messages would lose their queues, then
+/// read the journal (a damaged record stops start-up here, before any file is changed).
+/// `store_log_existed`: the store log (or a compaction's `.start` file) is there.
+pub fn open_before_store_log(
     config: &Config,
-    memory: &MemoryStore,
-    facts: StoreLogFacts<'_>,
-) -> Result<Option<Arc<Journal>>, JournalError> {
+    store_log_existed: bool,
+) -> Result<Option<Opened>, JournalError> {
     if config.store_log.store_messages != MessageStoreType::Journal {
         return Ok(None);
     }
-    check_queues_kept(config, &facts)?;
+    check_queues_kept(config, store_log_existed)?;
     let dir = config.paths.messages_journal_dir();
-    let (journal, replay) =
-        Journal::open(&dir, JournalOptions::new(config.store_log.journal_fsync))?;
-    let policy = OrphanPolicy {
-        deleted: facts.deleted,
+    Journal::open(&dir, JournalOptions::new(config.store_log.journal_fsync)).map(Some)
+}
+
+fn policy<'a>(config: &'a Config, deleted: &'a HashSet<Vec<u8>>) -> OrphanPolicy<'a> {
+    OrphanPolicy {
+        deleted,
         allow: config.start.allow_orphaned_messages,
         dir: config.paths.log_dir(),
+    }
+}
+
+/// Step 2, run on the replayed store log before it is compacted: the orphan share check
+/// (see [`super::orphans`]); the `Err` text stops start-up with nothing changed.
+pub fn check_orphans(
+    config: &Config,
+    opened: Option<&Opened>,
+    memory: &MemoryStore,
+    deleted: &HashSet<Vec<u8>>,
+) -> Result<(), String> {
+    let Some((journal, replay)) = opened else {
+        return Ok(());
     };
-    let stats = journal.restore_into(memory, replay, policy)?;
+    check_share(replay, memory, &policy(config, deleted), journal.dir()).map_err(|e| e.to_string())
+}
+
+/// Step 3: put the journal's messages into `memory` (whose queues are restored), set orphans
+/// aside, start the compaction thread and return the journal for the store to log into.
+pub fn restore(
+    config: &Config,
+    opened: Option<Opened>,
+    memory: &MemoryStore,
+    deleted: &HashSet<Vec<u8>>,
+) -> Result<Option<Arc<Journal>>, JournalError> {
+    let Some((mut journal, replay)) = opened else {
+        return Ok(None);
+    };
+    let stats = journal.restore_into(memory, replay, policy(config, deleted))?;
     log_restored(&journal, &stats);
+    journal.start_compactor();
     Ok(Some(Arc::new(journal)))
 }
 

@@ -246,18 +246,28 @@ impl Journal {
         let shards: Arc<[Shard]> = shards.into();
         let stop_flusher =
             (opts.fsync == JournalFsync::Batch).then(|| spawn_flusher(shards.clone()));
-        // Started at once: it also compacts (or migrates) what replay found.
-        let compactor = Some(spawn_compactor(shards.clone(), opts.compact_min_bytes));
         Ok((
             Journal {
                 dir: dir.to_path_buf(),
                 shards,
                 opts,
                 stop_flusher,
-                compactor,
+                compactor: None,
             },
             replay,
         ))
+    }
+
+    /// Start the compaction thread. Not done by [`Journal::open`], so that a start refused
+    /// after the journal was read (e.g. orphaned messages) has changed nothing; it first
+    /// compacts (or migrates from the first format) what replay found.
+    pub fn start_compactor(&mut self) {
+        if self.compactor.is_none() {
+            self.compactor = Some(spawn_compactor(
+                self.shards.clone(),
+                self.opts.compact_min_bytes,
+            ));
+        }
     }
 
     /// Compact every shard that wants it on the calling thread (tools and tests; the server
@@ -315,9 +325,11 @@ impl Journal {
         Ok(())
     }
 
-    /// fsync every shard (shutdown, after import).
+    /// fsync every shard (shutdown, after import). A shard whose fsync failed before is
+    /// skipped: its failure was reported then, its refused changes were answered `ERR STORE`,
+    /// and retrying (e.g. a save at shutdown every few seconds) cannot make it durable.
     pub fn sync_all(&self) -> Result<(), JournalError> {
-        for s in self.shards.iter() {
+        for s in self.shards.iter().filter(|s| !s.poisoned()) {
             s.sync_now()?;
         }
         Ok(())
@@ -385,7 +397,8 @@ fn spawn_flusher(shards: Arc<[Shard]>) -> mpsc::Sender<()> {
         .name("journal-flush".into())
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-                for s in shards.iter() {
+                // A poisoned shard was reported once; it accepts nothing until a restart.
+                for s in shards.iter().filter(|s| !s.poisoned()) {
                     if let Err(e) = s.sync_now() {
                         tracing::error!("{e}");
                     }

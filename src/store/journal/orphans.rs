@@ -53,7 +53,7 @@ pub struct RestoreStats {
 }
 
 /// The refusal text: how many, why it matters, what to do.
-fn refusal(orphaned: usize, total: usize, p: &OrphanPolicy<'_>, j: &Journal) -> JournalError {
+fn refusal(orphaned: usize, total: usize, p: &OrphanPolicy<'_>, dir: &Path) -> JournalError {
     JournalError::Refused(format!(
         "message journal {}: {orphaned} of {total} journaled messages belong to queues that the \
          store log does not have (more than {MAX_ORPHAN_PERCENT} %). The store log may be \
@@ -62,7 +62,7 @@ fn refusal(orphaned: usize, total: usize, p: &OrphanPolicy<'_>, j: &Journal) -> 
          and start again; or start once with `smp-server start --allow-orphaned-messages` to \
          move these messages aside into {}/smp-server-messages.orphaned.<time>.log and run \
          without their queues.",
-        j.dir().display(),
+        dir.display(),
         p.dir.display(),
         p.dir.display()
     ))
@@ -95,6 +95,30 @@ fn write_orphans(dir: &Path, msgs: &[(&Vec<u8>, &Message)]) -> Result<PathBuf, J
     Ok(path)
 }
 
+/// Refuse when more than [`MAX_ORPHAN_PERCENT`] % of the replayed messages have no queue in
+/// `store` (and were not deleted by the store log), unless `policy.allow`. Changes nothing.
+pub fn check_share(
+    replay: &Replay,
+    store: &dyn Store,
+    policy: &OrphanPolicy<'_>,
+    journal_dir: &Path,
+) -> Result<(), JournalError> {
+    if policy.allow {
+        return Ok(());
+    }
+    let (mut total, mut orphaned) = (0, 0);
+    for (rid, msgs) in &replay.msgs {
+        total += msgs.len();
+        if store.get_queue(Party::Recipient, rid).is_none() && !policy.deleted.contains(rid) {
+            orphaned += msgs.len();
+        }
+    }
+    if orphaned * 100 > total * MAX_ORPHAN_PERCENT {
+        return Err(refusal(orphaned, total, policy, journal_dir));
+    }
+    Ok(())
+}
+
 impl Journal {
     /// Put replayed messages into the queues of `store` (which must already hold the queues,
     /// e.g. from the store log), dealing with orphans as the module says.
@@ -104,8 +128,8 @@ impl Journal {
         replay: Replay,
         policy: OrphanPolicy<'_>,
     ) -> Result<RestoreStats, JournalError> {
+        check_share(&replay, store, &policy, self.dir())?;
         let mut stats = RestoreStats::default();
-        let total: usize = replay.msgs.values().map(|m| m.len()).sum();
         let (mut found, mut deleted, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
         for (rid, msgs) in replay.msgs {
             match store.get_queue(Party::Recipient, &rid) {
@@ -115,9 +139,6 @@ impl Journal {
             }
         }
         let orphaned: usize = unknown.iter().map(|(_, m)| m.len()).sum();
-        if orphaned * 100 > total * MAX_ORPHAN_PERCENT && !policy.allow {
-            return Err(refusal(orphaned, total, &policy, self));
-        }
         if orphaned > 0 {
             let list: Vec<(&Vec<u8>, &Message)> = unknown
                 .iter()
