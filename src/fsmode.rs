@@ -51,7 +51,11 @@ pub fn restrict_file(f: &File) -> std::io::Result<()> {
 
 /// Create (or truncate) `path` with [`FILE_MODE`] and write `data`.
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut f = options().write(true).create(true).truncate(true).open(path)?;
+    let mut f = options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     restrict_file(&f)?;
     f.write_all(data)
 }
@@ -152,7 +156,10 @@ mod tests {
         std::fs::write(log.join("www/index.html"), b"x").expect("write");
         std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let n = restrict_state(&log, Some(&log.join("www"))).expect("restrict");
-        assert_eq!(n, 5, "three files, the messages directory and the log directory");
+        assert_eq!(
+            n, 5,
+            "three files, the messages directory and the log directory"
+        );
         for f in &files {
             assert_eq!(mode(f), 0o600, "{}", f.display());
         }

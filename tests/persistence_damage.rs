@@ -114,7 +114,11 @@ async fn bit_flip_in_a_middle_record_length_stops_start_and_changes_nothing() {
         text.contains(&format!("truncate -s {at}")) && text.contains("backup"),
         "says what to do:\n{text}"
     );
-    assert_same_files(&before, &listing(&site.log), "byte-identical after the refusal");
+    assert_same_files(
+        &before,
+        &listing(&site.log),
+        "byte-identical after the refusal",
+    );
 
     // Repaired (restored from "backup"): everything OK'd and not ACKed, nothing ACKed.
     std::fs::write(shard, &good).expect("restore");
@@ -157,7 +161,11 @@ async fn torn_tail_is_cut_with_a_copy_kept_and_every_ok_message_delivered() {
         .collect();
     assert_eq!(copies.len(), 1, "one copy of the cut bytes");
     assert_eq!(std::fs::read(&copies[0]).expect("copy"), torn);
-    let mode = std::fs::metadata(&copies[0]).expect("meta").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&copies[0])
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(drain(&c, &q).await, sent[1..].to_vec());
     drop(c);
@@ -232,12 +240,18 @@ async fn disabled_emptied_or_missing_store_log_with_a_journal_is_refused_unchang
     site.stop(srv).await;
     let orphans: Vec<PathBuf> = walk(&site.log)
         .into_iter()
-        .filter(|p| p.to_string_lossy().contains("smp-server-messages.orphaned."))
+        .filter(|p| {
+            p.to_string_lossy()
+                .contains("smp-server-messages.orphaned.")
+        })
         .collect();
     assert_eq!(orphans.len(), 1, "{orphans:?}");
     let text = std::fs::read_to_string(&orphans[0]).expect("orphans");
     assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(text.starts_with("v3 "), "the messages-log line format: {text}");
+    assert!(
+        text.starts_with("v3 "),
+        "the messages-log line format: {text}"
+    );
 }
 
 /// `chattr +i` / `-i`.
@@ -271,10 +285,16 @@ async fn failed_journal_clear_after_a_logged_delete_deletes_now_and_after_restar
     };
     // The journal file of queue A cannot be written (EPERM), the store log can.
     chattr("+i", &a_shard[0]);
-    let (_, r) = c.request(a.rid(), Cmd::Del, Some(&a.key)).await.expect("DEL");
+    let (_, r) = c
+        .request(a.rid(), Cmd::Del, Some(&a.key))
+        .await
+        .expect("DEL");
     chattr("-i", &a_shard[0]);
     assert_eq!(r, BrokerMsg::Ok, "the DELETE is in the store log");
-    let (_, r) = c.request(a.rid(), Cmd::Sub, Some(&a.key)).await.expect("SUB");
+    let (_, r) = c
+        .request(a.rid(), Cmd::Sub, Some(&a.key))
+        .await
+        .expect("SUB");
     assert_eq!(r, BrokerMsg::Err(ErrorType::Auth), "gone now");
     drop(c);
     let out = srv.output();
@@ -282,11 +302,21 @@ async fn failed_journal_clear_after_a_logged_delete_deletes_now_and_after_restar
     site.stop(srv).await;
 
     let (srv, c) = site.start().await;
-    let (_, r) = c.request(a.rid(), Cmd::Sub, Some(&a.key)).await.expect("SUB");
-    assert_eq!(r, BrokerMsg::Err(ErrorType::Auth), "and gone after a restart");
+    let (_, r) = c
+        .request(a.rid(), Cmd::Sub, Some(&a.key))
+        .await
+        .expect("SUB");
+    assert_eq!(
+        r,
+        BrokerMsg::Err(ErrorType::Auth),
+        "and gone after a restart"
+    );
     assert_eq!(drain(&c, &b).await, b_sent, "the other queue is intact");
     let out = srv
-        .wait_output("cleared 2 messages of queues the store log deleted", Duration::from_secs(5))
+        .wait_output(
+            "cleared 2 messages of queues the store log deleted",
+            Duration::from_secs(5),
+        )
         .await;
     assert!(!out.contains("orphaned"), "{out}");
     drop(c);
@@ -307,7 +337,11 @@ async fn failed_fsync_refuses_writes_to_that_file_until_a_restart() {
     let q = create_queue(&c).await;
     let mut accepted = send_ok(&site, &q, 0..3).await;
     // Everything so far is on the loop device's backing file.
-    let st = Command::new("sync").arg("-f").arg(&site.log).status().expect("sync");
+    let st = Command::new("sync")
+        .arg("-f")
+        .arg(&site.log)
+        .status()
+        .expect("sync");
     assert!(st.success());
 
     // The device fails: writes go to the page cache, writeback (fsync) fails.
@@ -330,7 +364,9 @@ async fn failed_fsync_refuses_writes_to_that_file_until_a_restart() {
         }
     }
     assert!(!refused.is_empty(), "a failed fsync must refuse the SEND");
-    let out = srv.wait_output("an fsync failed", Duration::from_secs(5)).await;
+    let out = srv
+        .wait_output("an fsync failed", Duration::from_secs(5))
+        .await;
     eprintln!("server output after the failed fsync:\n{out}");
 
     // The disk works again, but the kernel may have dropped what it could not write: that
@@ -371,7 +407,8 @@ async fn failed_fsync_refuses_writes_to_that_file_until_a_restart() {
         );
     }
     assert!(
-        got.iter().all(|g| accepted.contains(g) || refused.contains(g)),
+        got.iter()
+            .all(|g| accepted.contains(g) || refused.contains(g)),
         "only sent messages"
     );
     eprintln!(
@@ -395,7 +432,11 @@ fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
     let mut v: Vec<(PathBuf, u32)> = walk(dir)
         .into_iter()
         .map(|p| {
-            let m = std::fs::symlink_metadata(&p).expect("meta").permissions().mode() & 0o777;
+            let m = std::fs::symlink_metadata(&p)
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777;
             (p, m)
         })
         .collect();
@@ -421,7 +462,11 @@ async fn every_state_file_is_0600_in_0700_directories_and_wider_ones_are_narrowe
     let q = create_queue(&c).await;
     send_ok(&site, &q, 0..2).await;
     drop(c);
-    wait_for_file(&site.log.join("smp-server-metrics.txt"), Duration::from_secs(10)).await;
+    wait_for_file(
+        &site.log.join("smp-server-metrics.txt"),
+        Duration::from_secs(10),
+    )
+    .await;
     site.stop(srv).await;
     // Again with the journal, and the saved files restored (renamed to .bak).
     let (srv, c) = site.start().await;
@@ -452,11 +497,19 @@ async fn every_state_file_is_0600_in_0700_directories_and_wider_ones_are_narrowe
         assert!(seen.iter().any(|s| s == name), "{name} written: {seen:?}");
     }
     assert!(
-        seen.iter().any(|s| s.starts_with("smp-server-store.log.20")),
+        seen.iter()
+            .any(|s| s.starts_with("smp-server-store.log.20")),
         "a store log backup: {seen:?}"
     );
-    let log_mode = std::fs::metadata(&site.log).expect("meta").permissions().mode() & 0o777;
-    assert_eq!(log_mode, 0o700, "init creates it for the server's user only");
+    let log_mode = std::fs::metadata(&site.log)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        log_mode, 0o700,
+        "init creates it for the server's user only"
+    );
 
     // Widen everything, switch to the journal: start narrows them again and says so.
     for (p, _) in modes(&site.log) {
@@ -474,7 +527,11 @@ async fn every_state_file_is_0600_in_0700_directories_and_wider_ones_are_narrowe
     assert!(out.contains("narrowed the mode of"), "{out}");
     site.stop(srv).await;
     let seen = check("journal");
-    let log_mode = std::fs::metadata(&site.log).expect("meta").permissions().mode() & 0o777;
+    let log_mode = std::fs::metadata(&site.log)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
     assert!(
         log_mode == 0o700 || log_mode == 0o711,
         "narrowed from 755 to 700 (711 when the web site is inside): {log_mode:o}"

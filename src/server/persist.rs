@@ -11,9 +11,9 @@ use super::state::ServerState;
 use crate::config::Config;
 use crate::protocol::command::Party;
 use crate::store::durable::DurableStore;
+use crate::store::journal::migrate as journal_start;
 use crate::store::memory::MemoryStore;
 use crate::store::msgfile::{encode_msg, encode_ntf, parse_msg, parse_ntf, NtfLine};
-use crate::store::journal::migrate as journal_start;
 use crate::store::storelog_file::{open_store_log_checked, with_suffix, StoreLogWriter};
 use crate::store::{Message, QueueLog, Store};
 use crate::sync::lock;
@@ -71,8 +71,12 @@ impl Persistence {
     /// Build the store from the configuration: replay and compact the store log if enabled.
     pub fn open(config: &Config) -> Result<Self, PersistError> {
         let log_dir = config.paths.log_dir();
-        crate::fsmode::restrict_state(log_dir, config.web.static_path.as_deref())
-            .map_err(|e| file_err(log_dir, format!("cannot narrow the modes of state files: {e}")))?;
+        crate::fsmode::restrict_state(log_dir, config.web.static_path.as_deref()).map_err(|e| {
+            file_err(
+                log_dir,
+                format!("cannot narrow the modes of state files: {e}"),
+            )
+        })?;
         let mem = MemoryStore::new();
         let path = config.paths.store_log_file();
         let existed = path.exists() || with_suffix(&path, ".start").exists();

@@ -218,7 +218,9 @@ impl Site {
             .map(|l| {
                 if l.starts_with('[') {
                     in_section = l == format!("[{section}]");
-                } else if in_section && !done && l.split([':', '=']).next().map(str::trim) == Some(key)
+                } else if in_section
+                    && !done
+                    && l.split([':', '=']).next().map(str::trim) == Some(key)
                 {
                     done = true;
                     return format!("{key} = {value}");
@@ -401,7 +403,6 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-
 /// An ext4 file system without a journal (so a write error does not make it read-only) on a
 /// loop device, mounted at `mnt`; its image is a sparse file in `img_dir`.
 ///
@@ -459,7 +460,10 @@ impl Ext4Loop {
 
     /// Unmount and mount again: what a restart of the machine would read (no page cache).
     pub fn remount(&self) {
-        let st = Command::new("umount").arg(&self.mnt).status().expect("umount");
+        let st = Command::new("umount")
+            .arg(&self.mnt)
+            .status()
+            .expect("umount");
         assert!(st.success(), "umount {} failed", self.mnt.display());
         self.attach();
     }

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::record::MAGIC;
 use super::orphans::check_share;
+use super::record::MAGIC;
 use super::{
     shard_path, Journal, JournalError, JournalOptions, OrphanPolicy, Replay, RestoreStats, SHARDS,
 };
