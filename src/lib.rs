@@ -3,6 +3,7 @@
 //! Crate map (one line per module: what it holds, and what it must not do):
 //! - [`protocol`]: SMP encodings, commands, responses, errors, transmissions and blocks; no I/O.
 //! - [`crypto`]: keys, signatures, crypto_box/secret_box, chain keys, certificates; no I/O but files of keys.
+//! - [`net`]: the shared accept loop with connection caps and the HTTP runner; no SMP.
 //! - [`transport`]: TLS (rustls), tls-unique, the SMP handshake and block I/O; knows nothing of queues.
 //! - [`store`]: queue and message stores; knows nothing of connections.
 //! - [`server`]: sessions, subscriptions, delivery, notifications; wires store and transport.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod stats;
