@@ -143,7 +143,12 @@ impl Limits {
     }
 }
 
-fn count(r: &Reader<'_>, s: &'static str, k: &'static str, ex: &str) -> Result<Option<usize>, ConfigError> {
+fn count(
+    r: &Reader<'_>,
+    s: &'static str,
+    k: &'static str,
+    ex: &str,
+) -> Result<Option<usize>, ConfigError> {
     match r.number::<usize>(s, k, ex)? {
         Some(0) => Err(r.invalid(
             s,
@@ -156,7 +161,12 @@ fn count(r: &Reader<'_>, s: &'static str, k: &'static str, ex: &str) -> Result<O
     }
 }
 
-fn secs(r: &Reader<'_>, s: &'static str, k: &'static str, default: u64) -> Result<Duration, ConfigError> {
+fn secs(
+    r: &Reader<'_>,
+    s: &'static str,
+    k: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
     let v = count(r, s, k, &default.to_string())?;
     Ok(Duration::from_secs(v.map_or(default, |v| v as u64)))
 }
@@ -176,8 +186,7 @@ pub(crate) fn read(r: &Reader<'_>) -> Result<Limits, ConfigError> {
             total: count(r, "WEB", "max_connections", "512")?.unwrap_or(d.web.total),
             per_ip: count(r, "WEB", "max_connections_per_ip", "32")?.unwrap_or(d.web.per_ip),
         },
-        control: count(r, "TRANSPORT", "control_port_max_connections", "16")?
-            .unwrap_or(d.control),
+        control: count(r, "TRANSPORT", "control_port_max_connections", "16")?.unwrap_or(d.control),
         prometheus: count(r, "STORE_LOG", "prometheus_max_connections", "16")?
             .unwrap_or(d.prometheus),
         http: HttpTimeouts {
@@ -210,6 +219,12 @@ mod tests {
             smp_total: Some(100),
             ..Limits::default()
         };
-        assert_eq!(explicit.smp_caps(65535), ConnCaps { total: 100, per_ip: 100 });
+        assert_eq!(
+            explicit.smp_caps(65535),
+            ConnCaps {
+                total: 100,
+                per_ip: 100
+            }
+        );
     }
 }

@@ -515,33 +515,36 @@ fn rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Accept control connections until `shutdown`.
-pub async fn serve(ctx: Arc<ControlContext>, listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        let sock = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => match a {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!("control port accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let ctx = ctx.clone();
-        let sd = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = sd.cancelled() => {}
-                r = session(ctx, sock) => {
-                    if let Err(e) = r {
-                        tracing::debug!("control port connection: {e}");
+/// Accept control connections until `shutdown`, at most `limits` at once.
+pub async fn serve(
+    ctx: Arc<ControlContext>,
+    listener: TcpListener,
+    limits: Arc<crate::net::ConnLimits>,
+    shutdown: CancellationToken,
+) {
+    let sd = shutdown.clone();
+    crate::net::serve_accepts(
+        "control port",
+        listener,
+        limits,
+        shutdown,
+        move |sock, _, permit| {
+            let ctx = ctx.clone();
+            let sd = sd.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = sd.cancelled() => {}
+                    r = session(ctx, sock) => {
+                        if let Err(e) = r {
+                            tracing::debug!("control port connection: {e}");
+                        }
                     }
                 }
-            }
-        });
-    }
+                drop(permit);
+            });
+        },
+    )
+    .await;
 }
 
 async fn session(ctx: Arc<ControlContext>, sock: tokio::net::TcpStream) -> std::io::Result<()> {

@@ -149,12 +149,21 @@ mod tests {
     async fn over_the_cap_is_closed_and_permits_free_places() {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = l.local_addr().expect("addr");
-        let limits = ConnLimits::new(ConnCaps { total: 2, per_ip: 2 });
+        let limits = ConnLimits::new(ConnCaps {
+            total: 2,
+            per_ip: 2,
+        });
         let sd = CancellationToken::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let task = tokio::spawn(serve_accepts("test", l, limits.clone(), sd.clone(), move |s, _, p| {
-            let _ = tx.send((s, p));
-        }));
+        let task = tokio::spawn(serve_accepts(
+            "test",
+            l,
+            limits.clone(),
+            sd.clone(),
+            move |s, _, p| {
+                let _ = tx.send((s, p));
+            },
+        ));
         let mut clients = Vec::new();
         for _ in 0..3 {
             clients.push(TcpStream::connect(addr).await.expect("connect"));

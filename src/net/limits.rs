@@ -172,7 +172,10 @@ mod tests {
 
     #[test]
     fn caps_total_and_per_ip_and_frees_on_drop() {
-        let l = ConnLimits::new(ConnCaps { total: 3, per_ip: 2 });
+        let l = ConnLimits::new(ConnCaps {
+            total: 3,
+            per_ip: 2,
+        });
         let a1 = l.try_acquire(ip("10.0.0.1")).expect("a1");
         let a2 = l.try_acquire(ip("::ffff:10.0.0.1")).expect("a2");
         assert_eq!(l.try_acquire(ip("10.0.0.1")).unwrap_err(), Refused::PerIp);
@@ -190,7 +193,10 @@ mod tests {
 
     #[test]
     fn ipv6_counts_per_64() {
-        let l = ConnLimits::new(ConnCaps { total: 10, per_ip: 1 });
+        let l = ConnLimits::new(ConnCaps {
+            total: 10,
+            per_ip: 1,
+        });
         let _a = l.try_acquire(ip("2001:db8:1:2::1")).expect("a");
         assert_eq!(
             l.try_acquire(ip("2001:db8:1:2:ffff::9")).unwrap_err(),
