@@ -13,6 +13,7 @@ pub mod inactive;
 pub mod onion;
 pub mod persist;
 pub mod proxy;
+pub mod relays;
 pub mod session;
 pub mod state;
 pub mod verify;
@@ -265,6 +266,7 @@ pub async fn run(
         egress: onion::egress(&config, tor.as_ref().map(|t| t.tor.clone())),
         host_mode: config.proxy.host_mode,
         required_host_mode: config.proxy.required_host_mode,
+        limits: config.limits.egress,
     });
     if let Some(t) = &mut tor {
         let _ = server.state.onion_address.set(t.address.clone());

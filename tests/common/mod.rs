@@ -68,6 +68,11 @@ pub async fn start_server_in(settings: Settings, dir: tempfile::TempDir) -> Test
     let identity = load_identity(dir.path()).expect("load identity");
     let fp = identity.fingerprint;
     let server = Arc::new(Server::new(settings, identity).expect("server"));
+    // Every relay a test names is on loopback: `[PROXY] allow_private_destinations = on`.
+    let mut route = smp_server::server::proxy::Route::default();
+    route.egress.allow_private = true;
+    route.limits.allow_private = true;
+    server.state.proxy.set_route(route);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
@@ -97,6 +102,7 @@ impl TestServer {
                 alpn,
                 timeout: Duration::from_secs(10),
                 proxy: false,
+                event_capacity: 4096,
             },
         )
         .await
