@@ -1010,8 +1010,14 @@ fn metrics_response(
     let mut r = hyper::Response::new(crate::net::http::Body::from(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
     // One scrape per connection, as before hyper: simple scrapers read until the server closes.
-    h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     r
 }
