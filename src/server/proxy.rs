@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::commands::random_bytes;
 use super::connector::policy::normalize_host;
 use super::connector::{choose_host, is_onion, Connector, DirectConnector, Egress};
 use super::relays::{RelayKey, RelayPool};
@@ -17,6 +16,7 @@ use crate::config::limits::EgressLimits;
 use crate::config::{HostMode, SocksMode};
 use crate::crypto::cbox;
 use crate::crypto::keys::PublicKey;
+use crate::crypto::random_bytes;
 use crate::protocol::command::{key, Command, SmpServerRef};
 use crate::protocol::encoding::{Decoder, Encoder};
 use crate::protocol::errors::{BrokerError, ErrorType, HandshakeError, ProxyError, TransportError};

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::state::lock;
+use crate::sync::lock;
 use crate::client::SmpClient;
 use crate::config::limits::EgressLimits;
 use crate::protocol::errors::{BrokerError, ErrorType, ProxyError};

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::counters::{ProxyStats, ServerStats, ServiceStats};
 use super::period::{iso_time, TimeBuckets};
+use super::ServerView;
 use super::{EntityCounts, RealTime};
-use crate::server::state::{lock, ServerState};
+use crate::sync::lock;
 
 /// Everything one rendering needs.
 pub struct Snapshot<'a> {
@@ -919,15 +920,15 @@ fn bucket_sums(w: &mut W, metric: &str, b: &TimeBuckets) {
 }
 
 /// Render the current metrics of a running server.
-pub fn render_state(state: &ServerState) -> String {
+pub fn render_state(state: &dyn ServerView) -> String {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let snap = Snapshot {
-        stats: &state.stats,
-        counts: super::entity_counts(state.store.as_ref()),
-        rt: super::realtime(state, now_ms / 1000),
+        stats: state.stats(),
+        counts: state.entity_counts(),
+        rt: state.realtime(now_ms / 1000),
         now_ms,
     };
     render(&snap)
@@ -935,7 +936,7 @@ pub fn render_state(state: &ServerState) -> String {
 
 /// Write the metrics file every `interval` until `shutdown`.
 pub async fn run_file_writer(
-    state: Arc<ServerState>,
+    state: Arc<dyn ServerView>,
     path: PathBuf,
     interval: Duration,
     shutdown: CancellationToken,
@@ -945,7 +946,7 @@ pub async fn run_file_writer(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let text = render_state(&state);
+        let text = render_state(state.as_ref());
         let tmp = path.with_extension("txt.tmp");
         if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path)) {
             tracing::error!("writing Prometheus metrics to {}: {e}", path.display());
@@ -956,7 +957,7 @@ pub async fn run_file_writer(
 /// Serve `GET /metrics` (and `/`) over HTTP until `shutdown`, through the same HTTP stack,
 /// connection caps and timeouts as the web page.
 pub async fn run_http(
-    state: Arc<ServerState>,
+    state: Arc<dyn ServerView>,
     listener: TcpListener,
     limits: Arc<crate::net::ConnLimits>,
     timeouts: crate::net::http::HttpTimeouts,
@@ -972,7 +973,7 @@ pub async fn run_http(
             let st = state.clone();
             let handler = move |req: hyper::Request<hyper::body::Incoming>| {
                 let st = st.clone();
-                async move { metrics_response(&st, req.method(), req.uri().path()) }
+                async move { metrics_response(st.as_ref(), req.method(), req.uri().path()) }
             };
             let sd = sd.clone();
             tokio::spawn(async move {
@@ -985,7 +986,7 @@ pub async fn run_http(
 }
 
 fn metrics_response(
-    state: &ServerState,
+    state: &dyn ServerView,
     method: &hyper::Method,
     path: &str,
 ) -> hyper::Response<crate::net::http::Body> {
