@@ -216,11 +216,7 @@ impl ControlContext {
         cs.sort_by_key(|c| c.id);
         let now = crate::clock::now_secs();
         for c in cs {
-            let connected = if c.is_connected() {
-                "True"
-            } else {
-                "False"
-            };
+            let connected = if c.is_connected() { "True" } else { "False" };
             let sid = c
                 .session_id
                 .get()
@@ -300,7 +296,10 @@ impl ControlContext {
         put_line(o, s, "msgCount");
         put_line(o, s, "ntfCount");
         if admin {
-            let n: usize = lock(&self.state.core.pending_ntfs).values().map(Vec::len).sum();
+            let n: usize = lock(&self.state.core.pending_ntfs)
+                .values()
+                .map(Vec::len)
+                .sum();
             let _ = writeln!(o, "ntfCount 2: {n}");
         }
         for (name, p) in [

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::sync::lock;
 use crate::client::SmpClient;
 use crate::config::limits::EgressLimits;
 use crate::protocol::errors::{BrokerError, ErrorType, ProxyError};
+use crate::sync::lock;
 
 /// A relay as the pool tells relays apart: the chosen host in canonical form, the port and
 /// the identity fingerprint.
