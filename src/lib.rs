@@ -7,6 +7,7 @@
 //! - [`sync`]: the lock helper shared state uses.
 //! - [`crypto`]: keys, signatures, crypto_box/secret_box, chain keys, certificates (pure parts in
 //!   `smp-proto`); the identity files.
+//! - [`net`]: the shared accept loop with connection caps and the HTTP runner; no SMP.
 //! - [`transport`]: TLS (rustls), tls-unique, the SMP handshake and block I/O; knows nothing of queues.
 //! - [`store`]: queue and message stores; knows nothing of connections.
 //! - [`server`]: sessions, subscriptions, delivery, notifications; wires store and transport.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod control;
 pub mod crypto;
 pub mod fsmode;
+pub mod net;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::*;
 use smp_server::protocol::response::BrokerMsg;
-use smp_server::server::expire;
 use smp_server::server::core::PendingNtf;
+use smp_server::server::expire;
 use smp_server::server::Settings;
 use smp_server::sync::lock;
 use tokio_util::sync::CancellationToken;

@@ -4,14 +4,17 @@
 //! are matched to requests by correlation ID; messages the server pushes (MSG, END, DELD,
 //! NMSG) arrive on [`SmpClient::next_event`].
 
-use std::collections::HashMap;
+pub mod dispatch;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::WriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use dispatch::{Dispatch, Received};
 
 use crate::crypto::cbox;
 use crate::crypto::keys::{DhKeyPair, PrivateSignKey, PublicKey};
@@ -79,6 +82,9 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Connect as an SMP proxy (to a relay).
     pub proxy: bool,
+    /// Unsolicited messages kept until [`SmpClient::next_event`] reads them; more are dropped
+    /// (and counted), so a server cannot grow this process's memory.
+    pub event_capacity: usize,
 }
 
 impl Default for ClientOptions {
@@ -88,11 +94,10 @@ impl Default for ClientOptions {
             alpn: true,
             timeout: Duration::from_secs(20),
             proxy: false,
+            event_capacity: 4096,
         }
     }
 }
-
-type Pending = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<(Vec<u8>, BrokerMsg)>>>>;
 
 /// A connected SMP client.
 pub struct SmpClient {
@@ -108,8 +113,8 @@ pub struct SmpClient {
     pub server_auth: Option<crate::protocol::handshake::CertChainPubKey>,
     closed: Arc<std::sync::atomic::AtomicBool>,
     writer: tokio::sync::Mutex<BlockWriter<WriteHalf<Stream>>>,
-    pending: Pending,
-    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<(Vec<u8>, BrokerMsg)>>,
+    dispatch: Arc<Dispatch>,
+    events: tokio::sync::Mutex<mpsc::Receiver<Received>>,
     timeout: Duration,
     reader_task: tokio::task::JoinHandle<()>,
 }
@@ -174,11 +179,11 @@ impl SmpClient {
             ),
             None => None,
         };
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-        let (etx, erx) = mpsc::unbounded_channel();
+        let (dispatch, erx) = Dispatch::new(opts.event_capacity);
+        let dispatch = Arc::new(dispatch);
         let params = sess.params.clone();
         let mut reader = sess.reader;
-        let p2 = pending.clone();
+        let d2 = dispatch.clone();
         let params2 = params.clone();
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let closed2 = closed.clone();
@@ -192,24 +197,12 @@ impl SmpClient {
                     let Ok((corr, ent, msg)) = decode_client(&params2, t) else {
                         continue;
                     };
-                    let waiter = if corr.is_empty() {
-                        None
-                    } else {
-                        p2.lock().unwrap_or_else(|e| e.into_inner()).remove(&corr)
-                    };
-                    match waiter {
-                        Some(w) => {
-                            let _ = w.send((ent, msg));
-                        }
-                        None => {
-                            let _ = etx.send((ent, msg));
-                        }
-                    }
+                    d2.deliver(&corr, ent, msg);
                 }
             }
             closed2.store(true, std::sync::atomic::Ordering::Release);
             // Fail the requests still waiting.
-            p2.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            d2.pending.clear();
         });
         Ok(SmpClient {
             params,
@@ -219,7 +212,7 @@ impl SmpClient {
             server_auth: sess.server_auth,
             closed,
             writer: tokio::sync::Mutex::new(sess.writer),
-            pending,
+            dispatch,
             events: tokio::sync::Mutex::new(erx),
             timeout: opts.timeout,
             reader_task,
@@ -229,6 +222,25 @@ impl SmpClient {
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Close the connection: stop reading and fail every waiting request.
+    pub fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.reader_task.abort();
+        self.dispatch.pending.clear();
+    }
+
+    /// Unsolicited messages dropped because nobody read them (see
+    /// [`ClientOptions::event_capacity`]).
+    pub fn dropped_events(&self) -> u64 {
+        self.dispatch.dropped()
+    }
+
+    /// Requests waiting for a reply now.
+    pub fn pending_requests(&self) -> usize {
+        self.dispatch.pending.len()
     }
 
     /// The negotiated version.
@@ -276,21 +288,17 @@ impl SmpClient {
     }
 
     /// Send several transmissions in as few blocks as possible and wait for all responses.
+    ///
+    /// Writing is bounded by the response timeout too: a server that stops reading gets the
+    /// connection closed (and [`ClientError::Timeout`]) instead of parking every request
+    /// behind the writer. Waiters are withdrawn however this returns or is cancelled.
     pub async fn send_batch(
         &self,
         items: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<Vec<(Vec<u8>, BrokerMsg)>, ClientError> {
-        let mut rxs = Vec::new();
-        {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for (corr, _) in &items {
-                let (tx, rx) = oneshot::channel();
-                p.insert(corr.clone(), tx);
-                rxs.push(rx);
-            }
-        }
-        let ts: Vec<Vec<u8>> = items.into_iter().map(|(_, t)| t).collect();
-        {
+        let (corrs, ts): (Vec<Vec<u8>>, Vec<Vec<u8>>) = items.into_iter().unzip();
+        let (_guard, rxs) = self.dispatch.pending.register(corrs);
+        let write = async {
             let mut w = self.writer.lock().await;
             for b in batch(&ts, SMP_BLOCK_SIZE) {
                 let content = b.map_err(|_| {
@@ -299,6 +307,14 @@ impl SmpClient {
                     ))
                 })?;
                 w.write_block(&content).await?;
+            }
+            Ok::<_, ClientError>(())
+        };
+        match tokio::time::timeout(self.timeout, write).await {
+            Ok(r) => r?,
+            Err(_) => {
+                self.close();
+                return Err(ClientError::Timeout);
             }
         }
         let mut out = Vec::new();

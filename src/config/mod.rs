@@ -8,6 +8,7 @@ pub mod acme;
 mod address;
 mod ini;
 mod journal_fsync;
+pub mod limits;
 mod model;
 mod paths;
 mod read;
@@ -134,6 +135,9 @@ pub struct Config {
     pub update: Update,
     /// `[ACME]`: automatic certificates for the information page.
     pub acme: acme::Acme,
+    /// Connection limits, HTTP timeouts and proxy egress rules (our keys in `[TRANSPORT]`,
+    /// `[WEB]`, `[STORE_LOG]` and `[PROXY]`).
+    pub limits: limits::Limits,
     /// Options of `smp-server start` (not from the INI file).
     pub start: StartOptions,
     /// `SECTION.key` of keys this server does not know; reported as warnings.

@@ -179,9 +179,15 @@ impl Ops {
             if let Some(a) = bound_metrics {
                 println!("Serving Prometheus metrics on http://{a}/metrics");
             }
+            let cap = config.limits.prometheus;
             tasks.push(tokio::spawn(crate::stats::prometheus::run_http(
                 state.clone(),
                 l,
+                crate::net::ConnLimits::new(crate::config::limits::ConnCaps {
+                    total: cap,
+                    per_ip: cap,
+                }),
+                config.limits.http,
                 stop.clone(),
             )));
         }
@@ -212,7 +218,17 @@ impl Ops {
             if let Some(a) = bound_control {
                 println!("Control port listening on {a}");
             }
-            tasks.push(tokio::spawn(port::serve(ctx.clone(), l, stop.clone())));
+            let cap = config.limits.control;
+            let limits = crate::net::ConnLimits::new(crate::config::limits::ConnCaps {
+                total: cap,
+                per_ip: cap,
+            });
+            tasks.push(tokio::spawn(port::serve(
+                ctx.clone(),
+                l,
+                limits,
+                stop.clone(),
+            )));
             control = Some(ctx);
         }
         let information = Arc::new(RwLock::new(config.information.clone()));

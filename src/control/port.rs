@@ -216,11 +216,7 @@ impl ControlContext {
         cs.sort_by_key(|c| c.id);
         let now = crate::clock::now_secs();
         for c in cs {
-            let connected = if c.is_connected() {
-                "True"
-            } else {
-                "False"
-            };
+            let connected = if c.is_connected() { "True" } else { "False" };
             let sid = c
                 .session_id
                 .get()
@@ -300,7 +296,10 @@ impl ControlContext {
         put_line(o, s, "msgCount");
         put_line(o, s, "ntfCount");
         if admin {
-            let n: usize = lock(&self.state.core.pending_ntfs).values().map(Vec::len).sum();
+            let n: usize = lock(&self.state.core.pending_ntfs)
+                .values()
+                .map(Vec::len)
+                .sum();
             let _ = writeln!(o, "ntfCount 2: {n}");
         }
         for (name, p) in [
@@ -519,33 +518,36 @@ fn rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Accept control connections until `shutdown`.
-pub async fn serve(ctx: Arc<ControlContext>, listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        let sock = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => match a {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!("control port accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let ctx = ctx.clone();
-        let sd = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = sd.cancelled() => {}
-                r = session(ctx, sock) => {
-                    if let Err(e) = r {
-                        tracing::debug!("control port connection: {e}");
+/// Accept control connections until `shutdown`, at most `limits` at once.
+pub async fn serve(
+    ctx: Arc<ControlContext>,
+    listener: TcpListener,
+    limits: Arc<crate::net::ConnLimits>,
+    shutdown: CancellationToken,
+) {
+    let sd = shutdown.clone();
+    crate::net::serve_accepts(
+        "control port",
+        listener,
+        limits,
+        shutdown,
+        move |sock, _, permit| {
+            let ctx = ctx.clone();
+            let sd = sd.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = sd.cancelled() => {}
+                    r = session(ctx, sock) => {
+                        if let Err(e) = r {
+                            tracing::debug!("control port connection: {e}");
+                        }
                     }
                 }
-            }
-        });
-    }
+                drop(permit);
+            });
+        },
+    )
+    .await;
 }
 
 async fn session(ctx: Arc<ControlContext>, sock: tokio::net::TcpStream) -> std::io::Result<()> {

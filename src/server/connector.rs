@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{HostMode, SocksMode};
 
+pub mod policy;
 mod socks5;
 pub use socks5::{socks5_connect, SocksCredentials};
 
@@ -27,6 +28,29 @@ fn timed_out(what: &str) -> io::Error {
 pub struct DirectConnector {
     /// Limit on name resolution plus the TCP handshake.
     pub timeout: Duration,
+}
+
+impl DirectConnector {
+    /// Connect to the first of `addrs` that answers, all within the timeout; the addresses
+    /// are already resolved and checked ([`policy::resolve_allowed`]).
+    pub async fn connect_addrs(&self, addrs: &[SocketAddr]) -> io::Result<BoxedStream> {
+        let work = async {
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+            for a in addrs {
+                match TcpStream::connect(a).await {
+                    Ok(tcp) => {
+                        let _ = tcp.set_nodelay(true);
+                        return Ok(Box::new(tcp) as BoxedStream);
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| timed_out("TCP connection"))?
+    }
 }
 
 impl Connector for DirectConnector {
@@ -109,6 +133,15 @@ pub struct Egress {
     pub socks_mode: SocksMode,
     /// Embedded Tor, when enabled with `egress = arti`.
     pub arti: Option<ArtiConnector>,
+    /// `[PROXY] allow_private_destinations`: without it, non-public addresses are refused
+    /// (see [`policy`]).
+    pub allow_private: bool,
+}
+
+/// The route [`Egress`] picks for one destination.
+enum Via<'a> {
+    Direct(&'a DirectConnector),
+    Other(&'a dyn Connector),
 }
 
 impl Egress {
@@ -118,13 +151,13 @@ impl Egress {
         self.arti.is_some() || self.socks.is_some()
     }
 
-    fn route(&self, host: &str) -> io::Result<&dyn Connector> {
+    fn route(&self, host: &str) -> io::Result<Via<'_>> {
         if is_onion(host) {
             if let Some(a) = &self.arti {
-                return Ok(a);
+                return Ok(Via::Other(a));
             }
             if let Some(s) = &self.socks {
-                return Ok(s);
+                return Ok(Via::Other(s));
             }
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -132,16 +165,31 @@ impl Egress {
             ));
         }
         match (&self.socks, self.socks_mode) {
-            (Some(s), SocksMode::Always) => Ok(s),
-            _ => Ok(&self.direct),
+            (Some(s), SocksMode::Always) => Ok(Via::Other(s)),
+            _ => Ok(Via::Direct(&self.direct)),
         }
     }
 }
 
 impl Connector for Egress {
+    /// Direct connections resolve the name here, keep the addresses the policy allows and
+    /// connect to exactly those; through SOCKS only IP literals and local names can be judged
+    /// (the proxy resolves the rest; Tor exits refuse private addresses themselves).
     fn connect<'a>(&'a self, host: &'a str, port: u16) -> ConnectFuture<'a> {
+        let allow = self.allow_private;
         match self.route(host) {
-            Ok(c) => c.connect(host, port),
+            Ok(Via::Direct(d)) => Box::pin(async move {
+                let addrs =
+                    tokio::time::timeout(d.timeout, policy::resolve_allowed(host, port, allow))
+                        .await
+                        .map_err(|_| timed_out("name resolution"))??;
+                d.connect_addrs(&addrs).await
+            }),
+            Ok(Via::Other(c)) if is_onion(host) => c.connect(host, port),
+            Ok(Via::Other(c)) => match policy::check_unresolved(host, allow) {
+                Ok(()) => c.connect(host, port),
+                Err(e) => Box::pin(async move { Err(e) }),
+            },
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod persist;
 pub mod proxy;
 pub mod proxy_jobs;
+pub mod relays;
 pub mod session;
 pub mod state;
 mod view;
@@ -67,6 +68,8 @@ pub struct Server {
     web: Option<Arc<crate::web::WebService>>,
     /// Connection tasks, awaited at shutdown before state is saved.
     sessions: tokio_util::task::TaskTracker,
+    /// Caps on open SMP connections, shared by all SMP listeners.
+    conn_limits: Arc<crate::net::ConnLimits>,
 }
 
 impl Server {
@@ -88,6 +91,9 @@ impl Server {
             versions: VersionRange::SERVER,
             web: None,
             sessions: tokio_util::task::TaskTracker::new(),
+            conn_limits: crate::net::ConnLimits::new(
+                crate::config::limits::Limits::default().smp_caps(crate::net::descriptor_limit()),
+            ),
         })
     }
 
@@ -99,6 +105,11 @@ impl Server {
     /// Serve the web page on the `[WEB] https` port when it is also an SMP port.
     pub fn set_web(&mut self, web: Option<Arc<crate::web::WebService>>) {
         self.web = web;
+    }
+
+    /// Cap the open SMP connections (`[TRANSPORT] max_connections`, `max_connections_per_ip`).
+    pub fn set_conn_limits(&mut self, limits: Arc<crate::net::ConnLimits>) {
+        self.conn_limits = limits;
     }
 
     /// The SMP certificate in use (SIGHUP reloads it).
@@ -144,32 +155,18 @@ impl Server {
             .web
             .clone()
             .filter(|w| port.is_some() && w.https_port() == port);
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            match accepted {
-                Ok((sock, _addr)) => {
-                    let _ = sock.set_nodelay(true);
-                    let me = self.clone();
-                    let sd = shutdown.clone();
-                    let web = web.clone();
-                    let tracker = self.sessions.clone();
-                    let ss = sockets.clone();
-                    ss.accepted.inc();
-                    tracker.spawn(async move {
-                        me.connection(sock, web, sd).await;
-                        ss.closed.inc();
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let name = format!("SMP port {}", port.unwrap_or(0));
+        let (limits, sd) = (self.conn_limits.clone(), shutdown.clone());
+        crate::net::serve_accepts(&name, listener, limits, shutdown, move |sock, _, permit| {
+            let (me, sd, web, ss) = (self.clone(), sd.clone(), web.clone(), sockets.clone());
+            ss.accepted.inc();
+            self.sessions.spawn(async move {
+                me.connection(sock, web, sd).await;
+                ss.closed.inc();
+                drop(permit);
+            });
+        })
+        .await;
     }
 
     /// Serve one accepted connection: TCP, or a stream from the onion service.
@@ -244,6 +241,13 @@ pub async fn run(
     let store = persist::Persistence::open(&config)?;
     let fingerprint = identity.fingerprint.to_base64url();
     let mut server = Server::with_store(settings, identity, store.store.clone())?;
+    let caps = config.limits.smp_caps(crate::net::descriptor_limit());
+    tracing::info!(
+        "SMP: at most {} connections, {} per address",
+        caps.total,
+        caps.per_ip
+    );
+    server.set_conn_limits(crate::net::ConnLimits::new(caps));
     let mut tor = if config.tor.enable && !config.start.maintenance {
         Some(onion::launch(&config, &fingerprint).await?)
     } else {
@@ -263,6 +267,7 @@ pub async fn run(
         egress: onion::egress(&config, tor.as_ref().map(|t| t.tor.clone())),
         host_mode: config.proxy.host_mode,
         required_host_mode: config.proxy.required_host_mode,
+        limits: config.limits.egress,
     });
     if let Some(t) = &mut tor {
         let _ = server.state.onion_address.set(t.address.clone());

@@ -193,6 +193,7 @@ pub fn egress(config: &Config, tor: Option<Arc<Tor>>) -> Egress {
         }),
         socks_mode: config.proxy.socks_mode,
         arti,
+        allow_private: config.limits.egress.allow_private,
     }
 }
 

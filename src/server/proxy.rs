@@ -5,12 +5,14 @@
 //!
 //! The relay never learns the client's address, and this proxy never sees the commands.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::connector::policy::normalize_host;
 use super::connector::{choose_host, is_onion, Connector, DirectConnector, Egress};
+use super::relays::{RelayKey, RelayPool};
 use crate::client::{ClientError, ClientOptions, SmpClient};
+use crate::config::limits::EgressLimits;
 use crate::config::{HostMode, SocksMode};
 use crate::crypto::cbox;
 use crate::crypto::keys::PublicKey;
@@ -20,7 +22,6 @@ use crate::protocol::encoding::{Decoder, Encoder};
 use crate::protocol::errors::{BrokerError, ErrorType, HandshakeError, ProxyError, TransportError};
 use crate::protocol::response::BrokerMsg;
 use crate::protocol::version::{self, Version, VersionRange};
-use crate::sync::lock;
 use crate::transport::smp::SmpTransportError;
 use crate::transport::TlsError;
 
@@ -34,7 +35,8 @@ pub const PROXIED_RANGE: VersionRange = VersionRange {
 /// The default SMP port when a server address names none.
 const DEFAULT_SMP_PORT: u16 = 5223;
 
-type RelaySlot = Arc<tokio::sync::Mutex<Option<Arc<SmpClient>>>>;
+/// Unsolicited transmissions kept from a relay: the proxy reads none, so keep few.
+const RELAY_EVENT_CAPACITY: usize = 8;
 
 /// How the proxy reaches destination relays: the route per host (direct, SOCKS, Arti) and the
 /// reference's `[PROXY] host_mode` / `required_host_mode` choice among a relay's hosts.
@@ -45,6 +47,9 @@ pub struct Route {
     pub host_mode: HostMode,
     /// `required_host_mode`.
     pub required_host_mode: bool,
+    /// `allow_private_destinations` (also in `egress`), `max_relay_connections` and
+    /// `relay_idle_timeout`.
+    pub limits: EgressLimits,
 }
 
 impl Default for Route {
@@ -58,9 +63,11 @@ impl Default for Route {
                 socks: None,
                 socks_mode: SocksMode::default(),
                 arti: None,
+                allow_private: false,
             },
             host_mode: HostMode::default(),
             required_host_mode: false,
+            limits: EgressLimits::default(),
         }
     }
 }
@@ -68,13 +75,9 @@ impl Default for Route {
 /// Connections from this server to destination relays.
 #[derive(Default)]
 pub struct ProxyAgent {
-    /// One slot per relay address, so concurrent PRXY requests share one connection.
-    relays: Mutex<HashMap<Vec<u8>, RelaySlot>>,
-    /// Live relay connections by their session ID (the entity of PFWD).
-    sessions: Mutex<HashMap<Vec<u8>, Arc<SmpClient>>>,
-    /// The first host of each session's relay address (for the `*Own` statistics).
-    session_hosts: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
-    /// Connect and response timeout.
+    /// The open relay connections, made on first use with the route's limits.
+    pool: std::sync::OnceLock<Arc<RelayPool>>,
+    /// Connect, write and response timeout.
     pub timeout: Duration,
     /// Set once at start from `[PROXY]`/`[TOR]`; the default route until then.
     route: std::sync::OnceLock<Route>,
@@ -100,16 +103,6 @@ fn client_error(e: ClientError) -> ErrorType {
         ClientError::Transport(_) => broker(BrokerError::Network),
         ClientError::Auth(_) => ErrorType::Internal,
     }
-}
-
-fn server_key(s: &SmpServerRef) -> Vec<u8> {
-    let mut e = Encoder::new();
-    e.list(&s.hosts, |e, h| {
-        e.short_bytes(h);
-    })
-    .short_bytes(&s.port)
-    .short_bytes(&s.key_hash);
-    e.finish()
 }
 
 impl ProxyAgent {
@@ -154,30 +147,29 @@ impl ProxyAgent {
         }
     }
 
-    async fn relay(&self, srv: &SmpServerRef) -> Result<Arc<SmpClient>, ErrorType> {
-        let slot = lock(&self.relays)
-            .entry(server_key(srv))
-            .or_default()
-            .clone();
-        let mut guard = slot.lock().await;
-        if let Some(c) = guard.as_ref() {
-            if !c.is_closed() {
-                return Ok(c.clone());
-            }
-            lock(&self.sessions).remove(&c.params.session_id);
-            lock(&self.session_hosts).remove(&c.params.session_id);
-        }
-        let c = Arc::new(self.connect(srv).await?);
-        lock(&self.sessions).insert(c.params.session_id.clone(), c.clone());
-        if let Some(h) = srv.hosts.first() {
-            lock(&self.session_hosts).insert(c.params.session_id.clone(), h.clone());
-        }
-        *guard = Some(c.clone());
-        Ok(c)
+    fn route(&self) -> &Route {
+        self.route.get_or_init(Route::default)
     }
 
-    async fn connect(&self, srv: &SmpServerRef) -> Result<SmpClient, ErrorType> {
-        let route = self.route.get_or_init(Route::default);
+    fn pool(&self) -> &Arc<RelayPool> {
+        self.pool
+            .get_or_init(|| RelayPool::start(self.route().limits))
+    }
+
+    async fn relay(&self, srv: &SmpServerRef) -> Result<Arc<SmpClient>, ErrorType> {
+        let key = self.relay_key(srv)?;
+        let first = srv.hosts.first().cloned().unwrap_or_default();
+        let r = self
+            .pool()
+            .get_or_connect(key.clone(), first, || self.connect(key))
+            .await?;
+        Ok(r.client.clone())
+    }
+
+    /// Which relay `srv` names: the host chosen by `host_mode`, in canonical form, so every
+    /// spelling of one host shares one connection.
+    fn relay_key(&self, srv: &SmpServerRef) -> Result<RelayKey, ErrorType> {
+        let route = self.route();
         let hosts: Vec<String> = srv
             .hosts
             .iter()
@@ -202,15 +194,28 @@ impl ProxyAgent {
                 .and_then(|p| p.parse().ok())
                 .ok_or(broker(BrokerError::Host))?
         };
-        let fingerprint: [u8; 32] = srv.key_hash.as_slice().try_into().map_err(|_| {
+        Ok(RelayKey {
+            host: normalize_host(host),
+            port,
+            key_hash: srv.key_hash.clone(),
+        })
+    }
+
+    async fn connect(&self, key: RelayKey) -> Result<SmpClient, ErrorType> {
+        let route = self.route();
+        let fingerprint: [u8; 32] = key.key_hash.as_slice().try_into().map_err(|_| {
             broker(BrokerError::Transport(TransportError::Handshake(
                 HandshakeError::Identity,
             )))
         })?;
-        let stream = match route.egress.connect(host, port).await {
+        let stream = match route.egress.connect(&key.host, key.port).await {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(broker(BrokerError::Timeout))
+            }
+            // Not a public address: refused as a host this proxy cannot use.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(broker(BrokerError::Host))
             }
             Err(_) => return Err(broker(BrokerError::Network)),
         };
@@ -219,6 +224,7 @@ impl ProxyAgent {
             alpn: true,
             timeout: self.timeout,
             proxy: true,
+            event_capacity: RELAY_EVENT_CAPACITY,
         };
         SmpClient::connect_stream(stream, fingerprint, opts)
             .await
@@ -227,20 +233,20 @@ impl ProxyAgent {
 
     /// The relay connection of a session ID from PKEY.
     pub fn by_session(&self, session_id: &[u8]) -> Option<Arc<SmpClient>> {
-        let mut s = lock(&self.sessions);
-        match s.get(session_id) {
-            Some(c) if c.is_closed() => {
-                s.remove(session_id);
-                lock(&self.session_hosts).remove(session_id);
-                None
-            }
-            c => c.cloned(),
-        }
+        self.pool().by_session(session_id).map(|r| r.client.clone())
     }
 
     /// The first host of the relay address a session was opened for.
     pub fn session_host(&self, session_id: &[u8]) -> Option<Vec<u8>> {
-        lock(&self.session_hosts).get(session_id).cloned()
+        self.pool()
+            .by_session(session_id)
+            .map(|r| r.first_host.clone())
+    }
+
+    /// Open relay connections and relay slots (open or connecting), for tests and metrics.
+    pub fn relay_counts(&self) -> (usize, usize) {
+        let p = self.pool();
+        (p.open(), p.slots())
     }
 
     /// PFWD: wrap the client's encrypted transmission for the relay, send it as RFWD and

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -955,71 +954,71 @@ pub async fn run_file_writer(
     }
 }
 
-/// Serve `GET /metrics` (and `/`) over plain HTTP/1.1 until `shutdown`.
+/// Serve `GET /metrics` (and `/`) over HTTP until `shutdown`, through the same HTTP stack,
+/// connection caps and timeouts as the web page.
 pub async fn run_http(
     state: Arc<dyn ServerView>,
     listener: TcpListener,
+    limits: Arc<crate::net::ConnLimits>,
+    timeouts: crate::net::http::HttpTimeouts,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let (mut sock, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("metrics listener: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let st = state.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(1024);
-            let read = tokio::time::timeout(Duration::from_secs(10), async {
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                    let n = sock.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let path = path.split('?').next().unwrap_or("");
-            let (status, ctype, body) = match (method, path) {
-                ("GET", "/metrics" | "/") => (
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    render_state(st.as_ref()),
-                ),
-                ("GET", _) => (
-                    "404 Not Found",
-                    "text/plain",
-                    "not found: use /metrics\n".into(),
-                ),
-                _ => (
-                    "405 Method Not Allowed",
-                    "text/plain",
-                    "use GET /metrics\n".into(),
-                ),
+    let sd = shutdown.clone();
+    crate::net::serve_accepts(
+        "Prometheus",
+        listener,
+        limits,
+        shutdown,
+        move |sock, _, permit| {
+            let st = state.clone();
+            let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+                let st = st.clone();
+                async move { metrics_response(st.as_ref(), req.method(), req.uri().path()) }
             };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            let _ = sock.write_all(body.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
+            let sd = sd.clone();
+            tokio::spawn(async move {
+                crate::net::http::serve_http(sock, handler, timeouts, sd).await;
+                drop(permit);
+            });
+        },
+    )
+    .await;
+}
+
+fn metrics_response(
+    state: &dyn ServerView,
+    method: &hyper::Method,
+    path: &str,
+) -> hyper::Response<crate::net::http::Body> {
+    use hyper::{header, Method, StatusCode};
+    let (status, ctype, body) = match (method, path) {
+        (&Method::GET | &Method::HEAD, "/metrics" | "/") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            render_state(state),
+        ),
+        (&Method::GET | &Method::HEAD, _) => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: use /metrics\n".into(),
+        ),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "use GET /metrics\n".into(),
+        ),
+    };
+    let mut r = hyper::Response::new(crate::net::http::Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    // One scrape per connection, as before hyper: simple scrapers read until the server closes.
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
 }

@@ -1,11 +1,9 @@
 //! HTTP request handling: ACME HTTP-01 answers, the redirect to HTTPS, and static files from
 //! the generated site with content types, gzip and no way out of the site directory.
 
-use std::convert::Infallible;
 use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,9 +13,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::certs::WebCerts;
-
-/// Longest wait for a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Files larger than this are not served (the generated site is a few KB).
 const MAX_FILE: u64 = 8 * 1024 * 1024;
@@ -33,30 +28,22 @@ pub struct Site {
     pub https_port: Option<u16>,
 }
 
-/// Serve HTTP/1.1 or HTTP/2 on `io` until the client goes away or `shutdown`.
+/// Serve HTTP/1.1 or HTTP/2 on `io` until the client goes away, stays silent past
+/// `timeouts`, or `shutdown`.
 pub async fn serve_connection<IO>(
     io: IO,
     site: Arc<Site>,
     secure: bool,
+    timeouts: crate::net::http::HttpTimeouts,
     shutdown: CancellationToken,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let service = hyper::service::service_fn(move |req| {
+    let handler = move |req| {
         let site = site.clone();
-        async move { Ok::<_, Infallible>(handle(&site, req, secure).await) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::select! {
-        r = conn => if let Err(e) = r { tracing::debug!("web connection: {e}") },
-        _ = shutdown.cancelled() => {}
-    }
+        async move { handle(&site, req, secure).await }
+    };
+    crate::net::http::serve_http(io, handler, timeouts, shutdown).await;
 }
 
 type Resp = Response<Full<Bytes>>;

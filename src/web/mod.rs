@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::net::http::HttpTimeouts;
+use crate::net::ConnLimits;
 use crate::transport::tls::{TlsRouter, DEFAULT_HANDSHAKE_TIMEOUT, SMP_ALPN};
 pub use certs::{WebCertError, WebCertReload, WebCerts};
 pub use http::Site;
@@ -43,6 +45,11 @@ pub struct WebService {
     renewer: Option<RenewerHandle>,
     /// `[WEB] cert` and `key` as the service started with (re-read on SIGHUP).
     cert_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// `[WEB] first_byte_timeout` and `idle_timeout`.
+    timeouts: HttpTimeouts,
+    /// `[WEB] max_connections` and `max_connections_per_ip`, shared by the HTTP and the
+    /// separate HTTPS listener.
+    limits: Arc<ConnLimits>,
 }
 
 impl TlsRouter for WebService {
@@ -72,6 +79,8 @@ impl WebService {
             tls,
             renewer: None,
             cert_files: None,
+            timeouts: HttpTimeouts::default(),
+            limits: ConnLimits::new(crate::config::limits::Limits::default().web),
         })
     }
 
@@ -115,49 +124,55 @@ impl WebService {
             let _ = stream.shutdown().await;
             return;
         }
-        http::serve_connection(stream, self.site.clone(), true, shutdown).await;
+        http::serve_connection(stream, self.site.clone(), true, self.timeouts, shutdown).await;
+    }
+
+    /// Set the HTTP timeouts and connection caps (from `[WEB]`).
+    pub fn set_limits(&mut self, timeouts: HttpTimeouts, limits: Arc<ConnLimits>) {
+        self.timeouts = timeouts;
+        self.limits = limits;
     }
 
     /// Accept plain HTTP connections until `shutdown`.
     pub async fn run_http(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            match accepted {
-                Ok((sock, _)) => {
-                    let _ = sock.set_nodelay(true);
-                    let site = self.site.clone();
-                    let sd = shutdown.clone();
-                    tokio::spawn(http::serve_connection(sock, site, false, sd));
-                }
-                Err(e) => {
-                    tracing::warn!("web: HTTP accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let sd = shutdown.clone();
+        let me = self.clone();
+        let name = format!("web HTTP port {}", port_of(&listener));
+        crate::net::serve_accepts(
+            &name,
+            listener,
+            self.limits.clone(),
+            shutdown,
+            move |sock, _, permit| {
+                let (site, sd, t) = (me.site.clone(), sd.clone(), me.timeouts);
+                tokio::spawn(async move {
+                    http::serve_connection(sock, site, false, t, sd).await;
+                    drop(permit);
+                });
+            },
+        )
+        .await;
     }
 
     /// Accept HTTPS connections on a port that is not an SMP port, until `shutdown`.
     pub async fn run_https(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            let sock = match accepted {
-                Ok((sock, _)) => sock,
-                Err(e) => {
-                    tracing::warn!("web: HTTPS accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let _ = sock.set_nodelay(true);
-            tokio::spawn(self.clone().serve_https_stream(sock, shutdown.clone()));
-        }
+        let sd = shutdown.clone();
+        let me = self.clone();
+        let name = format!("web HTTPS port {}", port_of(&listener));
+        crate::net::serve_accepts(
+            &name,
+            listener,
+            self.limits.clone(),
+            shutdown,
+            move |sock, _, permit| {
+                let (me, sd) = (me.clone(), sd.clone());
+                tokio::spawn(async move {
+                    me.serve_https_stream(sock, sd).await;
+                    drop(permit);
+                });
+            },
+        )
+        .await;
     }
 
     /// TLS-accept one stream for the web page (a separate HTTPS port, over TCP or the onion
@@ -184,7 +199,7 @@ impl WebService {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        http::serve_connection(io, self.onion_site.clone(), false, shutdown).await;
+        http::serve_connection(io, self.onion_site.clone(), false, self.timeouts, shutdown).await;
     }
 }
 
@@ -196,6 +211,10 @@ pub fn cert_warning(cert: &std::path::Path, key: &std::path::Path, err: &WebCert
         cert.display(),
         key.display()
     )
+}
+
+fn port_of(l: &TcpListener) -> u16 {
+    l.local_addr().map(|a| a.port()).unwrap_or(0)
 }
 
 /// Which challenges can work with the listeners configured.
@@ -286,6 +305,7 @@ pub fn start(
         None
     };
     service.renewer = renewer.as_ref().map(Renewer::handle);
+    service.set_limits(config.limits.http, ConnLimits::new(config.limits.web));
     if w.https.is_some() {
         service.cert_files = Some((cert_file_used, key_file_used));
     }

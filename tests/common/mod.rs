@@ -66,9 +66,37 @@ pub fn reference_fixtures() -> std::path::PathBuf {
 
 /// Start a server with the identity files already in `dir`.
 pub async fn start_server_in(settings: Settings, dir: tempfile::TempDir) -> TestServer {
+    start_server_routed(settings, dir, loopback_route()).await
+}
+
+/// The proxy route of test servers: every relay a test names is on loopback, so
+/// `[PROXY] allow_private_destinations = on`.
+pub fn loopback_route() -> smp_server::server::proxy::Route {
+    let mut route = smp_server::server::proxy::Route::default();
+    route.egress.allow_private = true;
+    route.limits.allow_private = true;
+    route
+}
+
+/// Start a server with a fresh identity and the given proxy route (egress rules and limits).
+pub async fn start_server_with_route(
+    settings: Settings,
+    route: smp_server::server::proxy::Route,
+) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_identity(dir.path(), KeyAlgorithm::Ed25519, "localhost").expect("identity");
+    start_server_routed(settings, dir, route).await
+}
+
+async fn start_server_routed(
+    settings: Settings,
+    dir: tempfile::TempDir,
+    route: smp_server::server::proxy::Route,
+) -> TestServer {
     let identity = load_identity(dir.path()).expect("load identity");
     let fp = identity.fingerprint;
     let server = Arc::new(Server::new(settings, identity).expect("server"));
+    server.state.proxy.set_route(route);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
@@ -98,6 +126,7 @@ impl TestServer {
                 alpn,
                 timeout: Duration::from_secs(10),
                 proxy: false,
+                event_capacity: 4096,
             },
         )
         .await

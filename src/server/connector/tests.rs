@@ -270,6 +270,7 @@ async fn egress_routes_by_socks_mode_and_onion() {
         socks: Some(socks.clone()),
         socks_mode: SocksMode::Onion,
         arti: None,
+        allow_private: true,
     };
     assert!(e.reaches_onion());
     round_trip(e.connect("127.0.0.1", echo.port()).await.expect("direct")).await;
@@ -297,9 +298,49 @@ async fn egress_routes_by_socks_mode_and_onion() {
         socks: None,
         socks_mode: SocksMode::Always,
         arti: None,
+        allow_private: true,
     };
     assert!(!e.reaches_onion());
     let err = e.connect(ONION, 5223).await.err().expect("no route");
     assert!(err.to_string().contains("[TOR]"), "{err}");
     round_trip(e.connect("127.0.0.1", echo.port()).await.expect("direct")).await;
+}
+
+#[tokio::test]
+async fn private_destinations_refused_unless_allowed() {
+    let echo = echo_server().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = socks_server(None, tx, 0).await;
+    let socks = SocksConnector {
+        proxy,
+        credentials: None,
+        timeout: Duration::from_secs(5),
+    };
+    let mut e = Egress {
+        direct: direct(),
+        socks: Some(socks),
+        socks_mode: SocksMode::Onion,
+        arti: None,
+        allow_private: false,
+    };
+    for host in [
+        "127.0.0.1",
+        "localhost",
+        "LocalHost.",
+        "[::1]",
+        "::ffff:127.0.0.1",
+    ] {
+        let err = e.connect(host, echo.port()).await.err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{host}: {err}");
+    }
+    e.socks_mode = SocksMode::Always;
+    let err = e.connect("10.1.2.3", 5223).await.err().expect("refused");
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    assert!(
+        rx.try_recv().is_err(),
+        "a refused host must not reach the proxy"
+    );
+    e.socks_mode = SocksMode::Onion;
+    e.allow_private = true;
+    round_trip(e.connect("LOCALHOST.", echo.port()).await.expect("allowed")).await;
 }
