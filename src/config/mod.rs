@@ -21,7 +21,7 @@ pub use address::{is_valid_password, ServerAddress, DEFAULT_SMP_PORT, PLACEHOLDE
 pub use ini::{Ini, SyntaxError};
 pub use journal_fsync::JournalFsync;
 pub use model::{
-    country_code, parse_socks_proxy, Auth, ConfirmMigrations, Contacts, Entity, HostMode,
+    country_code, parse_socks_proxy, redact_connection, Auth, ConfirmMigrations, Contacts, Entity, HostMode,
     HostingType, InactiveClients, Information, MessageStoreType, PgpKey, Proxy, QueueStoreType,
     SocksMode, StartOptions, StoreLog, Transport, Web, Websockets,
 };

@@ -242,7 +242,7 @@ pub async fn run(
     let settings = Settings::from_config(&config);
     let store = persist::Persistence::open(&config)?;
     let fingerprint = identity.fingerprint.to_base64url();
-    let mut server = Server::with_store(settings, identity, store.store.clone())?;
+    let mut server = Server::with_store(settings, identity, store.serving_store())?;
     let mut tor = if config.tor.enable && !config.start.maintenance {
         Some(onion::launch(&config, &fingerprint).await?)
     } else {

@@ -2,6 +2,7 @@
 //! and SMP clients that talk TLS to it.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod process;
 #[allow(unused_imports)]
 pub use process::{connect_when_up, free_port, wait_for_file, Running};
@@ -31,6 +32,20 @@ pub struct TestServer {
     pub server: Arc<Server>,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
+}
+
+/// The store the scenario servers run on: in memory, or with `SMP_TEST_STORE=database` the
+/// PostgreSQL stores on a fresh database of a throwaway cluster (`common::pg`).
+pub fn scenario_store() -> Arc<dyn smp_server::store::Store> {
+    match std::env::var("SMP_TEST_STORE").as_deref() {
+        Ok("database") => {
+            let opts = pg::fresh_db_options();
+            let db = smp_server::store::postgres::setup::open_db(&opts, true).expect("open db");
+            Arc::new(smp_server::store::postgres::PgStore::new(db, None, 86400))
+        }
+        Ok("memory") | Err(_) => Arc::new(smp_server::store::memory::MemoryStore::new()),
+        Ok(other) => panic!("SMP_TEST_STORE={other}: use memory or database"),
+    }
 }
 
 impl Drop for TestServer {
@@ -67,7 +82,7 @@ pub fn reference_fixtures() -> std::path::PathBuf {
 pub async fn start_server_in(settings: Settings, dir: tempfile::TempDir) -> TestServer {
     let identity = load_identity(dir.path()).expect("load identity");
     let fp = identity.fingerprint;
-    let server = Arc::new(Server::new(settings, identity).expect("server"));
+    let server = Arc::new(Server::with_store(settings, identity, scenario_store()).expect("server"));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
