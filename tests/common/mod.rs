@@ -2,6 +2,7 @@
 //! and SMP clients that talk TLS to it.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod pg;
 pub mod process;
 #[allow(unused_imports)]

@@ -173,7 +173,8 @@ pub fn valid_schema(s: &str) -> bool {
 
 /// The pool and the runtime its connections live on.
 pub struct Db {
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (taken out to shut it down without blocking).
+    rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
     /// The schema (for queries on the catalog).
     pub schema: String,
@@ -220,7 +221,7 @@ impl Db {
                 })?
         };
         Ok(Db {
-            rt,
+            rt: Some(rt),
             pool,
             schema: opts.schema.clone(),
         })
@@ -257,9 +258,11 @@ impl Db {
         Fut: Future<Output = Result<T, DbError>> + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.rt.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
+        if let Some(rt) = &self.rt {
+            rt.spawn(async move {
+                let _ = tx.send(fut.await);
+            });
+        }
         let recv = move || rx.recv();
         let got = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -283,5 +286,15 @@ impl Db {
                 .map_err(DbError::query("connecting"))?;
             Ok(())
         })
+    }
+}
+
+impl Drop for Db {
+    /// The store may be dropped inside the server's runtime, where a blocking shutdown of
+    /// another runtime panics: shut it down in the background instead.
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod db;
 pub mod migrations;
 pub mod rows;
 pub mod setup;
+pub mod transfer;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
