@@ -94,6 +94,11 @@ pub trait Store: Send + Sync + 'static {
     fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType>;
     /// Find a queue by the ID a party uses (recipient, sender, notifier or link ID).
     fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>>;
+    /// As [`Store::get_queue`], but a store that can fail (a database) says so, so the command
+    /// is answered `STORE` rather than `AUTH`.
+    fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<Arc<Queue>>, ErrorType> {
+        Ok(self.get_queue(party, id))
+    }
     /// Set the sender key; OK again with the same key, `AUTH` with another.
     fn secure_queue(&self, q: &Queue, key: PublicKey) -> Result<(), ErrorType>;
     /// Replace the recipient keys.

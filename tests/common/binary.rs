@@ -92,6 +92,14 @@ impl Setup {
         c.wait_with_output().expect("wait")
     }
 
+    /// Another client of the running server.
+    pub async fn client(&self) -> SmpClient {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
+        SmpClient::connect(addr, self.fp.0, ClientOptions::default())
+            .await
+            .expect("connect")
+    }
+
     /// `start`, and a client once it answers.
     pub async fn start(&self) -> (Running, SmpClient) {
         let child = self

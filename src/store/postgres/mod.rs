@@ -258,19 +258,21 @@ impl Store for PgStore {
     }
 
     fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>> {
+        // A database failure reads as "no such queue" here; commands use `find_queue`.
+        self.find_queue(party, id).ok().flatten()
+    }
+
+    fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<Arc<Queue>>, ErrorType> {
         let column = match party {
             Party::Recipient => "recipient_id",
             Party::Sender => "sender_id",
             Party::Notifier => "notifier_id",
             Party::LinkClient => "link_id",
-            _ => return None,
+            _ => return Ok(None),
         };
-        // A database failure reads as "no such queue" here (the trait has no error); the
-        // command is then answered `AUTH`, and the failure is logged.
-        self.load(column, id.to_vec())
-            .ok()
-            .flatten()
-            .map(|r| Arc::new(Queue::new(r)))
+        Ok(self
+            .load(column, id.to_vec())?
+            .map(|r| Arc::new(Queue::new(r))))
     }
 
     fn secure_queue(&self, q: &Queue, key: PublicKey) -> Result<(), ErrorType> {
