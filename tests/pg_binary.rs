@@ -71,7 +71,10 @@ async fn import_serve_export_round_trip() {
             .expect("SEND");
         assert_eq!(ok, BrokerMsg::Ok);
     }
-    let (_, ok) = c.request(d.rid(), Cmd::Off, Some(&d.key)).await.expect("OFF");
+    let (_, ok) = c
+        .request(d.rid(), Cmd::Off, Some(&d.key))
+        .await
+        .expect("OFF");
     assert_eq!(ok, BrokerMsg::Ok);
     drop(c);
     stop(srv).await;
@@ -117,7 +120,10 @@ async fn import_serve_export_round_trip() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "export failed: {text}");
     assert_eq!(records(&log), recs_before);
-    assert_eq!(std::fs::read(&msgs).expect("exported messages"), msgs_before);
+    assert_eq!(
+        std::fs::read(&msgs).expect("exported messages"),
+        msgs_before
+    );
     // The exported files and the schema are both present now: start refuses, as the reference.
     let out = s.bin().arg("start").output().expect("start");
     let text = String::from_utf8_lossy(&out.stdout);

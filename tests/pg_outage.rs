@@ -56,7 +56,10 @@ async fn secured_queue(c: &SmpClient) -> (Recipient, smp_server::client::AuthKey
 
 /// Subscribe and receive, acknowledging each, until nothing more comes; the bodies in order.
 async fn drain(c: &SmpClient, r: &Recipient) -> Vec<Vec<u8>> {
-    let (_, sub) = c.request(r.rid(), Cmd::Sub, Some(&r.key)).await.expect("SUB");
+    let (_, sub) = c
+        .request(r.rid(), Cmd::Sub, Some(&r.key))
+        .await
+        .expect("SUB");
     let mut next = match sub {
         BrokerMsg::Msg(..) => Some(sub),
         _ => c.next_event(Duration::from_secs(3)).await.map(|(_, m)| m),
@@ -89,7 +92,12 @@ async fn postgres_stopped_while_serving() {
         let c = &c;
         let sid = r.sid().to_vec();
         let sk = &sk;
-        async move { c.request(&sid, send_cmd(body), Some(sk)).await.expect("SEND").1 }
+        async move {
+            c.request(&sid, send_cmd(body), Some(sk))
+                .await
+                .expect("SEND")
+                .1
+        }
     };
     assert_eq!(send(b"before").await, BrokerMsg::Ok);
 
@@ -129,7 +137,11 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     // Ten messages, received and acknowledged before the crash: they must not come back.
     for i in 0..10u32 {
         let (_, ok) = c
-            .request(r.sid(), send_cmd(format!("acked {i}").as_bytes()), Some(&sk))
+            .request(
+                r.sid(),
+                send_cmd(format!("acked {i}").as_bytes()),
+                Some(&sk),
+            )
             .await
             .expect("SEND");
         assert_eq!(ok, BrokerMsg::Ok);
@@ -144,7 +156,10 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         let mut ok = Vec::new();
         for i in 0..100_000u32 {
             let body = format!("load {i}");
-            match sender.request(&sid, send_cmd(body.as_bytes()), Some(&sk)).await {
+            match sender
+                .request(&sid, send_cmd(body.as_bytes()), Some(&sk))
+                .await
+            {
                 Ok((_, BrokerMsg::Ok)) => ok.push(body.into_bytes()),
                 _ => return (ok, i),
             }

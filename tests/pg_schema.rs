@@ -48,7 +48,12 @@ fn schema_equals_the_reference_schema() {
     let opts = fresh_db_options();
     let db = setup::open_db(&opts, true).expect("open and migrate");
     drop(db);
-    let dbname = opts.connection.rsplit('=').next().expect("dbname").to_string();
+    let dbname = opts
+        .connection
+        .rsplit('=')
+        .next()
+        .expect("dbname")
+        .to_string();
     let ours = sorted(
         Cluster::get()
             .psql(&dbname, CATALOG)
@@ -56,7 +61,8 @@ fn schema_equals_the_reference_schema() {
             .map(str::to_string),
     );
     let fixture = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference_pg_schema.txt"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/reference_pg_schema.txt"),
     )
     .expect("fixture");
     let reference = sorted(
@@ -80,7 +86,12 @@ fn schema_equals_the_reference_schema() {
 fn unknown_migration_stops_start_up() {
     let opts = fresh_db_options();
     drop(setup::open_db(&opts, true).expect("open"));
-    let dbname = opts.connection.rsplit('=').next().expect("dbname").to_string();
+    let dbname = opts
+        .connection
+        .rsplit('=')
+        .next()
+        .expect("dbname")
+        .to_string();
     Cluster::get().psql(
         &dbname,
         "INSERT INTO smp_server.migrations (name, ts) VALUES ('29990101_future', now())",
@@ -102,7 +113,12 @@ fn missing_schema_is_a_clear_error() {
 fn rows_in_the_reference_encodings_are_served() {
     let opts = fresh_db_options();
     let db = setup::open_db(&opts, true).expect("open");
-    let dbname = opts.connection.rsplit('=').next().expect("dbname").to_string();
+    let dbname = opts
+        .connection
+        .rsplit('=')
+        .next()
+        .expect("dbname")
+        .to_string();
     // Ed25519 SubjectPublicKeyInfo DER = 302a300506032b6570032100 || 32 key bytes.
     let der = format!("302a300506032b6570032100{}", "11".repeat(32));
     let keys = format!("012c{der}");
@@ -122,7 +138,9 @@ fn rows_in_the_reference_encodings_are_served() {
     );
     Cluster::get().psql(&dbname, &sql);
     let st = PgStore::new(db, None, 86400);
-    let q = st.get_queue(Party::Sender, &[2; 24]).expect("served by sender ID");
+    let q = st
+        .get_queue(Party::Sender, &[2; 24])
+        .expect("served by sender ID");
     let rec = q.rec().expect("rec");
     assert_eq!(rec.recipient_id, vec![1; 24]);
     assert_eq!(rec.queue_mode, Some(QueueMode::Messaging));
@@ -133,7 +151,12 @@ fn rows_in_the_reference_encodings_are_served() {
     assert!(matches!(rec.status, QueueStatus::Blocked(_)));
     assert_eq!(st.queue_size(&q).expect("size"), 2);
     match st.peek_msg(&q).expect("peek") {
-        Some(Message::Msg { msg_id, body, flags, ts }) => {
+        Some(Message::Msg {
+            msg_id,
+            body,
+            flags,
+            ts,
+        }) => {
             assert_eq!(msg_id, vec![10; 24]);
             assert_eq!(body, b"hello");
             assert!(flags.notification);

@@ -7,9 +7,9 @@
 pub mod args;
 mod cert;
 pub mod console;
+pub mod database;
 mod delete;
 mod init;
-pub mod database;
 pub mod journal;
 mod self_update;
 mod start;

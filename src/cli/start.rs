@@ -9,9 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::args::{ConfirmMigrationsArg, LogLevel, StartArgs};
 use super::console::{print_service_info, print_source_code};
 use super::{require_initialized, CliError};
-use crate::config::{
-    Config, ConfirmMigrations, Paths, QueueStoreType, StartOptions, Websockets,
-};
+use crate::config::{Config, ConfirmMigrations, Paths, QueueStoreType, StartOptions, Websockets};
 
 /// Run `start` until SIGINT/SIGTERM.
 pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {

@@ -116,8 +116,12 @@ impl Setup {
             if let Some(st) = r.0.try_wait().expect("wait") {
                 let mut out = String::new();
                 for p in [
-                    r.0.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read>),
-                    r.0.stderr.take().map(|o| Box::new(o) as Box<dyn std::io::Read>),
+                    r.0.stdout
+                        .take()
+                        .map(|o| Box::new(o) as Box<dyn std::io::Read>),
+                    r.0.stderr
+                        .take()
+                        .map(|o| Box::new(o) as Box<dyn std::io::Read>),
                 ]
                 .into_iter()
                 .flatten()

@@ -83,7 +83,8 @@ pub fn reference_fixtures() -> std::path::PathBuf {
 pub async fn start_server_in(settings: Settings, dir: tempfile::TempDir) -> TestServer {
     let identity = load_identity(dir.path()).expect("load identity");
     let fp = identity.fingerprint;
-    let server = Arc::new(Server::with_store(settings, identity, scenario_store()).expect("server"));
+    let server =
+        Arc::new(Server::with_store(settings, identity, scenario_store()).expect("server"));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();

@@ -18,6 +18,8 @@ pub struct Cluster {
     pub port: u16,
     bin: PathBuf,
     as_postgres: bool,
+    /// Outlives the tests on purpose: it cleans up after the process exits.
+    _watchdog: Option<std::process::Child>,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -76,11 +78,12 @@ impl Cluster {
             assert!(ok.success(), "chown of the cluster directory failed");
         }
         let port = 20000 + (std::process::id() % 20000) as u16;
-        let c = Cluster {
+        let mut c = Cluster {
             dir: dir.clone(),
             port,
             bin,
             as_postgres,
+            _watchdog: None,
         };
         let data = dir.join("data");
         let out = c
@@ -102,13 +105,15 @@ impl Cluster {
             stop = c.stop_command(),
             dir = dir.display()
         );
-        Command::new("sh")
-            .args(["-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("watchdog");
+        c._watchdog = Some(
+            Command::new("sh")
+                .args(["-c", &watchdog])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("watchdog"),
+        );
         c
     }
 

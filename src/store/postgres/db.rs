@@ -127,7 +127,10 @@ impl DbOptions {
             }
         }
         if c.get_user().is_none() {
-            if let Some(u) = env("PGUSER").or_else(|| env("USER")).or_else(|| env("LOGNAME")) {
+            if let Some(u) = env("PGUSER")
+                .or_else(|| env("USER"))
+                .or_else(|| env("LOGNAME"))
+            {
                 c.user(u);
             }
         }

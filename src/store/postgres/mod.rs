@@ -162,12 +162,12 @@ impl PgStore {
                 .await
                 .map_err(DbError::query("getQueue"))
         })?;
-        row.map(|r| queue_from_row(&r))
-            .transpose()
-            .map_err(|e| self.fail(DbError::Other {
+        row.map(|r| queue_from_row(&r)).transpose().map_err(|e| {
+            self.fail(DbError::Other {
                 op: "getQueue",
                 what: e.to_string(),
-            }))
+            })
+        })
     }
 
     fn live_size(&self, rid: Vec<u8>) -> Result<Option<i64>, ErrorType> {
@@ -227,6 +227,9 @@ const SELECT_BY_NOTIFIER: &str = select_queue!("notifier_id");
 const SELECT_BY_LINK: &str = select_queue!("link_id");
 
 type Param = Box<dyn tokio_postgres::types::ToSql + Send + Sync>;
+
+/// A replaced notifier's columns: ID, key, DH secret.
+type OldNotifier = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 impl Store for PgStore {
     fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType> {
@@ -300,32 +303,28 @@ impl Store for PgStore {
     }
 
     fn add_link(&self, q: &Queue, link_id: Vec<u8>, data: QueueLinkData) -> Result<(), ErrorType> {
-        // A new link, or the same link ID with the same fixed data; another queue's link ID
-        // violates the unique index and is refused like any other mismatch.
-        let r = self.update(
-            "addQueueLinkData",
-            "UPDATE msg_queues SET fixed_data = $2, user_data = $3, link_id = $4 \
-             WHERE recipient_id = $1 AND deleted_at IS NULL \
-             AND (link_id IS NULL OR (link_id = $4 AND (fixed_data IS NULL OR fixed_data = $2)))",
-            q.recipient_id.clone(),
-            vec![
-                Box::new(data.0.clone()) as Param,
-                Box::new(data.1.clone()),
-                Box::new(link_id.clone()),
-            ],
-        );
+        // A new link, or the same link ID with the same fixed data. Another queue's link ID
+        // violates the unique index: a client fault, answered `AUTH` like any other mismatch.
+        let (rid, lid, d) = (q.recipient_id.clone(), link_id.clone(), data.clone());
+        let r = self.db.run("addQueueLinkData", move |c| async move {
+            let op = "addQueueLinkData";
+            let st = c
+                .prepare_cached(
+                    "UPDATE msg_queues SET fixed_data = $2, user_data = $3, link_id = $4 \
+                     WHERE recipient_id = $1 AND deleted_at IS NULL \
+                     AND (link_id IS NULL OR (link_id = $4 AND (fixed_data IS NULL OR fixed_data = $2)))",
+                )
+                .await
+                .map_err(DbError::query(op))?;
+            c.execute(&st, &[&rid, &d.0, &d.1, &lid])
+                .await
+                .map_err(DbError::query(op))
+        });
         match r {
-            Err(ErrorType::Store(_)) => {
-                // the unique index: report AUTH only if the row is otherwise fine
-                if self
-                    .load("link_id", link_id.clone())?
-                    .is_some_and(|o| o.recipient_id != q.recipient_id)
-                {
-                    return Err(ErrorType::Auth);
-                }
-                r?
-            }
-            r => r?,
+            Ok(0) => return Err(ErrorType::Auth),
+            Ok(_) => {}
+            Err(e) if e.is_unique_violation() => return Err(ErrorType::Auth),
+            Err(e) => return Err(self.fail(e)),
         }
         self.changed(q, |r| r.queue_data = Some((link_id, data)));
         Ok(())
@@ -345,10 +344,9 @@ impl Store for PgStore {
 
     fn get_link(&self, q: &Queue, link_id: &[u8]) -> Result<QueueLinkData, ErrorType> {
         match self.load("link_id", link_id.to_vec())? {
-            Some(r) if r.recipient_id == q.recipient_id => r
-                .queue_data
-                .map(|(_, d)| d)
-                .ok_or(ErrorType::Auth),
+            Some(r) if r.recipient_id == q.recipient_id => {
+                r.queue_data.map(|(_, d)| d).ok_or(ErrorType::Auth)
+            }
             _ => Err(ErrorType::Auth),
         }
     }
@@ -381,8 +379,7 @@ impl Store for PgStore {
             .await
             .map_err(DbError::query(op))?;
             tx.commit().await.map_err(DbError::query(op))?;
-            let ids: (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>) =
-                (old.get(0), old.get(1), old.get(2));
+            let ids: OldNotifier = (old.get(0), old.get(1), old.get(2));
             Ok(Some(ids))
         });
         let old = match r {
@@ -547,7 +544,11 @@ impl Store for PgStore {
             q.recipient_id.clone(),
             msg_id.to_vec(),
         )?;
-        Ok(if m.is_empty() { None } else { Some(m.remove(0)) })
+        Ok(if m.is_empty() {
+            None
+        } else {
+            Some(m.remove(0))
+        })
     }
 
     fn del_peek_msg(
@@ -598,7 +599,9 @@ impl Store for PgStore {
             rows::QUEUE_COLUMNS
         );
         let rows = self.run("allQueues", move |c| async move {
-            c.query(&sql, &[]).await.map_err(DbError::query("allQueues"))
+            c.query(&sql, &[])
+                .await
+                .map_err(DbError::query("allQueues"))
         });
         rows.unwrap_or_default()
             .iter()
@@ -663,7 +666,12 @@ mod tests {
 
     #[test]
     fn selects_read_the_columns_rows_decodes() {
-        for sql in [SELECT_BY_RECIPIENT, SELECT_BY_SENDER, SELECT_BY_NOTIFIER, SELECT_BY_LINK] {
+        for sql in [
+            SELECT_BY_RECIPIENT,
+            SELECT_BY_SENDER,
+            SELECT_BY_NOTIFIER,
+            SELECT_BY_LINK,
+        ] {
             assert!(sql.contains(rows::QUEUE_COLUMNS), "{sql}");
         }
     }

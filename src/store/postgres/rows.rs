@@ -153,10 +153,8 @@ impl QueueRow {
 /// A record from a row selected with [`QUEUE_COLUMNS`].
 pub fn queue_from_row(row: &Row) -> Result<QueueRec, BadRow> {
     let get_b = |i: usize, w: &'static str| row.try_get::<_, Vec<u8>>(i).map_err(|_| BadRow(w));
-    let get_ob = |i: usize, w: &'static str| {
-        row.try_get::<_, Option<Vec<u8>>>(i)
-            .map_err(|_| BadRow(w))
-    };
+    let get_ob =
+        |i: usize, w: &'static str| row.try_get::<_, Option<Vec<u8>>>(i).map_err(|_| BadRow(w));
     let key = |b: Vec<u8>, w: &'static str| PublicKey::from_der(&b).map_err(|_| BadRow(w));
     let notifier = match (
         get_ob(6, "notifier_id")?,

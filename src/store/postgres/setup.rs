@@ -62,10 +62,7 @@ pub fn migrate(db: &Db) -> Result<Vec<&'static str>, DbError> {
     for m in &MIGRATIONS[applied.len()..] {
         let (name, up, down) = (m.name, m.up, m.down);
         db.run("migrating", move |mut c| async move {
-            let tx = c
-                .transaction()
-                .await
-                .map_err(DbError::query("migrating"))?;
+            let tx = c.transaction().await.map_err(DbError::query("migrating"))?;
             tx.execute(
                 "INSERT INTO migrations (name, down, ts) VALUES ($1, $2, now() AT TIME ZONE 'UTC')",
                 &[&name, &down],
