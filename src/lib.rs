@@ -1,8 +1,12 @@
 //! A self-managing SMP relay: wire-compatible with the reference `smp-server`.
 //!
 //! Crate map (one line per module: what it holds, and what it must not do):
-//! - [`protocol`]: SMP encodings, commands, responses, errors, transmissions and blocks; no I/O.
-//! - [`crypto`]: keys, signatures, crypto_box/secret_box, chain keys, certificates; no I/O but files of keys.
+//! - [`protocol`]: SMP encodings, commands, responses, errors, transmissions and blocks; no I/O
+//!   (the `smp-proto` crate, re-exported, so the compiler keeps it free of I/O).
+//! - [`clock`]: the one wall clock, the [`clock::Clock`] trait for timers, the calendar.
+//! - [`sync`]: the lock helper shared state uses.
+//! - [`crypto`]: keys, signatures, crypto_box/secret_box, chain keys, certificates (pure parts in
+//!   `smp-proto`); the identity files.
 //! - [`transport`]: TLS (rustls), tls-unique, the SMP handshake and block I/O; knows nothing of queues.
 //! - [`store`]: queue and message stores; knows nothing of connections.
 //! - [`server`]: sessions, subscriptions, delivery, notifications; wires store and transport.
@@ -16,13 +20,16 @@
 
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod crypto;
-pub mod protocol;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod sync;
 pub mod transport;
 pub mod updates;
 pub mod web;
+
+pub use smp_proto::protocol;

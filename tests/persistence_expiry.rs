@@ -7,8 +7,9 @@ use std::time::Duration;
 use common::*;
 use smp_server::protocol::response::BrokerMsg;
 use smp_server::server::expire;
-use smp_server::server::state::{lock, PendingNtf};
+use smp_server::server::core::PendingNtf;
 use smp_server::server::Settings;
+use smp_server::sync::lock;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -42,7 +43,7 @@ async fn old_messages_and_notifications_expire_periodically() {
         vec![PendingNtf {
             nonce: [0; 24],
             enc_meta: vec![1],
-            ts: expire::now_secs() - 10,
+            ts: smp_server::clock::now_secs() - 10,
             msg_id: vec![2; 24],
         }],
     );

@@ -249,7 +249,7 @@ async fn contact_queue_link_data() {
     for v in VERSIONS {
         let rc = s.client_at(v).await;
         let sc = s.client_at(v).await;
-        let l = smp_server::server::commands::random_bytes(24);
+        let l = smp_server::crypto::random_bytes(24);
         let data = ld(b"fixed data", b"user data");
         let r = new_with_link(&rc, Some(l.clone()), data.clone()).await;
 
@@ -307,7 +307,7 @@ async fn contact_queue_link_data() {
         let (_, lnk) = sc.request(&l, Command::Lget, None).await.expect("LGET");
         assert_eq!(lnk, BrokerMsg::Lnk(r.sid().to_vec(), new_ld.clone()));
         // another link ID, or changed fixed data, is refused
-        let bad_lid = smp_server::server::commands::random_bytes(24);
+        let bad_lid = smp_server::crypto::random_bytes(24);
         let (_, e) = rc
             .request(
                 r.rid(),
@@ -367,7 +367,7 @@ async fn contact_queue_link_data() {
 async fn contact_link_id_must_be_unique() {
     let s = start_server(Settings::default()).await;
     let c = s.client().await;
-    let l = smp_server::server::commands::random_bytes(24);
+    let l = smp_server::crypto::random_bytes(24);
     let _r = new_with_link(&c, Some(l.clone()), ld(b"f", b"u")).await;
     // a second queue with the same link ID: AUTH (the reference maps the duplicate to AUTH
     // for client-chosen IDs)

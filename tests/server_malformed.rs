@@ -41,7 +41,7 @@ async fn ping_works(c: &SmpClient) {
 /// Block contents that are not a valid batch of transmissions.
 fn bad_contents() -> Vec<Vec<u8>> {
     let mut random = vec![3u8, 0xff, 0xff];
-    random.extend(smp_server::server::commands::random_bytes(500));
+    random.extend(smp_server::crypto::random_bytes(500));
     vec![
         vec![],                                      // nothing at all
         vec![0],                                     // count 0
@@ -268,7 +268,7 @@ async fn garbage_instead_of_handshake_is_disconnected() {
             .read_block()
             .await
             .expect("server hello");
-        let garbage = smp_server::server::commands::random_bytes(SMP_BLOCK_SIZE);
+        let garbage = smp_server::crypto::random_bytes(SMP_BLOCK_SIZE);
         w.write_all(&garbage).await.expect("write");
         w.flush().await.expect("flush");
         expect_closed(&mut r).await;

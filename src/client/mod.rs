@@ -24,7 +24,7 @@ use crate::protocol::version::{VersionRange, SMP_BLOCK_SIZE};
 use crate::transport::smp::{client_handshake, BlockWriter, SmpTransportError};
 use crate::transport::{self, Recording, TlsError};
 
-type Stream = tokio_rustls::client::TlsStream<Recording<crate::server::connector::BoxedStream>>;
+type Stream = tokio_rustls::client::TlsStream<Recording<crate::transport::stream::BoxedStream>>;
 
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,7 @@ impl Drop for SmpClient {
 
 /// A fresh random correlation ID (24 bytes: it doubles as the authenticator nonce).
 pub fn new_corr_id() -> Vec<u8> {
-    crate::server::commands::random_bytes(24)
+    crate::crypto::random_bytes(24)
 }
 
 impl SmpClient {
@@ -140,7 +140,7 @@ impl SmpClient {
     /// Run TLS and the SMP handshake over an already open stream (a SOCKS or Tor stream,
     /// for example).
     pub async fn connect_stream(
-        stream: crate::server::connector::BoxedStream,
+        stream: crate::transport::stream::BoxedStream,
         fingerprint: [u8; 32],
         opts: ClientOptions,
     ) -> Result<SmpClient, ClientError> {

@@ -238,7 +238,7 @@ impl Ops {
 
     /// Add things a reload applies (the server's certificates and web page).
     pub fn add_reload_hooks(&self, hooks: Vec<ReloadHook>) {
-        crate::server::state::lock(&self.hooks).extend(hooks);
+        crate::sync::lock(&self.hooks).extend(hooks);
     }
 
     fn reloader(&self) -> Reloader {

@@ -13,8 +13,9 @@ use super::protocol::{parse, ControlCommand, Role};
 use crate::protocol::command::{Party, QueueMode};
 use crate::protocol::errors::{BlockingInfo, BlockingReason, ErrorType};
 use crate::protocol::response::BrokerMsg;
-use crate::server::state::{lock, ServerState};
+use crate::server::state::ServerState;
 use crate::store::QueueStatus;
+use crate::sync::lock;
 
 /// The greeting sent on connect.
 pub const GREETING: &str = "SMP server control port\n'help' for supported commands\n";
@@ -213,9 +214,9 @@ impl ControlContext {
         );
         let mut cs: Vec<_> = lock(&self.state.clients).values().cloned().collect();
         cs.sort_by_key(|c| c.id);
-        let now = crate::server::commands::now_secs();
+        let now = crate::clock::now_secs();
         for c in cs {
-            let connected = if c.connected.load(Relaxed) {
+            let connected = if c.is_connected() {
                 "True"
             } else {
                 "False"
@@ -233,7 +234,7 @@ impl ControlContext {
                 c.rcv_active_at.load(Relaxed),
                 c.snd_active_at.load(Relaxed),
                 now - c.created_at,
-                lock(&c.subs).len()
+                lock(&c.core.subs).len()
             );
         }
     }
@@ -299,7 +300,7 @@ impl ControlContext {
         put_line(o, s, "msgCount");
         put_line(o, s, "ntfCount");
         if admin {
-            let n: usize = lock(&self.state.pending_ntfs).values().map(Vec::len).sum();
+            let n: usize = lock(&self.state.core.pending_ntfs).values().map(Vec::len).sum();
             let _ = writeln!(o, "ntfCount 2: {n}");
         }
         for (name, p) in [
@@ -353,7 +354,7 @@ impl ControlContext {
             let mut groups = (0usize, 0usize, 0usize, 0usize);
             let mut subscribed = 0;
             for c in &clients {
-                let s = lock(&c.subs);
+                let s = lock(&c.core.subs);
                 subs += s.len();
                 if !s.is_empty() {
                     subscribed += 1;
@@ -373,15 +374,15 @@ impl ControlContext {
                 groups.0, groups.1, groups.2, groups.3
             );
             let _ = writeln!(o, "SMP subscribed clients (via clients): {subscribed}");
-            let ntf: usize = clients.iter().map(|c| lock(&c.ntf_subs).len()).sum();
+            let ntf: usize = clients.iter().map(|c| lock(&c.core.ntf_subs).len()).sum();
             let ntf_cl = clients
                 .iter()
-                .filter(|c| !lock(&c.ntf_subs).is_empty())
+                .filter(|c| !lock(&c.core.ntf_subs).is_empty())
                 .count();
             let _ = writeln!(o, "Ntf subscriptions (via clients): {ntf}");
             let _ = writeln!(o, "Ntf subscribed clients (via clients): {ntf_cl}");
         }
-        let rt = crate::stats::realtime(&self.state, crate::server::commands::now_secs());
+        let rt = crate::stats::ServerView::realtime(self.state.as_ref(), crate::clock::now_secs());
         let _ = writeln!(o, "SMP subscriptions: {}", rt.smp.subs);
         let _ = writeln!(o, "SMP subscribed clients: {}", rt.smp.clients);
         let _ = writeln!(o, "Ntf subscriptions: {}", rt.ntf.subs);
@@ -406,11 +407,11 @@ impl ControlContext {
             }
             Ok((rec, n)) => {
                 self.state.stats.queue_deleted(rec.sender_key.is_some());
-                if let Some(c) = self.state.take_subscriber(&rec.recipient_id) {
+                if let Some(c) = self.state.core.subs.take_queue(&rec.recipient_id) {
                     lock(&c.subs).remove(&rec.recipient_id);
                 }
                 if let Some(nc) = &rec.notifier {
-                    lock(&self.state.pending_ntfs).remove(&nc.notifier_id);
+                    lock(&self.state.core.pending_ntfs).remove(&nc.notifier_id);
                 }
                 let _ = writeln!(o, "ok, {n} messages deleted");
             }
@@ -448,12 +449,15 @@ impl ControlContext {
                 let _ = writeln!(o, "error: {}", show_err(&e));
                 return;
             }
-            if let Some(c) = self.state.subscriber(&rec.recipient_id) {
-                c.send(vec![(
-                    Vec::new(),
-                    rec.recipient_id.clone(),
-                    BrokerMsg::Err(ErrorType::Blocked(info)),
-                )]);
+            if let Some(c) = self.state.core.subs.queue(&rec.recipient_id) {
+                self.state.deliver(vec![crate::server::core::Delivery {
+                    to: c.id,
+                    item: crate::server::core::Outgoing::event(
+                        &rec.recipient_id,
+                        BrokerMsg::Err(ErrorType::Blocked(info)),
+                    ),
+                    ntf: None,
+                }]);
             }
         }
         if rec.status == QueueStatus::Active {

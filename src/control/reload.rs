@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::port::ControlContext;
 use crate::config::Config;
 use crate::server::credentials::CredentialsReload;
-use crate::server::state::lock;
+use crate::sync::lock;
 use crate::web::WebCertReload;
 
 /// Something a reload applies besides the INI settings the control port holds; returns a

@@ -2,14 +2,11 @@
 //! embedded Tor (Arti), and the rules choosing between them (`socks_mode`, `host_mode`,
 //! `required_host_mode`, `[TOR] egress`) as the reference's client applies them.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::config::{HostMode, SocksMode};
@@ -17,26 +14,9 @@ use crate::config::{HostMode, SocksMode};
 mod socks5;
 pub use socks5::{socks5_connect, SocksCredentials};
 
-/// Any bidirectional byte stream a connection can run over (TCP, TLS, Tor).
-pub trait AsyncReadWrite: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncReadWrite for T {}
-
-/// An owned stream of any kind.
-pub type BoxedStream = Box<dyn AsyncReadWrite>;
-
-/// What [`Connector::connect`] returns.
-pub type ConnectFuture<'a> = Pin<Box<dyn Future<Output = io::Result<BoxedStream>> + Send + 'a>>;
-
-/// Opens streams to `host:port`; the proxy role uses it without knowing the route.
-pub trait Connector: Send + Sync {
-    /// Connect to `host` (a name, an IP address or a `.onion` address) and `port`.
-    fn connect<'a>(&'a self, host: &'a str, port: u16) -> ConnectFuture<'a>;
-}
-
-/// Whether `host` is an onion service address.
-pub fn is_onion(host: &str) -> bool {
-    host.len() > ".onion".len() && host.to_ascii_lowercase().ends_with(".onion")
-}
+pub use crate::transport::stream::{
+    is_onion, AsyncReadWrite, BoxedStream, ConnectFuture, Connector,
+};
 
 fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))

@@ -4,15 +4,9 @@
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-use super::state::{lock, ServerState};
-
-/// Unix seconds now.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use super::state::ServerState;
+use crate::clock::now_secs;
+use crate::sync::lock;
 
 /// Delete messages older than `before` from every queue; returns how many.
 pub fn expire_messages(state: &ServerState, before: i64) -> usize {
@@ -24,7 +18,7 @@ pub fn expire_messages(state: &ServerState, before: i64) -> usize {
 
 /// Delete pending notifications older than `before`; returns how many.
 pub fn expire_ntfs(state: &ServerState, before: i64) -> usize {
-    let mut p = lock(&state.pending_ntfs);
+    let mut p = lock(&state.core.pending_ntfs);
     let mut n = 0;
     p.retain(|_, v| {
         let len = v.len();

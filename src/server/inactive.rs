@@ -5,12 +5,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::commands::now_secs;
-use super::state::{lock, ClientHandle, ServerState};
+use super::state::{ClientHandle, ServerState};
+use crate::clock::now_secs;
+use crate::sync::lock;
 
 /// True when the client holds no queue or notifier subscription (GET markers do not count).
 pub fn has_no_subscriptions(c: &ClientHandle) -> bool {
-    !lock(&c.subs).values().any(|s| !s.prohibit) && lock(&c.ntf_subs).is_empty()
+    !lock(&c.core.subs).values().any(|s| !s.prohibit) && lock(&c.core.ntf_subs).is_empty()
 }
 
 /// Resolve when `client` should be disconnected as inactive; never, when the feature is off.

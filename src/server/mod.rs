@@ -3,19 +3,20 @@
 //! [`Server`] owns the shared state; [`Server::serve`] runs accept loops on bound listeners
 //! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
 
-pub mod commands;
 pub mod connector;
+pub mod core;
 pub mod counting;
 pub mod credentials;
 pub mod expire;
-pub mod forward;
 pub mod inactive;
 pub mod onion;
+pub mod outbox;
 pub mod persist;
 pub mod proxy;
+pub mod proxy_jobs;
 pub mod session;
 pub mod state;
-pub mod verify;
+mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -296,7 +297,7 @@ pub async fn serve_persisted(
     shutdown: CancellationToken,
     config: Arc<crate::config::Config>,
 ) -> Result<(), ServerError> {
-    let now = expire::now_secs();
+    let now = crate::clock::now_secs();
     store.restore(&server.state, now)?;
     // after the restore, so the statistics count the restored queues and messages
     let ops =

@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::state::{lock, PendingNtf, ServerState};
+use super::core::PendingNtf;
+use super::state::ServerState;
 use crate::config::Config;
 use crate::protocol::command::Party;
 use crate::store::durable::DurableStore;
@@ -14,6 +15,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::msgfile::{encode_msg, encode_ntf, parse_msg, parse_ntf, NtfLine};
 use crate::store::storelog_file::{open_store_log, with_suffix, StoreLogWriter};
 use crate::store::{Message, QueueLog, Store};
+use crate::sync::lock;
 
 /// A persistence failure at start or stop; the text names the file and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -409,7 +411,7 @@ pub fn save_messages(path: &Path, st: &dyn Store) -> Result<usize, PersistError>
 
 /// Save pending notifications, oldest first per notifier.
 pub fn save_ntfs(path: &Path, state: &ServerState) -> Result<usize, PersistError> {
-    let pending = lock(&state.pending_ntfs);
+    let pending = lock(&state.core.pending_ntfs);
     let mut lines = Vec::new();
     for (nid, ntfs) in pending.iter() {
         for n in ntfs {
@@ -438,7 +440,7 @@ pub fn restore_ntfs(
         Ok(())
     })?;
     let mut s = RestoreStats::default();
-    let mut pending = lock(&state.pending_ntfs);
+    let mut pending = lock(&state.core.pending_ntfs);
     for n in parsed {
         if n.ts < old {
             s.expired += 1;

@@ -9,18 +9,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::commands::random_bytes;
 use super::connector::{choose_host, is_onion, Connector, DirectConnector, Egress};
-use super::state::lock;
 use crate::client::{ClientError, ClientOptions, SmpClient};
 use crate::config::{HostMode, SocksMode};
 use crate::crypto::cbox;
 use crate::crypto::keys::PublicKey;
+use crate::crypto::random_bytes;
 use crate::protocol::command::{key, Command, SmpServerRef};
 use crate::protocol::encoding::{Decoder, Encoder};
 use crate::protocol::errors::{BrokerError, ErrorType, HandshakeError, ProxyError, TransportError};
 use crate::protocol::response::BrokerMsg;
 use crate::protocol::version::{self, Version, VersionRange};
+use crate::sync::lock;
 use crate::transport::smp::SmpTransportError;
 use crate::transport::TlsError;
 

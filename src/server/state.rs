@@ -1,22 +1,19 @@
-//! Shared server state: settings, connected clients, subscribers and pending notifications.
+//! Shared server state: the command core, the connected clients and their output queues, and
+//! the parts around them (proxy agent, Tor status).
+//!
+//! The core ([`super::core::Core`]) holds what commands change; this module holds what only
+//! the I/O side needs (each connection's outbox, activity times, proxy permits) and carries out
+//! the core's deliveries to other connections.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
-
-use crate::protocol::response::BrokerMsg;
+use super::core::{ClientId, ClientState, Core, Delivery, Outgoing};
+use super::outbox::{Outbox, Pushed};
 use crate::protocol::version::Version;
 use crate::store::Store;
-
-/// One outgoing transmission: (corrId, entityId, message).
-pub type Outgoing = (Vec<u8>, Vec<u8>, BrokerMsg);
-
-/// Lock a mutex, recovering from poisoning (state is updated in single steps).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 /// Server behaviour that the INI file controls.
 #[derive(Debug, Clone)]
@@ -35,8 +32,9 @@ pub struct Settings {
     pub queue_id_bytes: usize,
     /// Length of message IDs (also the message nonce: at least 24).
     pub msg_id_bytes: usize,
-    /// Capacity of each client's outgoing queue (the reference's `tbqSize`).
-    pub client_queue_size: usize,
+    /// Bytes of output a connection may have queued before it counts as not reading
+    /// (see `server::outbox`); the reference bounds its queue by entries (`tbqSize`).
+    pub client_output_bytes: usize,
     /// Notification lifetime in seconds.
     pub ntf_ttl: i64,
     /// `[INACTIVE_CLIENTS]`: (ttl, check interval) in seconds; `None` keeps idle clients.
@@ -68,7 +66,7 @@ impl Default for Settings {
             expire_messages_on_send: true,
             queue_id_bytes: 24,
             msg_id_bytes: 24,
-            client_queue_size: 128,
+            client_output_bytes: super::outbox::DEFAULT_OUTPUT_BYTES,
             ntf_ttl: 24 * 3600,
             inactive_clients: None,
             log_tls_errors: false,
@@ -82,98 +80,68 @@ impl Default for Settings {
     }
 }
 
-/// A recipient subscription (or the marker that GET was used, which forbids SUB).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sub {
-    /// True when created by GET: SUB on this queue is then prohibited in this connection.
-    pub prohibit: bool,
-    /// The message delivered and not yet acknowledged (ID, delivery time).
-    pub delivered: Option<(Vec<u8>, i64)>,
-}
-
-/// A connected client as other connections see it.
+/// A connected client as the I/O side sees it.
 #[derive(Debug)]
 pub struct ClientHandle {
     /// Connection number.
-    pub id: u64,
-    /// Negotiated version (messages are encoded for it).
-    pub version: Version,
-    /// Outgoing messages to the connection's writer.
-    pub tx: mpsc::Sender<Vec<Outgoing>>,
-    /// Recipient subscriptions by recipient ID.
-    pub subs: Mutex<HashMap<Vec<u8>, Sub>>,
-    /// Notifier subscriptions by notifier ID.
-    pub ntf_subs: Mutex<HashSet<Vec<u8>>>,
-    /// Cleared when the connection ends.
-    pub connected: AtomicBool,
+    pub id: ClientId,
+    /// What the core knows of it (version, subscriptions).
+    pub core: Arc<ClientState>,
+    /// Transmissions waiting for the connection's writer, bounded by bytes.
+    pub outbox: Outbox,
     /// When the connection was made (Unix seconds).
     pub created_at: i64,
     /// Last time a block was received (Unix seconds).
     pub rcv_active_at: AtomicI64,
     /// Last time a block was sent (Unix seconds).
     pub snd_active_at: AtomicI64,
-    /// Limits proxied commands in flight for this connection.
+    /// Limits proxied commands in flight for this connection; the read loop takes a permit
+    /// before it spawns one, so a client at the limit is simply not read further.
     pub proxy_permits: Arc<tokio::sync::Semaphore>,
     /// The session ID (tls-unique), set once the handshake is done (control port `clients`).
     pub session_id: std::sync::OnceLock<Vec<u8>>,
+    /// Cancelled when the connection ends (by either side): its tasks stop with it.
+    pub closed: tokio_util::sync::CancellationToken,
 }
 
 impl ClientHandle {
-    /// Queue messages for this client without waiting; if its queue is full, a task waits
-    /// (the reference forks a delivery thread in that case).
-    pub fn send(self: &Arc<Self>, msgs: Vec<Outgoing>) {
-        if !self.connected.load(Ordering::Acquire) {
-            return;
-        }
-        self.snd_active_at
-            .store(super::commands::now_secs(), Ordering::Relaxed);
-        match self.tx.try_send(msgs) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(m)) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(m).await;
-                });
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+    /// Whether the connection is still open.
+    pub fn is_connected(&self) -> bool {
+        self.core.is_connected() && !self.closed.is_cancelled()
     }
-}
 
-/// A notification waiting for the notification server.
-#[derive(Debug, Clone)]
-pub struct PendingNtf {
-    /// Nonce of the encrypted metadata.
-    pub nonce: [u8; 24],
-    /// Encrypted (message ID, timestamp).
-    pub enc_meta: Vec<u8>,
-    /// When it was created (for expiry).
-    pub ts: i64,
-    /// The message it announces (saved with it at shutdown).
-    pub msg_id: Vec<u8>,
+    /// Queue unsolicited transmissions (deliveries, proxied answers) without waiting. A client
+    /// that lets its outbox overflow is disconnected: it is not reading, and its messages stay
+    /// in the store for its next subscription.
+    pub fn push(&self, items: Vec<Outgoing>) -> Pushed {
+        if !self.is_connected() {
+            return Pushed::Closed;
+        }
+        let r = self.outbox.push(items);
+        if r == Pushed::Overflow {
+            tracing::debug!("disconnecting a client that does not read its deliveries");
+            self.closed.cancel();
+        }
+        r
+    }
 }
 
 /// Everything connections share.
 pub struct ServerState {
-    /// Settings.
+    /// The command core: queues, subscriptions, notifications.
+    pub core: Core,
+    /// Settings (the same as the core's, for the services around it).
     pub settings: Settings,
-    /// The queue and message store.
+    /// The queue and message store (the core's).
     pub store: Arc<dyn Store>,
-    /// Which client is subscribed to each recipient ID.
-    pub subscribers: Mutex<HashMap<Vec<u8>, Arc<ClientHandle>>>,
-    /// Which client is subscribed to each notifier ID.
-    pub ntf_subscribers: Mutex<HashMap<Vec<u8>, Arc<ClientHandle>>>,
-    /// Notifications not yet delivered, by notifier ID.
-    pub pending_ntfs: Mutex<HashMap<Vec<u8>, Vec<PendingNtf>>>,
+    /// Event counters (daily CSV, control port, Prometheus; the core's).
+    pub stats: Arc<crate::stats::ServerStats>,
     /// Connected clients.
-    pub clients: Mutex<HashMap<u64, Arc<ClientHandle>>>,
+    pub clients: Mutex<HashMap<ClientId, Arc<ClientHandle>>>,
     next_client_id: AtomicU64,
     /// Cleared when the server stops accepting commands.
     pub active: AtomicBool,
-    /// Event counters (daily CSV, control port, Prometheus).
-    pub stats: Arc<crate::stats::ServerStats>,
-    /// The onion address once embedded Tor has launched the onion service (`[TOR]`); read it
-    /// with [`ServerState::onion_address`] (e.g. for the web page).
+    /// The onion address once embedded Tor has launched the onion service (`[TOR]`).
     pub onion_address: std::sync::OnceLock<String>,
     /// Embedded Tor's state for the operator, when `[TOR] enable = on`.
     pub tor_status: std::sync::OnceLock<super::onion::TorStatus>,
@@ -184,16 +152,15 @@ pub struct ServerState {
 impl ServerState {
     /// New state around a store.
     pub fn new(settings: Settings, store: Arc<dyn Store>) -> Self {
+        let stats = Arc::new(crate::stats::ServerStats::new(crate::clock::now_secs()));
         ServerState {
+            core: Core::new(settings.clone(), store.clone(), stats.clone()),
             settings,
             store,
-            subscribers: Mutex::new(HashMap::new()),
-            ntf_subscribers: Mutex::new(HashMap::new()),
-            pending_ntfs: Mutex::new(HashMap::new()),
+            stats,
             clients: Mutex::new(HashMap::new()),
             next_client_id: AtomicU64::new(1),
             active: AtomicBool::new(true),
-            stats: Arc::new(crate::stats::ServerStats::new(super::commands::now_secs())),
             onion_address: std::sync::OnceLock::new(),
             tor_status: std::sync::OnceLock::new(),
             proxy: Arc::new(super::proxy::ProxyAgent::new(
@@ -202,27 +169,21 @@ impl ServerState {
         }
     }
 
-    /// Register a new connection.
-    pub fn add_client(
-        &self,
-        version: Version,
-        tx: mpsc::Sender<Vec<Outgoing>>,
-    ) -> Arc<ClientHandle> {
+    /// Register a new connection at time `now`.
+    pub fn add_client(&self, version: Version, now: i64) -> Arc<ClientHandle> {
         let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
         let c = Arc::new(ClientHandle {
             id,
-            version,
-            tx,
-            subs: Mutex::new(HashMap::new()),
-            ntf_subs: Mutex::new(HashSet::new()),
-            connected: AtomicBool::new(true),
-            created_at: super::commands::now_secs(),
-            rcv_active_at: AtomicI64::new(super::commands::now_secs()),
-            snd_active_at: AtomicI64::new(super::commands::now_secs()),
+            core: Arc::new(ClientState::new(id, version)),
+            outbox: Outbox::new(self.settings.client_output_bytes),
+            created_at: now,
+            rcv_active_at: AtomicI64::new(now),
+            snd_active_at: AtomicI64::new(now),
             proxy_permits: Arc::new(tokio::sync::Semaphore::new(
                 self.settings.proxy_concurrency.max(1),
             )),
             session_id: std::sync::OnceLock::new(),
+            closed: tokio_util::sync::CancellationToken::new(),
         });
         lock(&self.clients).insert(id, c.clone());
         c
@@ -230,40 +191,32 @@ impl ServerState {
 
     /// Forget a connection and the subscriptions it held.
     pub fn remove_client(&self, c: &Arc<ClientHandle>) {
-        c.connected.store(false, Ordering::Release);
+        c.closed.cancel();
+        c.outbox.close();
+        self.core.disconnect(&c.core);
         lock(&self.clients).remove(&c.id);
-        let subs: Vec<Vec<u8>> = lock(&c.subs).drain().map(|(k, _)| k).collect();
-        {
-            let mut m = lock(&self.subscribers);
-            for rid in subs {
-                if m.get(&rid).is_some_and(|x| x.id == c.id) {
-                    m.remove(&rid);
+    }
+
+    /// A connected client by number.
+    pub fn client(&self, id: ClientId) -> Option<Arc<ClientHandle>> {
+        lock(&self.clients).get(&id).cloned()
+    }
+
+    /// Carry out the core's transmissions for other connections. A notification its
+    /// subscriber cannot take now is kept for the next NSUB instead of being dropped.
+    pub fn deliver(&self, deliveries: Vec<Delivery>) {
+        for d in deliveries {
+            let pushed = match self.client(d.to) {
+                Some(c) if d.ntf.is_some() && c.outbox.is_busy() => Pushed::Overflow,
+                Some(c) => c.push(vec![d.item]),
+                None => Pushed::Closed,
+            };
+            if pushed != Pushed::Queued {
+                if let Some((nid, ntf)) = d.ntf {
+                    self.core.requeue_ntf(&nid, ntf);
                 }
             }
         }
-        let nsubs: Vec<Vec<u8>> = lock(&c.ntf_subs).drain().collect();
-        let mut m = lock(&self.ntf_subscribers);
-        for nid in nsubs {
-            if m.get(&nid).is_some_and(|x| x.id == c.id) {
-                m.remove(&nid);
-            }
-        }
-    }
-
-    /// Make `c` the subscriber of `rid`; returns the previous subscriber if it is another client.
-    pub fn set_subscriber(&self, rid: &[u8], c: &Arc<ClientHandle>) -> Option<Arc<ClientHandle>> {
-        let prev = lock(&self.subscribers).insert(rid.to_vec(), c.clone());
-        prev.filter(|p| p.id != c.id)
-    }
-
-    /// The current subscriber of `rid`.
-    pub fn subscriber(&self, rid: &[u8]) -> Option<Arc<ClientHandle>> {
-        lock(&self.subscribers).get(rid).cloned()
-    }
-
-    /// Remove `rid`'s subscriber; returns it.
-    pub fn take_subscriber(&self, rid: &[u8]) -> Option<Arc<ClientHandle>> {
-        lock(&self.subscribers).remove(rid)
     }
 
     /// Number of connected clients.
@@ -271,7 +224,6 @@ impl ServerState {
         lock(&self.clients).len()
     }
 }
-
 impl Settings {
     /// Settings from the INI model (`[AUTH]`, `[STORE_LOG]` expiry keys).
     pub fn from_config(c: &crate::config::Config) -> Self {

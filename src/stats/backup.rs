@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::counters::ServerStats;
 use super::period::{iso_time, parse_iso_time, PeriodStats};
-use crate::server::state::lock;
+use crate::sync::lock;
 
 /// Scalar counters in the order the reference writes them, before the sections.
 const HEAD: &[&str] = &[

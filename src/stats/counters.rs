@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use super::period::{PeriodStats, TimeBuckets};
-use crate::server::state::lock;
+use crate::sync::lock;
 
 /// One monotonic (or gauge) counter.
 #[derive(Debug, Default)]
@@ -264,13 +264,13 @@ impl ServerStats {
             self.msg_recv_ntf.inc();
             self.active_queues_ntf.update(rid);
         }
-        let now = crate::server::commands::now_secs();
+        let now = crate::clock::now_secs();
         lock(&self.msg_recv_ack_times).update(delivered_at, now);
     }
 
     /// A message was delivered to its recipient; `sent_at` is its timestamp.
     pub fn message_delivered(&self, sent_at: i64) {
-        let now = crate::server::commands::now_secs();
+        let now = crate::clock::now_secs();
         lock(&self.msg_deliver_times).update(sent_at, now);
     }
 

@@ -2,10 +2,8 @@
 //! 00:00 UTC with exactly the reference's columns, and the clock that schedules it (injectable,
 //! so tests drive the day boundary).
 
-use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -253,66 +251,7 @@ pub fn take_daily_line(s: &ServerStats, counts: &EntityCounts, now: i64) -> Stri
     cols.join(",")
 }
 
-/// A source of time that can also wait; the server uses [`SystemClock`], tests a manual one.
-pub trait Clock: Send + Sync + 'static {
-    /// Now, in Unix seconds.
-    fn now(&self) -> i64;
-    /// Wait until [`Clock::now`] reaches `t`.
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        crate::server::commands::now_secs()
-    }
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            // re-check in steps, so a system clock change is noticed within a minute
-            loop {
-                let left = t - self.now();
-                if left <= 0 {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(left.min(60) as u64)).await;
-            }
-        })
-    }
-}
-
-/// A clock moved by hand (tests): sleepers wake when it is set past their time.
-#[derive(Debug)]
-pub struct ManualClock {
-    now: tokio::sync::watch::Sender<i64>,
-}
-
-impl ManualClock {
-    /// A clock showing `now`.
-    pub fn new(now: i64) -> Self {
-        ManualClock {
-            now: tokio::sync::watch::Sender::new(now),
-        }
-    }
-    /// Move the clock to `t`.
-    pub fn set(&self, t: i64) {
-        self.now.send_replace(t);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        *self.now.borrow()
-    }
-    fn sleep_until(&self, t: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let mut rx = self.now.subscribe();
-        Box::pin(async move {
-            let _ = rx.wait_for(|n| *n >= t).await;
-        })
-    }
-}
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// Append one line to the CSV file.
 pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {

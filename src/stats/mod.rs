@@ -12,7 +12,6 @@ pub mod prometheus;
 
 pub use counters::ServerStats;
 
-use crate::server::state::{lock, ServerState};
 use crate::store::Store;
 use period::TimeBuckets;
 
@@ -64,45 +63,13 @@ pub struct RealTime {
     pub ntf: SubCounts,
 }
 
-/// Collect the real-time metrics of a running server.
-pub fn realtime(state: &ServerState, now: i64) -> RealTime {
-    let mut rt = RealTime {
-        sockets: lock(&state.stats.sockets)
-            .iter()
-            .map(|(p, s)| (*p, s.accepted.get(), s.closed.get()))
-            .collect(),
-        tasks: tokio::runtime::Handle::try_current()
-            .map(|h| h.metrics().num_alive_tasks())
-            .unwrap_or(0),
-        ..RealTime::default()
-    };
-    let clients: Vec<_> = lock(&state.clients).values().cloned().collect();
-    rt.clients = clients.len();
-    for c in &clients {
-        let subs = lock(&c.subs);
-        let mut n = 0;
-        for s in subs.values() {
-            if let Some((_, ts)) = &s.delivered {
-                n += 1;
-                rt.delivered_times.update(*ts, now);
-            }
-        }
-        if n > 0 {
-            rt.delivered.subs += n;
-            rt.delivered.clients += 1;
-        }
-    }
-    let distinct = |m: &std::collections::HashMap<
-        Vec<u8>,
-        std::sync::Arc<crate::server::state::ClientHandle>,
-    >| {
-        let ids: std::collections::HashSet<u64> = m.values().map(|c| c.id).collect();
-        SubCounts {
-            subs: m.len(),
-            clients: ids.len(),
-        }
-    };
-    rt.smp = distinct(&lock(&state.subscribers));
-    rt.ntf = distinct(&lock(&state.ntf_subscribers));
-    rt
+/// What the statistics read from a running server. A narrow view, so `stats` does not depend on
+/// the server's types (the server implements it; tests can implement it over plain values).
+pub trait ServerView: Send + Sync {
+    /// The event counters.
+    fn stats(&self) -> &ServerStats;
+    /// Stored queues and notifiers now.
+    fn entity_counts(&self) -> EntityCounts;
+    /// Connections, subscriptions and deliveries now (`now` in Unix seconds, for waiting times).
+    fn realtime(&self, now: i64) -> RealTime;
 }

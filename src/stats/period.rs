@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::server::state::lock;
+use crate::sync::lock;
 
 /// Hash of a queue ID as kept in the period sets.
 pub fn id_hash(id: &[u8]) -> i64 {
@@ -92,36 +92,7 @@ pub fn weekday_monday1(days: i64) -> i64 {
     (days + 3).rem_euclid(7) + 1
 }
 
-/// (year, month, day) of a day number since 1970-01-01 (proleptic Gregorian).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Day number since 1970-01-01 of a civil date.
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// `YYYY-MM-DD` of a Unix time.
-pub fn iso_date(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
+pub use smp_proto::calendar::{civil_from_days, days_from_civil, iso_date};
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
 pub fn iso_time(secs: i64) -> String {

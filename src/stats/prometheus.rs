@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::counters::{ProxyStats, ServerStats, ServiceStats};
 use super::period::{iso_time, TimeBuckets};
+use super::ServerView;
 use super::{EntityCounts, RealTime};
-use crate::server::state::{lock, ServerState};
+use crate::sync::lock;
 
 /// Everything one rendering needs.
 pub struct Snapshot<'a> {
@@ -920,15 +921,15 @@ fn bucket_sums(w: &mut W, metric: &str, b: &TimeBuckets) {
 }
 
 /// Render the current metrics of a running server.
-pub fn render_state(state: &ServerState) -> String {
+pub fn render_state(state: &dyn ServerView) -> String {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let snap = Snapshot {
-        stats: &state.stats,
-        counts: super::entity_counts(state.store.as_ref()),
-        rt: super::realtime(state, now_ms / 1000),
+        stats: state.stats(),
+        counts: state.entity_counts(),
+        rt: state.realtime(now_ms / 1000),
         now_ms,
     };
     render(&snap)
@@ -936,7 +937,7 @@ pub fn render_state(state: &ServerState) -> String {
 
 /// Write the metrics file every `interval` until `shutdown`.
 pub async fn run_file_writer(
-    state: Arc<ServerState>,
+    state: Arc<dyn ServerView>,
     path: PathBuf,
     interval: Duration,
     shutdown: CancellationToken,
@@ -946,7 +947,7 @@ pub async fn run_file_writer(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let text = render_state(&state);
+        let text = render_state(state.as_ref());
         let tmp = path.with_extension("txt.tmp");
         if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path)) {
             tracing::error!("writing Prometheus metrics to {}: {e}", path.display());
@@ -955,7 +956,11 @@ pub async fn run_file_writer(
 }
 
 /// Serve `GET /metrics` (and `/`) over plain HTTP/1.1 until `shutdown`.
-pub async fn run_http(state: Arc<ServerState>, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn run_http(
+    state: Arc<dyn ServerView>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
     loop {
         let (mut sock, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -995,7 +1000,7 @@ pub async fn run_http(state: Arc<ServerState>, listener: TcpListener, shutdown: 
                 ("GET", "/metrics" | "/") => (
                     "200 OK",
                     "text/plain; version=0.0.4; charset=utf-8",
-                    render_state(&st),
+                    render_state(st.as_ref()),
                 ),
                 ("GET", _) => (
                     "404 Not Found",

@@ -1,5 +1,6 @@
 //! Transport: TLS (rustls) with tls-unique, and (later) the SMP handshake and block I/O.
 //!
+//! - [`stream`]: byte streams and the [`stream::Connector`] trait, the single egress path.
 //! - [`smp`]: SMP handshake and 16 KB block I/O (encrypted with chain keys from v11).
 //! - [`tls`]: SMP's TLS parameters, server `accept` and client `connect`, session IDs.
 //! - [`tls_unique`]: pure recovery of the client's Finished from recorded bytes.
@@ -11,6 +12,7 @@
 mod recording;
 mod sign;
 pub mod smp;
+pub mod stream;
 pub mod tls;
 pub mod tls_unique;
 pub mod verify;

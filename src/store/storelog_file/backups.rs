@@ -12,41 +12,12 @@ const MIN_OLD_BACKUPS: usize = 3;
 /// Backups older than this are deleted (unless among the 3 kept).
 const OLD_BACKUP_TTL: u64 = 21 * DAY;
 
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
+use smp_proto::calendar::{days_from_civil, iso_datetime};
 
 /// ISO 8601 UTC time as the reference names backups.
 pub fn iso8601(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (y, m, day) = civil(secs.div_euclid(86400));
-    let rem = secs.rem_euclid(86400);
-    let mut s = format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
+    let mut s = iso_datetime(d.as_secs() as i64);
     let nanos = d.subsec_nanos();
     if nanos > 0 {
         let f = format!("{nanos:09}");

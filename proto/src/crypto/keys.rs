@@ -145,12 +145,12 @@ impl PublicKey {
 
 impl PublicKey {
     /// The RFC 8410 algorithm OID byte, for encoders of AlgorithmIdentifier (X.509 signatures).
-    pub(crate) fn oid_byte(alg: KeyAlgorithm) -> u8 {
+    pub fn oid_byte(alg: KeyAlgorithm) -> u8 {
         alg.oid_byte()
     }
 
     /// The algorithm named by an RFC 8410 OID `1.3.101.x`, given its DER content bytes.
-    pub(crate) fn alg_from_oid(oid: &[u8]) -> Option<KeyAlgorithm> {
+    pub fn alg_from_oid(oid: &[u8]) -> Option<KeyAlgorithm> {
         match oid {
             [0x2b, 0x65, b] => KeyAlgorithm::from_oid_byte(*b),
             _ => None,
@@ -159,7 +159,7 @@ impl PublicKey {
 }
 
 /// Fill `buf` from the operating system's RNG, reporting failure instead of panicking.
-pub(crate) fn os_random(buf: &mut [u8]) -> Result<(), CryptoError> {
+pub fn os_random(buf: &mut [u8]) -> Result<(), CryptoError> {
     use rand::RngCore;
     rand::rngs::OsRng
         .try_fill_bytes(buf)
@@ -440,6 +440,14 @@ impl DhKeyPair {
         let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
         os_random(bytes.as_mut())?;
         Ok(Self::from_secret_bytes(*bytes))
+    }
+
+    /// A new random key pair from `rng` (command handling passes its generator in, so tests
+    /// can repeat a run).
+    pub fn generate_from(rng: &mut dyn super::random::SecureRng) -> Self {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(bytes.as_mut());
+        Self::from_secret_bytes(*bytes)
     }
 
     /// A key pair from fixed secret bytes (tests and vectors).

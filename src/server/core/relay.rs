@@ -12,10 +12,8 @@
 //! ```
 //! Only sender commands may be forwarded (SEND, SKEY, LKEY, LGET).
 
-use super::commands::{Conn, Output};
-use super::verify::verify_transmission;
+use super::{Core, Effects, Env, Outgoing, Session, VerifiedTransmission};
 use crate::crypto::cbox;
-use crate::crypto::keys::DhKeyPair;
 use crate::protocol::command::{dh_key, Command};
 use crate::protocol::encoding::{Decoder, Encoder};
 use crate::protocol::errors::{BrokerError, CommandError, ErrorType, ProxyError, TransportError};
@@ -25,38 +23,44 @@ use crate::protocol::transmission::{
 };
 use crate::protocol::version::{PADDED_PROXIED_T_LENGTH, SMP_BLOCK_SIZE};
 
-/// Session material the relay role needs from the connection.
-pub struct RelaySession<'a> {
-    /// The connection's framing parameters (session ID).
-    pub params: &'a THParams,
-    /// The server's per-connection DH key.
-    pub dh: &'a DhKeyPair,
-    /// DH secret with the proxy's session key.
-    pub session_secret: Option<[u8; 32]>,
-}
-
 fn no_server_auth() -> ErrorType {
     ErrorType::Proxy(ProxyError::Broker(BrokerError::Transport(
         TransportError::NoServerAuth,
     )))
 }
 
-impl Conn<'_> {
-    /// Decrypt, verify and run a forwarded command; the result is the RRES (or an error).
-    pub fn forwarded(&self, relay: &RelaySession<'_>, corr: &[u8], enc: &[u8]) -> BrokerMsg {
-        match self.forwarded_inner(relay, corr, enc) {
+impl Core {
+    /// RFWD: a proxy forwards a client's command; the answer is RRES (or an error).
+    pub(super) fn rfwd(
+        &self,
+        s: &Session<'_>,
+        corr: &[u8],
+        ent: &[u8],
+        enc: &[u8],
+        env: &mut Env<'_>,
+        fx: &mut Effects,
+    ) {
+        if s.forwarded {
+            return fx.err(corr, ent, ErrorType::Cmd(CommandError::Prohibited));
+        }
+        self.stats.p_msg_fwds_recv.inc();
+        let r = match self.forwarded(s, corr, enc, env, fx) {
             Ok(b) => BrokerMsg::Rres(b),
             Err(e) => BrokerMsg::Err(e),
-        }
+        };
+        fx.reply(corr, &[], r)
     }
 
-    fn forwarded_inner(
+    fn forwarded(
         &self,
-        relay: &RelaySession<'_>,
+        s: &Session<'_>,
         corr: &[u8],
         enc: &[u8],
+        env: &mut Env<'_>,
+        fx: &mut Effects,
     ) -> Result<Vec<u8>, ErrorType> {
-        let secret = relay.session_secret.ok_or_else(no_server_auth)?;
+        let keys = s.keys;
+        let secret = keys.session_secret.ok_or_else(no_server_auth)?;
         let proxy_nonce = cbox::cb_nonce(corr);
         let plain =
             cbox::secret_box_open(&secret, &proxy_nonce, enc).map_err(|_| ErrorType::Crypto)?;
@@ -66,12 +70,12 @@ impl Conn<'_> {
         let fwd_version = d.u16().map_err(|_| syntax.clone())?;
         let fwd_key = dh_key(&mut d).map_err(|_| syntax.clone())?;
         let et = d.tail();
-        let client_secret = relay.dh.dh(&fwd_key).map_err(|_| ErrorType::Crypto)?;
+        let client_secret = keys.dh.dh(&fwd_key).map_err(|_| ErrorType::Crypto)?;
         let client_nonce = cbox::cb_nonce(&fwd_corr);
         let b =
             cbox::cb_decrypt(&client_secret, &client_nonce, et).map_err(|_| ErrorType::Crypto)?;
         let params = THParams {
-            session_id: relay.params.session_id.clone(),
+            session_id: keys.session_id.clone(),
             version: fwd_version,
         };
         // Exactly one forwarded transmission.
@@ -79,42 +83,47 @@ impl Conn<'_> {
         if ts.len() != 1 {
             return Err(ErrorType::Block);
         }
-        let conn = Conn {
-            state: self.state,
-            client: self.client,
+        let inner = Session {
+            client: s.client,
             version: fwd_version,
-            relay: None,
+            keys,
+            forwarded: true,
         };
-        let (rc, re, msg) = match decode_server(&params, parse_transmission(&params, ts[0])) {
-            Err((c, e, err)) => (c, e, BrokerMsg::Err(err)),
+        let out = match decode_server(&params, parse_transmission(&params, ts[0])) {
+            Err((c, e, err)) => Outgoing::new(&c, &e, BrokerMsg::Err(err)),
             Ok(st) => {
                 let allowed = matches!(
                     st.command,
                     Command::Send(..) | Command::Skey(_) | Command::Lkey(_) | Command::Lget
                 );
                 if !allowed {
-                    (
-                        st.corr_id,
-                        st.entity_id,
-                        BrokerMsg::Err(ErrorType::Cmd(CommandError::Prohibited)),
-                    )
+                    let e = ErrorType::Cmd(CommandError::Prohibited);
+                    Outgoing::new(&st.corr_id, &st.entity_id, BrokerMsg::Err(e))
                 } else {
-                    match verify_transmission(self.state.store.as_ref(), relay.dh, &st) {
-                        Err(e) => (st.corr_id, st.entity_id, BrokerMsg::Err(e)),
-                        Ok(v) => {
-                            let mut out = Output::default();
-                            conn.process(&st.corr_id, &st.entity_id, st.command, v, &mut out);
-                            out.responses.into_iter().next().unwrap_or((
-                                st.corr_id,
-                                st.entity_id,
-                                BrokerMsg::Err(ErrorType::Internal),
-                            ))
+                    match super::auth::verify_transmission(self.store.as_ref(), &keys.dh, &st) {
+                        Err(e) => Outgoing::new(&st.corr_id, &st.entity_id, BrokerMsg::Err(e)),
+                        Ok(queue) => {
+                            // Sender commands reply once and deliver to other connections only.
+                            let mut inner_fx = Effects::default();
+                            let (c, e) = (st.corr_id.clone(), st.entity_id.clone());
+                            let t = VerifiedTransmission {
+                                corr_id: st.corr_id,
+                                entity_id: st.entity_id,
+                                command: st.command,
+                                queue,
+                            };
+                            self.apply(&inner, t, env, &mut inner_fx);
+                            let first = inner_fx.replies.drain(..).next();
+                            fx.deliveries.append(&mut inner_fx.deliveries);
+                            first.unwrap_or_else(|| {
+                                Outgoing::new(&c, &e, BrokerMsg::Err(ErrorType::Internal))
+                            })
                         }
                     }
                 }
             }
         };
-        let t = encode_server(&params, &rc, &re, &msg);
+        let t = encode_server(&params, &out.corr_id, &out.entity_id, &out.msg);
         let content = match batch(&[t], SMP_BLOCK_SIZE).into_iter().next() {
             Some(Ok(c)) => c,
             _ => return Err(ErrorType::Block),

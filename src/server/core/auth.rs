@@ -1,4 +1,5 @@
-//! Command authorization, as the reference's `verifyQueueTransmission`.
+//! Command authorization by party, as the reference's `verifyQueueTransmission`: which key
+//! signs which command, and which queue states allow it.
 //!
 //! The time taken must depend only on the kind of authorization sent, not on whether the queue
 //! or its key exists: when there is nothing to verify against, the same check runs against a
@@ -99,25 +100,31 @@ pub fn verify_transmission(
                 None => return dummy(),
             }
         }
-        _ => None,
+        Party::Creator
+        | Party::RecipientService
+        | Party::IdleClient
+        | Party::NotifierService
+        | Party::ProxiedClient
+        | Party::ProxyService => None,
     };
     // Service signatures are only valid in service sessions, which need a client certificate.
     if t.service_sig.is_some() {
         return Err(ErrorType::Service);
     }
     let ok = |q| Ok(q);
-    match (&t.command, q) {
-        (Command::New(r), _) => {
+    let need = |q: Option<(Arc<Queue>, QueueRec)>| q.ok_or(ErrorType::Internal);
+    match &t.command {
+        Command::New(r) => {
             if verify(&r.rcv_auth_key) {
                 ok(None)
             } else {
                 Err(ErrorType::Auth)
             }
         }
-        (Command::Subs | Command::Nsubs, _) => Err(ErrorType::Service),
-        (Command::Ping | Command::Prxy(..) | Command::Pfwd(..) | Command::Rfwd(_), _) => ok(None),
-        (_, None) => Err(ErrorType::Internal),
-        (Command::Skey(k) | Command::Lkey(k), Some((q, r))) => {
+        Command::Subs | Command::Nsubs => Err(ErrorType::Service),
+        Command::Ping | Command::Prxy(..) | Command::Pfwd(..) | Command::Rfwd(_) => ok(None),
+        Command::Skey(k) | Command::Lkey(k) => {
+            let (q, r) = need(q)?;
             if allowed_sender_key(k, &r) {
                 if verify(k) {
                     ok(Some((q, r)))
@@ -128,7 +135,8 @@ pub fn verify_transmission(
                 dummy()
             }
         }
-        (Command::Send(..), Some((q, r))) => {
+        Command::Send(..) => {
+            let (q, r) = need(q)?;
             let pass = match &r.sender_key {
                 Some(k) => verify(k),
                 None => auth.is_none(),
@@ -139,25 +147,41 @@ pub fn verify_transmission(
                 Err(ErrorType::Auth)
             }
         }
-        (Command::Lget, Some((q, r))) => {
+        Command::Lget => {
+            let (q, r) = need(q)?;
             if r.is_contact() {
                 ok(Some((q, r)))
             } else {
                 Err(ErrorType::Auth)
             }
         }
-        (Command::Nsub, Some((q, r))) => match &r.notifier {
-            Some(n) => {
-                if verify(&n.notifier_key) {
-                    ok(Some((q, r)))
-                } else {
-                    Err(ErrorType::Auth)
+        Command::Nsub => {
+            let (q, r) = need(q)?;
+            match &r.notifier {
+                Some(n) => {
+                    if verify(&n.notifier_key) {
+                        ok(Some((q, r)))
+                    } else {
+                        Err(ErrorType::Auth)
+                    }
                 }
+                None => dummy(),
             }
-            None => dummy(),
-        },
-        (_, Some((q, r))) => {
-            // Recipient commands: any of the recipient keys.
+        }
+        Command::Sub
+        | Command::Key(_)
+        | Command::Rkey(_)
+        | Command::Lset(..)
+        | Command::Ldel
+        | Command::Nkey(..)
+        | Command::Ndel
+        | Command::Get
+        | Command::Ack(_)
+        | Command::Off
+        | Command::Del
+        | Command::Que => {
+            let (q, r) = need(q)?;
+            // Any of the recipient keys; all are checked, so the time does not tell which.
             let mut pass = false;
             for k in &r.recipient_keys {
                 pass |= verify(k);

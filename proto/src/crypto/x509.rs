@@ -23,7 +23,8 @@ use super::keys::{verify, KeyAlgorithm, PrivateSignKey, PublicKey};
 use super::CryptoError;
 
 /// DER tags used by the writer.
-pub(crate) mod tag {
+pub mod tag {
+    #![allow(missing_docs)]
     pub const BOOLEAN: u8 = 0x01;
     pub const INTEGER: u8 = 0x02;
     pub const BIT_STRING: u8 = 0x03;
@@ -37,7 +38,7 @@ pub(crate) mod tag {
 }
 
 /// One DER element: tag, definite length (short or long form), content.
-pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let n = content.len();
     let mut out = Vec::with_capacity(n + 6);
     out.push(tag);
@@ -54,12 +55,12 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 /// A constructed element over already-encoded parts.
-pub(crate) fn constructed(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+pub fn constructed(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     tlv(tag, &parts.concat())
 }
 
 /// A BIT STRING with no unused bits.
-pub(crate) fn bit_string(bytes: &[u8]) -> Vec<u8> {
+pub fn bit_string(bytes: &[u8]) -> Vec<u8> {
     let mut content = Vec::with_capacity(bytes.len() + 1);
     content.push(0);
     content.extend_from_slice(bytes);
@@ -73,7 +74,7 @@ fn signature_algorithm(alg: KeyAlgorithm) -> Vec<u8> {
 }
 
 /// Wrap `content` (already DER) in a SIGNED{} object signed by `signer`.
-pub(crate) fn signed_object(signer: &PrivateSignKey, content: &[u8]) -> Vec<u8> {
+pub fn signed_object(signer: &PrivateSignKey, content: &[u8]) -> Vec<u8> {
     let sig = signer.sign(content);
     constructed(
         tag::SEQUENCE,
@@ -186,7 +187,7 @@ pub fn cert_to_pem(cert_der: &[u8]) -> String {
 
 /// A UTCTime (years 1950-2049) or GeneralizedTime (later), as RFC 5280 requires, from Unix
 /// seconds. Days to civil date: the classic era/day-of-era computation.
-pub(crate) fn x509_time(unix_secs: u64) -> Vec<u8> {
+pub fn x509_time(unix_secs: u64) -> Vec<u8> {
     let days = (unix_secs / 86_400) as i64;
     let secs = unix_secs % 86_400;
     let (h, mi, s) = (secs / 3600, secs % 3600 / 60, secs % 60);

@@ -1,0 +1,214 @@
+//! A connection's output queue, bounded by bytes rather than by entries.
+//!
+//! Replies to the connection's own commands wait for room ([`Outbox::push_replies`]), so a
+//! client that does not read is simply not read either; transmissions from other connections
+//! (MSG, END, NMSG) never wait ([`Outbox::push`]) and overflow the limit only for a client that
+//! stopped reading, which is then disconnected. The writer takes everything queued at once
+//! ([`Outbox::take`]) and packs it into as few 16 KB blocks as it fits.
+//!
+//! Nothing is allocated while the queue is empty, so an idle connection costs only this struct.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use super::core::Outgoing;
+use crate::protocol::response::BrokerMsg;
+use crate::sync::lock;
+
+/// Default bound of a connection's queued output (`Settings::client_output_bytes`).
+pub const DEFAULT_OUTPUT_BYTES: usize = 4 << 20;
+
+/// What happened to pushed transmissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued for the writer.
+    Queued,
+    /// Over the limit: not queued; the connection is not reading.
+    Overflow,
+    /// The connection is closed.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: VecDeque<Outgoing>,
+    bytes: usize,
+    closed: bool,
+}
+
+/// The queue between a connection's command handling (and other connections) and its writer.
+#[derive(Debug)]
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    /// Signalled when items arrive or the box closes (the writer waits on it).
+    ready: Notify,
+    /// Signalled when the writer took items (replies wait on it).
+    room: Notify,
+    limit: usize,
+}
+
+/// Bytes a transmission takes in a block, near enough to bound memory (payloads dominate).
+pub fn cost(o: &Outgoing) -> usize {
+    let payload = match &o.msg {
+        BrokerMsg::Msg(id, body) => id.len() + body.len(),
+        BrokerMsg::Nmsg(_, m)
+        | BrokerMsg::Rres(m)
+        | BrokerMsg::Pres(m)
+        | BrokerMsg::Info(m) => 24 + m.len(),
+        BrokerMsg::Lnk(id, (a, b)) => id.len() + a.len() + b.len(),
+        BrokerMsg::Pkey(s, _, _) => s.len() + 1024,
+        BrokerMsg::Ids(_) => 256,
+        BrokerMsg::Sok(_)
+        | BrokerMsg::Soks(_)
+        | BrokerMsg::Nid(..)
+        | BrokerMsg::End
+        | BrokerMsg::Ends(_)
+        | BrokerMsg::Deld
+        | BrokerMsg::Ok
+        | BrokerMsg::Err(_)
+        | BrokerMsg::Pong => 64,
+    };
+    16 + o.corr_id.len() + o.entity_id.len() + payload
+}
+
+impl Outbox {
+    /// An empty outbox holding at most about `limit` bytes of unsolicited transmissions.
+    pub fn new(limit: usize) -> Self {
+        Outbox {
+            inner: Mutex::new(Inner::default()),
+            ready: Notify::new(),
+            room: Notify::new(),
+            limit: limit.max(64 << 10),
+        }
+    }
+
+    /// Queue transmissions without waiting; refused whole if the queue is already over the
+    /// limit (see the module comment).
+    pub fn push(&self, items: Vec<Outgoing>) -> Pushed {
+        if items.is_empty() {
+            return Pushed::Queued;
+        }
+        {
+            let mut i = lock(&self.inner);
+            if i.closed {
+                return Pushed::Closed;
+            }
+            if i.bytes > self.limit {
+                return Pushed::Overflow;
+            }
+            i.bytes += items.iter().map(cost).sum::<usize>();
+            i.items.extend(items);
+        }
+        self.ready.notify_one();
+        Pushed::Queued
+    }
+
+    /// Queue the replies to a block of this connection's commands, first waiting until the
+    /// queue is below a quarter of the limit (back-pressure on the reader). False if closed.
+    pub async fn push_replies(&self, items: Vec<Outgoing>) -> bool {
+        loop {
+            let room = self.room.notified();
+            {
+                let mut i = lock(&self.inner);
+                if i.closed {
+                    return false;
+                }
+                if i.bytes <= self.limit / 4 {
+                    if !items.is_empty() {
+                        i.bytes += items.iter().map(cost).sum::<usize>();
+                        i.items.extend(items);
+                        drop(i);
+                        self.ready.notify_one();
+                    }
+                    return true;
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Whether the queue is above a quarter of its limit: notifications are then kept in the
+    /// store instead, as they can wait for the notification server to catch up.
+    pub fn is_busy(&self) -> bool {
+        lock(&self.inner).bytes > self.limit / 4
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.inner).bytes
+    }
+
+    /// Everything queued, waiting for at least one transmission; `None` once closed.
+    pub async fn take(&self) -> Option<Vec<Outgoing>> {
+        loop {
+            let ready = self.ready.notified();
+            {
+                let mut i = lock(&self.inner);
+                if i.closed {
+                    return None;
+                }
+                if !i.items.is_empty() {
+                    i.bytes = 0;
+                    let v: Vec<Outgoing> = std::mem::take(&mut i.items).into();
+                    drop(i);
+                    self.room.notify_waiters();
+                    return Some(v);
+                }
+            }
+            ready.await;
+        }
+    }
+
+    /// Close the queue: pending and later transmissions are dropped, waiters wake.
+    pub fn close(&self) {
+        {
+            let mut i = lock(&self.inner);
+            i.closed = true;
+            i.items = VecDeque::new();
+            i.bytes = 0;
+        }
+        self.ready.notify_one();
+        self.room.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(n: usize) -> Outgoing {
+        Outgoing::event(b"q", BrokerMsg::Msg(vec![0; 24], vec![0; n]))
+    }
+
+    #[tokio::test]
+    async fn deliveries_overflow_and_replies_wait_for_room() {
+        let b = Outbox::new(64 << 10);
+        assert_eq!(b.push(vec![msg(40 << 10)]), Pushed::Queued);
+        assert_eq!(b.push(vec![msg(40 << 10)]), Pushed::Queued);
+        // now above the limit: further deliveries are refused
+        assert_eq!(b.push(vec![msg(10)]), Pushed::Overflow);
+        assert!(b.is_busy());
+        // replies wait until the writer takes what is queued
+        let reply = b.push_replies(vec![Outgoing::new(b"c", b"q", BrokerMsg::Ok)]);
+        tokio::pin!(reply);
+        assert!(futures_poll_once(reply.as_mut()).await.is_none());
+        let taken = b.take().await.expect("items");
+        assert_eq!(taken.len(), 2);
+        assert!(reply.await);
+        assert_eq!(b.take().await.expect("reply").len(), 1);
+        b.close();
+        assert!(b.take().await.is_none());
+        assert_eq!(b.push(vec![msg(1)]), Pushed::Closed);
+    }
+
+    /// Poll a future once: `Some(output)` if it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            o = f => Some(o),
+            _ = std::future::ready(()) => None,
+        }
+    }
+}
