@@ -28,7 +28,7 @@ impl PgStore {
 
     /// Log a database failure (at most once per 10 s) and turn it into `STORE`.
     pub(super) fn fail(&self, e: DbError) -> ErrorType {
-        let now = crate::server::expire::now_secs();
+        let now = crate::clock::now_secs();
         let last = self.last_error_log.load(Ordering::Relaxed);
         if now - last >= 10
             && self
@@ -98,7 +98,7 @@ impl PgStore {
 
     /// Remove queues deleted more than `db_deleted_ttl` seconds ago; returns how many.
     pub fn compact(&self) -> Result<u64, ErrorType> {
-        let old = crate::server::expire::now_secs() - self.deleted_ttl;
+        let old = crate::clock::now_secs() - self.deleted_ttl;
         self.run("removeDeletedQueues", move |c| async move {
             c.execute("DELETE FROM msg_queues WHERE deleted_at < $1", &[&old])
                 .await

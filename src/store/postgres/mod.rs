@@ -270,7 +270,7 @@ impl Store for PgStore {
 
     fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType> {
         let rid = q.recipient_id.clone();
-        let day = crate::server::expire::now_secs() / 86400 * 86400;
+        let day = crate::clock::now_secs() / 86400 * 86400;
         let size = self.run("deleteStoreQueue", move |c| async move {
             let op = "deleteStoreQueue";
             let st = c
