@@ -44,7 +44,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: StoreCmd,
     },
-    /// Move queues and messages to or from PostgreSQL (not supported here)
+    /// Import/export queues to/from PostgreSQL database storage
     Database {
         /// What to do.
         #[command(subcommand)]

@@ -7,6 +7,7 @@
 pub mod args;
 mod cert;
 pub mod console;
+pub mod database;
 mod delete;
 mod init;
 pub mod journal;
@@ -78,9 +79,7 @@ pub fn run(cli: Cli, paths: &Paths) -> Result<(), CliError> {
         Some(Command::Delete(a)) => delete::run(a, paths),
         Some(Command::Journal { cmd }) => journal::run(cmd, paths),
         Some(Command::SelfUpdate(a)) => self_update::run(a, paths),
-        Some(Command::Database { .. }) => Err(CliError::Message(
-            "Error: `smp-server database` is not supported by this server: PostgreSQL storage is not available.".into(),
-        )),
+        Some(Command::Database { cmd, table, db }) => database::run(cmd, &table, &db, paths),
     }
 }
 

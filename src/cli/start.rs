@@ -9,9 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::args::{ConfirmMigrationsArg, LogLevel, StartArgs};
 use super::console::{print_service_info, print_source_code};
 use super::{require_initialized, CliError};
-use crate::config::{
-    Config, ConfirmMigrations, MessageStoreType, Paths, QueueStoreType, StartOptions, Websockets,
-};
+use crate::config::{Config, ConfirmMigrations, Paths, QueueStoreType, StartOptions, Websockets};
 
 /// Run `start` until SIGINT/SIGTERM.
 pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
@@ -63,14 +61,8 @@ fn init_tracing(level: LogLevel) {
 
 /// Refuse storage modes this server cannot provide rather than silently lose data.
 fn check_supported(c: &Config) -> Result<(), CliError> {
-    let sl = &c.store_log;
-    if sl.store_queues == QueueStoreType::Database
-        || sl.store_messages == MessageStoreType::Database
-    {
-        return Err(CliError::Message(format!(
-            "Error: [STORE_LOG] store_queues = {}, store_messages = {} is not supported by this server.\nUse store_queues = memory and store_messages = memory or journal (with enable = on to persist queues).",
-            sl.store_queues, sl.store_messages
-        )));
+    if c.store_log.store_queues == QueueStoreType::Database {
+        return crate::cli::database::check_db_storage(c);
     }
     crate::cli::journal::check_msg_store_mode(c)
 }
@@ -94,7 +86,13 @@ fn show_ttl(secs: u64) -> String {
 /// The lines `start` prints before serving.
 fn start_info(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    if c.store_log.enable {
+    if c.store_log.store_queues == QueueStoreType::Database {
+        out.push(format!(
+            "PostgreSQL database: {}, schema: {}",
+            crate::config::redact_connection(&c.store_log.db_connection),
+            c.store_log.db_schema
+        ));
+    } else if c.store_log.enable {
         out.push(format!("Store log: {}", c.paths.store_log_file().display()));
     } else {
         out.push("Store log disabled.".into());

@@ -22,9 +22,9 @@ pub use address::{is_valid_password, ServerAddress, DEFAULT_SMP_PORT, PLACEHOLDE
 pub use ini::{Ini, SyntaxError};
 pub use journal_fsync::JournalFsync;
 pub use model::{
-    country_code, parse_socks_proxy, Auth, ConfirmMigrations, Contacts, Entity, HostMode,
-    HostingType, InactiveClients, Information, MessageStoreType, PgpKey, Proxy, QueueStoreType,
-    SocksMode, StartOptions, StoreLog, Transport, Web, Websockets,
+    country_code, parse_socks_proxy, redact_connection, Auth, ConfirmMigrations, Contacts, Entity,
+    HostMode, HostingType, InactiveClients, Information, MessageStoreType, PgpKey, Proxy,
+    QueueStoreType, SocksMode, StartOptions, StoreLog, Transport, Web, Websockets,
 };
 pub use paths::{Paths, CFG_PATH_ENV, DEFAULT_CFG_DIR, DEFAULT_LOG_DIR, LOG_PATH_ENV};
 pub use template::{render_ini, IniTemplate};

@@ -241,7 +241,7 @@ impl Default for StoreLog {
 }
 
 /// Hide the password of a `scheme://user:password@host` connection string.
-fn redact_connection(s: &str) -> String {
+pub fn redact_connection(s: &str) -> String {
     if let Some(scheme_end) = s.find("://") {
         let rest = &s[scheme_end + 3..];
         if let Some(at) = rest.find('@') {

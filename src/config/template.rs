@@ -199,7 +199,7 @@ fn store_log(out: &mut String, t: &IniTemplate) {
     let _ = writeln!(out, "enable = {}\n", on_off(t.enable_store_log));
     out.push_str(
         "# Where queue records are kept: memory (with the log above) or database (PostgreSQL,\n\
-         # which needs store_messages = journal or database).\n\
+         # which needs store_messages = database; see docs/postgres.md).\n\
          store_queues = memory\n\n\
          # PostgreSQL settings, used with store_queues = database.\n",
     );

@@ -10,12 +10,7 @@ use crate::sync::lock;
 
 /// Delete messages older than `before` from every queue; returns how many.
 pub fn expire_messages(state: &ServerState, before: i64) -> usize {
-    let st = state.store.as_ref();
-    let n: usize = st
-        .all_queues()
-        .iter()
-        .map(|q| st.delete_expired(q, before).unwrap_or(0))
-        .sum();
+    let n = state.store.expire_messages(before);
     state.stats.msg_expired.add(n as i64);
     state.stats.msg_count.add(-(n as i64));
     n

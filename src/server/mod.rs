@@ -240,7 +240,7 @@ pub async fn run(
     let settings = Settings::from_config(&config);
     let store = persist::Persistence::open(&config)?;
     let fingerprint = identity.fingerprint.to_base64url();
-    let mut server = Server::with_store(settings, identity, store.store.clone())?;
+    let mut server = Server::with_store(settings, identity, store.serving_store())?;
     let caps = config.limits.smp_caps(crate::net::descriptor_limit());
     tracing::info!(
         "SMP: at most {} connections, {} per address",

@@ -27,6 +27,9 @@ pub enum PersistError {
     /// The message journal could not be opened or read.
     #[error(transparent)]
     Journal(#[from] crate::store::journal::JournalError),
+    /// The PostgreSQL store could not be opened.
+    #[error(transparent)]
+    Database(#[from] crate::store::postgres::db::DbError),
     /// A messages or notifications file could not be read or written.
     #[error("{path}: {what}")]
     File {
@@ -52,6 +55,8 @@ pub struct Persistence {
     pub store_log: Option<Arc<StoreLogWriter>>,
     /// The message journal, with `store_messages = journal`.
     pub journal: Option<Arc<crate::store::journal::Journal>>,
+    /// The PostgreSQL store, with `store_queues = database` (then `store` stays empty).
+    pub db: Option<Arc<crate::store::postgres::PgStore>>,
     messages_file: Option<PathBuf>,
     ntfs_file: Option<PathBuf>,
 }
@@ -77,6 +82,20 @@ impl Persistence {
                 format!("cannot narrow the modes of state files: {e}"),
             )
         })?;
+        if config.store_log.store_queues == crate::config::QueueStoreType::Database {
+            let db = crate::store::postgres::setup::open_for_config(config)?;
+            return Ok(Persistence {
+                store: Arc::new(DurableStore::new(MemoryStore::new(), None, None)),
+                store_log: None,
+                journal: None,
+                db: Some(Arc::new(db)),
+                messages_file: None,
+                ntfs_file: config
+                    .store_log
+                    .restore_messages_enabled()
+                    .then(|| config.paths.ntfs_file()),
+            });
+        }
         let mem = MemoryStore::new();
         let path = config.paths.store_log_file();
         let existed = path.exists() || with_suffix(&path, ".start").exists();
@@ -112,8 +131,17 @@ impl Persistence {
             // With the journal, messages are never saved to or restored from the messages file.
             messages_file: (restore && journal.is_none()).then(|| config.paths.messages_file()),
             journal,
+            db: None,
             ntfs_file: restore.then(|| config.paths.ntfs_file()),
         })
+    }
+
+    /// The store the server runs on: the database's, or the in-memory one with its logs.
+    pub fn serving_store(&self) -> Arc<dyn Store> {
+        match &self.db {
+            Some(db) => db.clone(),
+            None => self.store.clone(),
+        }
     }
 
     /// A store with given files (tests and tools).
@@ -126,6 +154,7 @@ impl Persistence {
             store,
             store_log: None,
             journal: None,
+            db: None,
             messages_file,
             ntfs_file,
         }

@@ -26,33 +26,13 @@ pub struct EntityCounts {
 
 /// Count the store's queues and notifiers.
 pub fn entity_counts(store: &dyn Store) -> EntityCounts {
-    let mut c = EntityCounts::default();
-    for q in store.all_queues() {
-        let s = q.lock();
-        if s.deleted {
-            continue;
-        }
-        c.queues += 1;
-        if s.rec.notifier.is_some() {
-            c.notifiers += 1;
-        }
-    }
-    c
+    let (queues, notifiers) = store.count_queues();
+    EntityCounts { queues, notifiers }
 }
 
 /// Counts of stored messages (the gauge `msgCount` after a restore).
 pub fn stored_messages(store: &dyn Store) -> usize {
-    store
-        .all_queues()
-        .iter()
-        .map(|q| {
-            let s = q.lock();
-            s.msgs
-                .iter()
-                .filter(|m| matches!(m, crate::store::Message::Msg { .. }))
-                .count()
-        })
-        .sum()
+    store.count_messages()
 }
 
 /// Subscription counts of one kind.

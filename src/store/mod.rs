@@ -9,6 +9,7 @@ pub mod durable;
 pub mod journal;
 pub mod memory;
 pub mod msgfile;
+pub mod postgres;
 pub mod ratelog;
 pub mod storelog;
 pub mod storelog_file;
@@ -93,6 +94,11 @@ pub trait Store: Send + Sync + 'static {
     fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType>;
     /// Find a queue by the ID a party uses (recipient, sender, notifier or link ID).
     fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>>;
+    /// As [`Store::get_queue`], but a store that can fail (a database) says so, so the command
+    /// is answered `STORE` rather than `AUTH`.
+    fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<Arc<Queue>>, ErrorType> {
+        Ok(self.get_queue(party, id))
+    }
     /// Set the sender key; OK again with the same key, `AUTH` with another.
     fn secure_queue(&self, q: &Queue, key: PublicKey) -> Result<(), ErrorType>;
     /// Replace the recipient keys.
@@ -131,6 +137,39 @@ pub trait Store: Send + Sync + 'static {
     fn delete_expired(&self, q: &Queue, before: i64) -> Result<usize, ErrorType>;
     /// All queues (for expiration and statistics).
     fn all_queues(&self) -> Vec<Arc<Queue>>;
+    /// Delete messages older than `before` in every queue; returns how many. A store that
+    /// keeps queues outside memory overrides it to do the work where the queues are.
+    fn expire_messages(&self, before: i64) -> usize {
+        self.all_queues()
+            .iter()
+            .map(|q| self.delete_expired(q, before).unwrap_or(0))
+            .sum()
+    }
+    /// (queues, queues with a notifier), for statistics.
+    fn count_queues(&self) -> (usize, usize) {
+        let (mut queues, mut notifiers) = (0, 0);
+        for q in self.all_queues() {
+            let s = q.lock();
+            if !s.deleted {
+                queues += 1;
+                notifiers += usize::from(s.rec.notifier.is_some());
+            }
+        }
+        (queues, notifiers)
+    }
+    /// Stored messages (quota markers not counted), for statistics.
+    fn count_messages(&self) -> usize {
+        self.all_queues()
+            .iter()
+            .map(|q| {
+                q.lock()
+                    .msgs
+                    .iter()
+                    .filter(|m| matches!(m, Message::Msg { .. }))
+                    .count()
+            })
+            .sum()
+    }
     /// Block or unblock: convenience over [`Store::set_status`].
     fn block_queue(&self, q: &Queue, info: Option<BlockingInfo>) -> Result<(), ErrorType> {
         self.set_status(

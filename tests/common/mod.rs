@@ -2,6 +2,8 @@
 //! and SMP clients that talk TLS to it.
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod pg;
 pub mod process;
 pub mod site;
 #[allow(unused_imports)]
@@ -32,6 +34,20 @@ pub struct TestServer {
     pub server: Arc<Server>,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
+}
+
+/// The store the scenario servers run on: in memory, or with `SMP_TEST_STORE=database` the
+/// PostgreSQL stores on a fresh database of a throwaway cluster (`common::pg`).
+pub fn scenario_store() -> Arc<dyn smp_server::store::Store> {
+    match std::env::var("SMP_TEST_STORE").as_deref() {
+        Ok("database") => {
+            let opts = pg::fresh_db_options();
+            let db = smp_server::store::postgres::setup::open_db(&opts, true).expect("open db");
+            Arc::new(smp_server::store::postgres::PgStore::new(db, None, 86400))
+        }
+        Ok("memory") | Err(_) => Arc::new(smp_server::store::memory::MemoryStore::new()),
+        Ok(other) => panic!("SMP_TEST_STORE={other}: use memory or database"),
+    }
 }
 
 impl Drop for TestServer {
@@ -95,7 +111,8 @@ async fn start_server_routed(
 ) -> TestServer {
     let identity = load_identity(dir.path()).expect("load identity");
     let fp = identity.fingerprint;
-    let server = Arc::new(Server::new(settings, identity).expect("server"));
+    let server =
+        Arc::new(Server::with_store(settings, identity, scenario_store()).expect("server"));
     server.state.proxy.set_route(route);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

@@ -92,7 +92,7 @@ pub fn verify_transmission(
     let party = t.command.party();
     let q = match party {
         Party::Recipient | Party::Sender | Party::Notifier | Party::LinkClient => {
-            match store.get_queue(party, &t.entity_id) {
+            match store.find_queue(party, &t.entity_id)? {
                 Some(q) => match q.rec() {
                     Ok(r) => Some((q, r)),
                     Err(_) => return dummy(),

@@ -1,0 +1,191 @@
+//! The store's access to the database: running a call, turning failures into `STORE`,
+//! guarded updates, loading a record, and keeping the handle and the store log in step.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use super::db::{Db, DbError};
+use super::rows::{message_from_row, queue_from_row};
+use super::PgStore;
+use crate::protocol::errors::ErrorType;
+use crate::store::{Message, Queue, QueueLog, QueueRec};
+
+impl PgStore {
+    /// A store over an opened (migrated) database.
+    pub fn new(db: Db, log: Option<Arc<dyn QueueLog>>, deleted_ttl: i64) -> Self {
+        PgStore {
+            db,
+            log,
+            deleted_ttl,
+            last_error_log: AtomicI64::new(0),
+        }
+    }
+
+    /// The database (tools).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Log a database failure (at most once per 10 s) and turn it into `STORE`.
+    pub(super) fn fail(&self, e: DbError) -> ErrorType {
+        let now = crate::clock::now_secs();
+        let last = self.last_error_log.load(Ordering::Relaxed);
+        if now - last >= 10
+            && self
+                .last_error_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!("STORE: database: {e}");
+        }
+        let op = match &e {
+            DbError::Config(_) => "config",
+            DbError::Connect { op, .. }
+            | DbError::Query { op, .. }
+            | DbError::Timeout { op }
+            | DbError::Other { op, .. } => op,
+        };
+        ErrorType::Store(format!("{op}, withDB"))
+    }
+
+    pub(super) fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, ErrorType>
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, DbError>> + Send + 'static,
+    {
+        self.db.run(op, f).map_err(|e| self.fail(e))
+    }
+
+    /// Run an `UPDATE ... WHERE recipient_id = $1 AND deleted_at IS NULL`; `AUTH` if no row.
+    pub(super) fn update(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        rid: Vec<u8>,
+        args: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
+    ) -> Result<(), ErrorType> {
+        let n = self.run(op, move |c| async move {
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&rid];
+            params.extend(
+                args.iter()
+                    .map(|a| a.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)),
+            );
+            let st = c.prepare_cached(sql).await.map_err(DbError::query(op))?;
+            c.execute(&st, &params).await.map_err(DbError::query(op))
+        })?;
+        if n == 0 {
+            Err(ErrorType::Auth)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// After a committed change: update the handle and append to the store log.
+    pub(super) fn changed(&self, q: &Queue, f: impl FnOnce(&mut QueueRec)) {
+        let (old, new) = {
+            let mut s = q.lock();
+            let old = s.rec.clone();
+            f(&mut s.rec);
+            (old, s.rec.clone())
+        };
+        if let Some(log) = &self.log {
+            if let Err(e) = log.updated(&old, &new) {
+                tracing::warn!("STORE: db_store_log write failed: {e:?}");
+            }
+        }
+    }
+
+    /// Remove queues deleted more than `db_deleted_ttl` seconds ago; returns how many.
+    pub fn compact(&self) -> Result<u64, ErrorType> {
+        let old = crate::clock::now_secs() - self.deleted_ttl;
+        self.run("removeDeletedQueues", move |c| async move {
+            c.execute("DELETE FROM msg_queues WHERE deleted_at < $1", &[&old])
+                .await
+                .map_err(DbError::query("removeDeletedQueues"))
+        })
+    }
+
+    pub(super) fn load(
+        &self,
+        column: &'static str,
+        id: Vec<u8>,
+    ) -> Result<Option<QueueRec>, ErrorType> {
+        let sql: &'static str = match column {
+            "sender_id" => SELECT_BY_SENDER,
+            "notifier_id" => SELECT_BY_NOTIFIER,
+            "link_id" => SELECT_BY_LINK,
+            _ => SELECT_BY_RECIPIENT,
+        };
+        let row = self.run("getQueue", move |c| async move {
+            let st = c
+                .prepare_cached(sql)
+                .await
+                .map_err(DbError::query("getQueue"))?;
+            c.query_opt(&st, &[&id])
+                .await
+                .map_err(DbError::query("getQueue"))
+        })?;
+        row.map(|r| queue_from_row(&r)).transpose().map_err(|e| {
+            self.fail(DbError::Other {
+                op: "getQueue",
+                what: e.to_string(),
+            })
+        })
+    }
+
+    pub(super) fn live_size(&self, rid: Vec<u8>) -> Result<Option<i64>, ErrorType> {
+        self.run("getQueueSize", move |c| async move {
+            let st = c
+                .prepare_cached(
+                    "SELECT msg_queue_size FROM msg_queues WHERE recipient_id = $1 AND deleted_at IS NULL",
+                )
+                .await
+                .map_err(DbError::query("getQueueSize"))?;
+            Ok(c.query_opt(&st, &[&rid])
+                .await
+                .map_err(DbError::query("getQueueSize"))?
+                .map(|r| r.get::<_, i64>(0)))
+        })
+    }
+
+    pub(super) fn messages_of(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        rid: Vec<u8>,
+        msg_id: Vec<u8>,
+    ) -> Result<Vec<Message>, ErrorType> {
+        let rows = self.run(op, move |c| async move {
+            let st = c.prepare_cached(sql).await.map_err(DbError::query(op))?;
+            c.query(&st, &[&rid, &msg_id])
+                .await
+                .map_err(DbError::query(op))
+        })?;
+        rows.iter()
+            .map(|r| message_from_row(r, 0))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                self.fail(DbError::Other {
+                    op,
+                    what: e.to_string(),
+                })
+            })
+    }
+}
+
+macro_rules! select_queue {
+    ($col:literal) => {
+        concat!(
+            "SELECT recipient_id, recipient_keys, rcv_dh_secret, sender_id, sender_key, queue_mode, \
+             notifier_id, notifier_key, rcv_ntf_dh_secret, status, updated_at, link_id, fixed_data, \
+             user_data FROM msg_queues WHERE ",
+            $col,
+            " = $1 AND deleted_at IS NULL"
+        )
+    };
+}
+pub(super) const SELECT_BY_RECIPIENT: &str = select_queue!("recipient_id");
+pub(super) const SELECT_BY_SENDER: &str = select_queue!("sender_id");
+pub(super) const SELECT_BY_NOTIFIER: &str = select_queue!("notifier_id");
+pub(super) const SELECT_BY_LINK: &str = select_queue!("link_id");

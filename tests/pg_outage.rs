@@ -1,0 +1,188 @@
+//! Failures with the PostgreSQL stores and the real binary: PostgreSQL stopped while serving
+//! (commands get `ERR STORE`, nothing is answered `OK` that was not committed, service resumes
+//! when it is back), and `kill -9` under load (nothing `OK`'d is lost, nothing ACKed comes
+//! back). A throwaway cluster of this test process alone (it is stopped and restarted).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::binary::{stop, Setup};
+use common::pg::Cluster;
+use common::*;
+use smp_server::client::SmpClient;
+use smp_server::protocol::command::{Command as Cmd, SubscriptionMode};
+use smp_server::protocol::errors::ErrorType;
+use smp_server::protocol::response::BrokerMsg;
+
+/// The tests stop the cluster they share, so they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn db_server() -> Setup {
+    let opts = pg::fresh_db_options();
+    drop(smp_server::store::postgres::setup::open_db(&opts, true).expect("schema"));
+    let s = Setup::init(&["--store-messages", "memory"]);
+    let conn = opts.connection.clone();
+    s.edit_ini(move |k, _| match k {
+        "store_queues" => Some("store_queues = database".into()),
+        "store_messages" => Some("store_messages = database".into()),
+        "db_connection" => Some(format!("db_connection = {conn}")),
+        "enable" => Some("enable = off".into()),
+        _ => None,
+    });
+    s
+}
+
+async fn secured_queue(c: &SmpClient) -> (Recipient, smp_server::client::AuthKey) {
+    let k = key_for(18);
+    let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");
+    let Cmd::New(mut req) = new_req(&k, &dh, SubscriptionMode::OnlyCreate, None) else {
+        unreachable!()
+    };
+    req.auth = Some(b"test".to_vec());
+    let (_, ids) = c.request(b"", Cmd::New(req), Some(&k)).await.expect("NEW");
+    let BrokerMsg::Ids(ids) = ids else {
+        panic!("expected IDS, got {ids:?}")
+    };
+    let r = Recipient { key: k, dh, ids };
+    let sk = key_for(18);
+    let (_, ok) = c
+        .request(r.rid(), Cmd::Key(pk(&sk)), Some(&r.key))
+        .await
+        .expect("KEY");
+    assert_eq!(ok, BrokerMsg::Ok);
+    (r, sk)
+}
+
+/// Subscribe and receive, acknowledging each, until nothing more comes; the bodies in order.
+async fn drain(c: &SmpClient, r: &Recipient) -> Vec<Vec<u8>> {
+    let (_, sub) = c
+        .request(r.rid(), Cmd::Sub, Some(&r.key))
+        .await
+        .expect("SUB");
+    let mut next = match sub {
+        BrokerMsg::Msg(..) => Some(sub),
+        _ => c.next_event(Duration::from_secs(3)).await.map(|(_, m)| m),
+    };
+    let mut got = Vec::new();
+    while let Some(m) = next.take() {
+        let rcv = decrypt_msg(r, &m);
+        got.push(rcv.body.clone().unwrap_or_default());
+        let (_, after) = c
+            .request(r.rid(), Cmd::Ack(rcv.msg_id.clone()), Some(&r.key))
+            .await
+            .expect("ACK");
+        next = match after {
+            BrokerMsg::Msg(..) => Some(after),
+            BrokerMsg::Ok => None,
+            other => panic!("ACK: {other:?}"),
+        };
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_while_serving() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::get();
+    let s = db_server();
+    let (srv, c) = s.start().await;
+    let (r, sk) = secured_queue(&c).await;
+    let send = |body: &'static [u8]| {
+        let c = &c;
+        let sid = r.sid().to_vec();
+        let sk = &sk;
+        async move {
+            c.request(&sid, send_cmd(body), Some(sk))
+                .await
+                .expect("SEND")
+                .1
+        }
+    };
+    assert_eq!(send(b"before").await, BrokerMsg::Ok);
+
+    cluster.stop();
+    let t = Instant::now();
+    let during = send(b"during").await;
+    assert!(
+        matches!(during, BrokerMsg::Err(ErrorType::Store(_))),
+        "expected ERR STORE, got {during:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(15), "answered in time");
+
+    cluster.restart();
+    cluster.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match send(b"after").await {
+            BrokerMsg::Ok => break,
+            BrokerMsg::Err(ErrorType::Store(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => panic!("service did not resume: {other:?}"),
+        }
+    }
+    let got = drain(&c, &r).await;
+    assert_eq!(got, vec![b"before".to_vec(), b"after".to_vec()]);
+    drop(c);
+    stop(srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_acknowledged() {
+    let _serial = SERIAL.lock().await;
+    let s = db_server();
+    let (mut srv, c) = s.start().await;
+    let (r, sk) = secured_queue(&c).await;
+    // Ten messages, received and acknowledged before the crash: they must not come back.
+    for i in 0..10u32 {
+        let (_, ok) = c
+            .request(
+                r.sid(),
+                send_cmd(format!("acked {i}").as_bytes()),
+                Some(&sk),
+            )
+            .await
+            .expect("SEND");
+        assert_eq!(ok, BrokerMsg::Ok);
+    }
+    let acked = drain(&c, &r).await;
+    assert_eq!(acked.len(), 10);
+    drop(c);
+    // A second client sends as fast as it can; the server is killed while it does.
+    let sender = s.client().await;
+    let sid = r.sid().to_vec();
+    let load = tokio::spawn(async move {
+        let mut ok = Vec::new();
+        for i in 0..100_000u32 {
+            let body = format!("load {i}");
+            match sender
+                .request(&sid, send_cmd(body.as_bytes()), Some(&sk))
+                .await
+            {
+                Ok((_, BrokerMsg::Ok)) => ok.push(body.into_bytes()),
+                _ => return (ok, i),
+            }
+        }
+        (ok, 100_000)
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    srv.0.kill().expect("kill -9");
+    let _ = srv.0.wait();
+    let (oked, attempted) = load.await.expect("load task");
+    assert!(!oked.is_empty(), "the load ran before the kill");
+
+    let (srv, c) = s.start().await;
+    let got = drain(&c, &r).await;
+    for a in &acked {
+        assert!(!got.contains(a), "an acknowledged message came back");
+    }
+    // Every OK'd message, in order; at most the one in flight besides.
+    assert!(got.starts_with(&oked), "OK'd messages lost or reordered");
+    assert!(got.len() <= oked.len() + 1, "unexpected extra messages");
+    if let Some(extra) = got.get(oked.len()) {
+        assert_eq!(extra, format!("load {attempted}").as_bytes());
+    }
+    drop(c);
+    stop(srv).await;
+}
