@@ -185,7 +185,7 @@ fn version_dependent_responses() {
         b"MSG \x01mbody"
     );
     assert_eq!(
-        msg_bytes(18, &BrokerMsg::Soks(3)),
+        msg_bytes(18, &BrokerMsg::Soks(3, vec![0; 16])),
         b"SOKS \0\0\0\0\0\0\0\x03"
     );
     let nmsg = BrokerMsg::Nmsg([9; 24], b"meta".to_vec());

@@ -9,6 +9,7 @@ mod address;
 mod ini;
 mod journal_fsync;
 mod model;
+pub mod names;
 mod paths;
 mod read;
 mod template;
@@ -134,6 +135,8 @@ pub struct Config {
     pub update: Update,
     /// `[ACME]`: automatic certificates for the information page.
     pub acme: acme::Acme,
+    /// `[NAMES]`: the names role (v20 RSLV); `None` when `enable` is off.
+    pub names: Option<names::Names>,
     /// Options of `smp-server start` (not from the INI file).
     pub start: StartOptions,
     /// `SECTION.key` of keys this server does not know; reported as warnings.
