@@ -139,6 +139,27 @@ pub(crate) fn read(r: &Reader<'_>) -> Result<Option<Names>, ConfigError> {
     }))
 }
 
+/// The `[NAMES]` section `init` writes: off, every key shown with its default.
+pub(crate) fn template(out: &mut String) {
+    out.push_str(
+        "[NAMES]\n\
+         # SimpleX names (SMP v20 RSLV): resolve names through a REST resolver you run\n\
+         # (GET <resolver_endpoint>/resolve/<name>), e.g. the reference's snrc-resolve.py.\n\
+         enable: off\n\
+         # resolver_endpoint: http://127.0.0.1:8000\n\
+         # A resolver on another host needs https when resolver_auth is set:\n\
+         # resolver_endpoint: https://names.example.com\n\
+         # resolver_auth is `bearer <token>` or `basic <user>:<password>`:\n\
+         # resolver_auth: bearer <token>\n\
+         # Timeout 100..60000 ms; largest answer 1024..16000 bytes:\n\
+         # resolver_timeout_ms: 3000\n\
+         # resolver_max_response_bytes: 16000\n\
+         # Name resolutions in flight per connection (a proxy's connection carries many\n\
+         # clients' requests, so this is much higher than [PROXY] client_concurrency).\n",
+    );
+    out.push_str(&format!("# resolver_concurrency = {DEFAULT_CONCURRENCY}\n\n"));
+}
+
 /// `bearer <token>` / `basic <user>:<pass>`, the scheme case-insensitive (as the reference).
 pub fn parse_auth(v: &str) -> Result<ResolverAuth, String> {
     let words: Vec<&str> = v.split_whitespace().collect();
