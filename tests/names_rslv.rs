@@ -164,6 +164,38 @@ async fn rslv_direct_outcomes() {
         ),
         (8, 2, 2, 4, 0)
     );
+    // Prometheus: the 112 families of the reference 7.0 (compared name by name with its
+    // Prometheus.hs when written) plus our send->deliver histogram, with the names counters
+    let text = smp_server::stats::prometheus::render_state(&srv.server.state);
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(families.len(), 113);
+    assert!(families.contains(&"simplex_smp_send_deliver_time"));
+    for f in [
+        "simplex_smp_rcv_services_sub_msg_count",
+        "simplex_smp_rcv_services_sub_duplicate_count",
+        "simplex_smp_ntf_services_sub_fewer_total",
+        "simplex_smp_subscribtion_service_subs_total",
+        "simplex_smp_subscription_ntf_service_subs_total",
+    ] {
+        assert!(families.contains(&f), "{f}");
+    }
+    for (metric, v) in [
+        ("simplex_smp_names_reqs", 8),
+        ("simplex_smp_names_success", 2),
+        ("simplex_smp_names_not_found", 2),
+        ("simplex_smp_names_resolver_errs", 4),
+        ("simplex_smp_names_disabled", 0),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{metric} ")))
+            .unwrap_or_else(|| panic!("{metric} missing"));
+        assert_eq!(line.split(' ').nth(1), Some(v.to_string().as_str()), "{line}");
+    }
     // RSLV needs neither entity nor authorization, and a valid name
     let (_, m) = c.request(b"q", rslv("alice.simplex"), None).await.expect("RSLV");
     assert_eq!(m, BrokerMsg::Err(ErrorType::Cmd(CommandError::HasAuth)));
