@@ -248,7 +248,10 @@ fn guide_tor_setup_flags() {
     // never the reference's
     match smp_server::config::defaults::source_code() {
         Some(u) => assert!(out.contains(&format!("Server source code: {u}")), "{out}"),
-        None => assert!(out.contains("Warning: server source code is not specified."), "{out}"),
+        None => assert!(
+            out.contains("Warning: server source code is not specified."),
+            "{out}"
+        ),
     }
     assert!(!out.contains("github.com/simplex-chat/simplexmq"), "{out}");
     let c = s.config();

@@ -48,7 +48,15 @@ fn init() -> (Dirs, u16, [u8; 32]) {
     };
     let out = d
         .cmd()
-        .args(["init", "-y", "-l", "--ip", "127.0.0.1", "--no-password", "--disable-web"])
+        .args([
+            "init",
+            "-y",
+            "-l",
+            "--ip",
+            "127.0.0.1",
+            "--no-password",
+            "--disable-web",
+        ])
         .output()
         .expect("init");
     assert!(out.status.success(), "init: {out:?}");
@@ -81,7 +89,9 @@ fn edit_ini(d: &Dirs, f: impl FnOnce(String) -> String) {
 
 /// A resolver that answers every name with the same record.
 async fn resolver() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", l.local_addr().expect("addr"));
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
@@ -105,7 +115,9 @@ async fn resolver() -> String {
 fn stats_7_0() -> String {
     let mut s = String::from("fromTime=2026-12-01T00:00:00Z\nqCreated=3\nqSecured=2\nqDeletedAll=1\nqDeletedNew=1\nqDeletedSecured=0\nqDeletedAllB=0\nqBlocked=0\nqCount=2\nqSub=4\nqSubAllB=0\nqSubAuth=0\nqSubDuplicate=0\nqSubProhibited=0\nqSubEnd=0\nqSubEndB=0\nntfCreated=0\nntfNewCreated=0\nntfDeleted=0\nntfDeletedB=0\nntfSub=0\nntfSubB=0\nntfSubAuth=0\nntfSubDuplicate=0\nmsgSent=7\nmsgSentAuth=0\nmsgSentQuota=0\nmsgSentLarge=0\nmsgSentBlock=0\nmsgRecv=6\nmsgRecvGet=0\nmsgGet=0\nmsgGetNoMsg=0\nmsgGetAuth=0\nmsgGetDuplicate=0\nmsgGetProhibited=0\nmsgExpired=0\nmsgSentNtf=0\nmsgRecvNtf=0\nmsgNtfs=0\nmsgNtfsB=0\nmsgNtfNoSub=0\nmsgNtfLost=0\nmsgNtfExpired=0\nactiveQueues:\ndayHashes=1,2\nweekHashes=1,2\nmonthHashes=1,2\nactiveQueuesNtf:\ndayHashes=\nweekHashes=\nmonthHashes=\n");
     for p in ["pRelays", "pRelaysOwn", "pMsgFwds", "pMsgFwdsOwn"] {
-        s.push_str(&format!("{p}:\nrequests=0\nsuccesses=0\nerrorsConnect=0\nerrorsCompat=0\nerrorsOther=0\n"));
+        s.push_str(&format!(
+            "{p}:\nrequests=0\nsuccesses=0\nerrorsConnect=0\nerrorsCompat=0\nerrorsOther=0\n"
+        ));
     }
     s.push_str("pMsgFwdsRecv=0\n");
     for p in ["rcvServices", "ntfServices"] {
@@ -146,19 +158,31 @@ async fn start_with_rts_options_7_0_stats_and_names() {
     assert_eq!(c.version(), 19);
     // [NAMES] from the INI, resolver on loopback
     let d2 = SimplexDomain::parse(b"alice.simplex").expect("name");
-    let (_, m) = c.request(b"", SmpCommand::Rslv(d2), None).await.expect("RSLV");
-    assert!(matches!(m, BrokerMsg::Rname(ref r) if r.name == "alice.simplex"), "{m:?}");
+    let (_, m) = c
+        .request(b"", SmpCommand::Rslv(d2), None)
+        .await
+        .expect("RSLV");
+    assert!(
+        matches!(m, BrokerMsg::Rname(ref r) if r.name == "alice.simplex"),
+        "{m:?}"
+    );
     drop(c);
     let text = std::fs::read_to_string(&out).expect("stdout");
     assert!(
-        text.lines().any(|l| l.starts_with("Note: ignoring GHC runtime options") && l.ends_with("+RTS -N -RTS")),
+        text.lines()
+            .any(|l| l.starts_with("Note: ignoring GHC runtime options")
+                && l.ends_with("+RTS -N -RTS")),
         "{text}"
     );
     // the 7.0 file was read (and moved aside, as the reference does)
     assert!(d.log().join("smp-server-stats.log.bak").exists());
     // stop: the saved counters continue the restored ones
     let pid = run.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
     let st = tokio::task::spawn_blocking(move || run.0.wait())
         .await
         .expect("join")
@@ -186,7 +210,9 @@ async fn trailing_rts_without_end_marker() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let c = connect_when_up(addr, fp, Duration::from_secs(30)).await;
     assert_eq!(c.version(), 20);
-    let c2 = SmpClient::connect(addr, fp, ClientOptions::default()).await.expect("again");
+    let c2 = SmpClient::connect(addr, fp, ClientOptions::default())
+        .await
+        .expect("again");
     let (_, m) = c2.request(b"", SmpCommand::Ping, None).await.expect("PING");
     assert_eq!(m, BrokerMsg::Pong);
 }
@@ -194,7 +220,9 @@ async fn trailing_rts_without_end_marker() {
 #[test]
 fn websockets_are_refused_not_ignored() {
     let (d, _, _) = init();
-    edit_ini(&d, |ini| ini.replace("websockets = off", "websockets = 8080"));
+    edit_ini(&d, |ini| {
+        ini.replace("websockets = off", "websockets = 8080")
+    });
     let out = d.cmd().arg("start").output().expect("start");
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);

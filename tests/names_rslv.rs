@@ -149,10 +149,9 @@ async fn rslv_direct_outcomes() {
     }
     // the resolver saw lower-cased names and our bearer token
     let seen = res.seen.lock().expect("log").clone();
-    assert!(seen
-        .iter()
-        .any(|l| l == "GET /resolve/alice.simplex HTTP/1.1 | authorization: Bearer tok3n"
-            || l == "GET /resolve/alice.simplex HTTP/1.1 | Authorization: Bearer tok3n"));
+    assert!(seen.iter().any(|l| l
+        == "GET /resolve/alice.simplex HTTP/1.1 | authorization: Bearer tok3n"
+        || l == "GET /resolve/alice.simplex HTTP/1.1 | Authorization: Bearer tok3n"));
     let st = &srv.server.state.stats.rslv;
     assert_eq!(
         (
@@ -194,21 +193,27 @@ async fn rslv_direct_outcomes() {
             .lines()
             .find(|l| l.starts_with(&format!("{metric} ")))
             .unwrap_or_else(|| panic!("{metric} missing"));
-        assert_eq!(line.split(' ').nth(1), Some(v.to_string().as_str()), "{line}");
+        assert_eq!(
+            line.split(' ').nth(1),
+            Some(v.to_string().as_str()),
+            "{line}"
+        );
     }
     // RSLV needs neither entity nor authorization, and a valid name
-    let (_, m) = c.request(b"q", rslv("alice.simplex"), None).await.expect("RSLV");
+    let (_, m) = c
+        .request(b"q", rslv("alice.simplex"), None)
+        .await
+        .expect("RSLV");
     assert_eq!(m, BrokerMsg::Err(ErrorType::Cmd(CommandError::HasAuth)));
     let corr = smp_server::client::new_corr_id();
-    let t = c
-        .transmission(&corr, b"", &Command::Ping, None)
-        .expect("t")
-        .iter()
-        .copied()
-        .collect::<Vec<u8>>();
+    let t = c.transmission(&corr, b"", &Command::Ping, None).expect("t");
     // replace PING by a bare label (no TLD): CMD SYNTAX
     let bad = [&t[..t.len() - 4], b"RSLV alice"].concat();
-    let (_, m) = c.send_batch(vec![(corr, bad)]).await.expect("RSLV").remove(0);
+    let (_, m) = c
+        .send_batch(vec![(corr, bad)])
+        .await
+        .expect("RSLV")
+        .remove(0);
     assert_eq!(m, BrokerMsg::Err(ErrorType::Cmd(CommandError::Syntax)));
 }
 
@@ -236,12 +241,18 @@ async fn rslv_resolver_down_and_disabled() {
     // nothing listens on this port
     let down = names_server(&format!("http://127.0.0.1:{}", free_port())).await;
     let c = down.client().await;
-    let (_, m) = c.request(b"", rslv("alice.simplex"), None).await.expect("RSLV");
+    let (_, m) = c
+        .request(b"", rslv("alice.simplex"), None)
+        .await
+        .expect("RSLV");
     assert_eq!(m, resolver_err("transport failure"));
 
     let off = start_server(Settings::default()).await;
     let c = off.client().await;
-    let (_, m) = c.request(b"", rslv("alice.simplex"), None).await.expect("RSLV");
+    let (_, m) = c
+        .request(b"", rslv("alice.simplex"), None)
+        .await
+        .expect("RSLV");
     assert_eq!(m, name_err(NameError::NoResolver));
     let st = &off.server.state.stats.rslv;
     assert_eq!((st.reqs.get(), st.disabled.get()), (1, 1));

@@ -50,7 +50,10 @@ async fn control_port_roles_and_commands() {
     );
     // nothing but help, auth and (as the reference) stats-rts without a role
     let rts = anon.cmd("stats-rts").await;
-    assert!(rts.iter().any(|l| l.starts_with("memory_rss_bytes: ")), "{rts:?}");
+    assert!(
+        rts.iter().any(|l| l.starts_with("memory_rss_bytes: ")),
+        "{rts:?}"
+    );
     for c in [
         "stats",
         "clients",

@@ -347,14 +347,26 @@ fn v19_v20_layouts() {
     }
     for v in [19u16, 20] {
         let with_hash = |tag: &[u8]| [tag, b" ", &n7, &[16], &h].concat();
-        assert_eq!(cmd_bytes(v, &Command::Subs(7, h.clone())), with_hash(b"SUBS"));
-        assert_eq!(cmd_bytes(v, &Command::Nsubs(7, h.clone())), with_hash(b"NSUBS"));
+        assert_eq!(
+            cmd_bytes(v, &Command::Subs(7, h.clone())),
+            with_hash(b"SUBS")
+        );
+        assert_eq!(
+            cmd_bytes(v, &Command::Nsubs(7, h.clone())),
+            with_hash(b"NSUBS")
+        );
         assert_eq!(
             Command::parse(v, &with_hash(b"NSUBS")).expect("parse"),
             Command::Nsubs(7, h.clone())
         );
-        assert_eq!(msg_bytes(v, &BrokerMsg::Soks(7, h.clone())), with_hash(b"SOKS"));
-        assert_eq!(msg_bytes(v, &BrokerMsg::Ends(7, h.clone())), with_hash(b"ENDS"));
+        assert_eq!(
+            msg_bytes(v, &BrokerMsg::Soks(7, h.clone())),
+            with_hash(b"SOKS")
+        );
+        assert_eq!(
+            msg_bytes(v, &BrokerMsg::Ends(7, h.clone())),
+            with_hash(b"ENDS")
+        );
         assert_eq!(
             BrokerMsg::parse(v, &with_hash(b"ENDS")).expect("parse"),
             BrokerMsg::Ends(7, h.clone())
@@ -375,7 +387,10 @@ fn v19_v20_layouts() {
         for (e, text) in [
             (NameError::NoResolver, &b"ERR NAME NO_RESOLVER"[..]),
             (NameError::NotFound, b"ERR NAME NOT_FOUND"),
-            (NameError::Resolver("timeout".into()), b"ERR NAME RESOLVER timeout"),
+            (
+                NameError::Resolver("timeout".into()),
+                b"ERR NAME RESOLVER timeout",
+            ),
         ] {
             let m = BrokerMsg::Err(ErrorType::Name(e));
             assert_eq!(msg_bytes(v, &m), text);
@@ -391,7 +406,10 @@ fn v19_v20_layouts() {
         };
         let rname: &[u8] = b"RNAME {\"name\":\"bob.simplex\",\"nickname\":\"\",\"website\":\"\",\"location\":\"\",\"simplexContact\":[\"simplex:/c\"],\"simplexChannel\":[],\"eth\":null,\"btc\":\"bc1\",\"xmr\":null,\"dot\":null,\"owner\":\"0x1\",\"resolver\":\"0x2\"}";
         assert_eq!(msg_bytes(v, &BrokerMsg::Rname(rec.clone())), rname);
-        assert_eq!(BrokerMsg::parse(v, rname).expect("parse"), BrokerMsg::Rname(rec));
+        assert_eq!(
+            BrokerMsg::parse(v, rname).expect("parse"),
+            BrokerMsg::Rname(rec)
+        );
     }
 }
 

@@ -30,7 +30,11 @@ async fn messaging_at(srv: &TestServer, v: u16) {
         .expect("SEND");
     assert_eq!(m, BrokerMsg::Ok, "v{v}");
     let (_, msg) = event(&c).await;
-    assert_eq!(decrypt_msg(&r, &msg).body.as_deref(), Some(&b"hello"[..]), "v{v}");
+    assert_eq!(
+        decrypt_msg(&r, &msg).body.as_deref(),
+        Some(&b"hello"[..]),
+        "v{v}"
+    );
     // service commands from a client without a service certificate
     let (_, m) = c
         .request(r.rid(), Command::Subs(1, vec![0; 16]), Some(&r.key))
@@ -45,7 +49,9 @@ async fn negotiates_v6_v18_v19_v20() {
     // the newest client gets 20
     assert_eq!(srv.client().await.version(), 20);
     // without ALPN only the legacy range is offered
-    let legacy = srv.client_v(VersionRange::new(6, 20).expect("r"), false).await;
+    let legacy = srv
+        .client_v(VersionRange::new(6, 20).expect("r"), false)
+        .await;
     assert_eq!(legacy.version(), 6);
     for v in [6, 18, 19, 20] {
         messaging_at(&srv, v).await;
@@ -67,7 +73,9 @@ async fn operator_cap_limits_the_range() {
     let mut s = smp_server::server::Server::new(Settings::default(), identity).expect("server");
     s.set_versions(VersionRange::new(6, 18).expect("r"));
     let s = std::sync::Arc::new(s);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     let sd = tokio_util::sync::CancellationToken::new();
     tokio::spawn(s.serve(vec![l], sd.clone()));
@@ -113,5 +121,8 @@ async fn proxied_session_at_v20() {
         assert_eq!(m, BrokerMsg::Ok);
     }
     let (_, m) = event(&rc).await;
-    assert_eq!(decrypt_msg(&r, &m).body.as_deref(), Some(&b"v20 routing"[..]));
+    assert_eq!(
+        decrypt_msg(&r, &m).body.as_deref(),
+        Some(&b"v20 routing"[..])
+    );
 }

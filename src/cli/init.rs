@@ -148,7 +148,11 @@ fn ask<R: BufRead>(
         }
         println!("Invalid source code URI: it must start with http:// or https://");
     };
-    ans.source_code = if src.is_empty() { default_src } else { Some(src) };
+    ans.source_code = if src.is_empty() {
+        default_src
+    } else {
+        Some(src)
+    };
     let default_web = ans
         .web_path
         .clone()

@@ -36,7 +36,10 @@ pub fn strip(args: impl IntoIterator<Item = OsString>) -> (Vec<OsString>, Vec<Os
 
 /// The notice printed when runtime options were removed.
 pub fn notice(rts: &[OsString]) -> String {
-    let shown: Vec<String> = rts.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let shown: Vec<String> = rts
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     format!(
         "Note: ignoring GHC runtime options (this server is not a Haskell program): {}",
         shown.join(" ")
@@ -49,7 +52,11 @@ mod tests {
 
     fn run(a: &[&str]) -> (Vec<String>, Vec<String>) {
         let (k, r) = strip(a.iter().map(OsString::from));
-        let s = |v: Vec<OsString>| v.into_iter().map(|x| x.into_string().expect("utf8")).collect();
+        let s = |v: Vec<OsString>| {
+            v.into_iter()
+                .map(|x| x.into_string().expect("utf8"))
+                .collect()
+        };
         (s(k), s(r))
     }
 
@@ -57,17 +64,33 @@ mod tests {
     fn ghc_rules() {
         assert_eq!(
             run(&["smp-server", "start", "+RTS", "-N", "-RTS"]),
-            (vec!["smp-server".into(), "start".into()], vec!["+RTS".into(), "-N".into(), "-RTS".into()])
+            (
+                vec!["smp-server".into(), "start".into()],
+                vec!["+RTS".into(), "-N".into(), "-RTS".into()]
+            )
         );
         // a trailing +RTS section without -RTS
         let (k, r) = run(&["smp-server", "start", "+RTS", "-N", "-A16m"]);
         assert_eq!((k.len(), r.len()), (2, 3));
         // options after -RTS belong to the program again; several sections
-        let (k, _) = run(&["x", "+RTS", "-N", "-RTS", "start", "+RTS", "-s", "-RTS", "--skip-warnings"]);
+        let (k, _) = run(&[
+            "x",
+            "+RTS",
+            "-N",
+            "-RTS",
+            "start",
+            "+RTS",
+            "-s",
+            "-RTS",
+            "--skip-warnings",
+        ]);
         assert_eq!(k, vec!["x", "start", "--skip-warnings"]);
         // --RTS: the rest is the program's, even +RTS
         let (k, r) = run(&["x", "start", "--RTS", "+RTS"]);
-        assert_eq!((k, r.len()), (vec!["x".to_string(), "start".into(), "+RTS".into()], 0));
+        assert_eq!(
+            (k, r.len()),
+            (vec!["x".to_string(), "start".into(), "+RTS".into()], 0)
+        );
         // nothing to strip
         assert_eq!(run(&["x", "start"]).1.len(), 0);
     }

@@ -157,7 +157,9 @@ pub(crate) fn template(out: &mut String) {
          # Name resolutions in flight per connection (a proxy's connection carries many\n\
          # clients' requests, so this is much higher than [PROXY] client_concurrency).\n",
     );
-    out.push_str(&format!("# resolver_concurrency = {DEFAULT_CONCURRENCY}\n\n"));
+    out.push_str(&format!(
+        "# resolver_concurrency = {DEFAULT_CONCURRENCY}\n\n"
+    ));
 }
 
 /// `bearer <token>` / `basic <user>:<pass>`, the scheme case-insensitive (as the reference).
@@ -217,12 +219,18 @@ mod tests {
 
     #[test]
     fn defaults_bounds_and_urls() {
-        assert_eq!(read_text("[NAMES]\nenable: off\nresolver_timeout_ms: x\n").ok(), Some(None));
+        assert_eq!(
+            read_text("[NAMES]\nenable: off\nresolver_timeout_ms: x\n").ok(),
+            Some(None)
+        );
         let n = read_text("[NAMES]\nenable: on\nresolver_endpoint: http://127.0.0.1:8000/\n")
             .expect("ok")
             .expect("on");
         assert_eq!(n.endpoint, "http://127.0.0.1:8000");
-        assert_eq!((n.timeout_ms, n.max_response_bytes, n.concurrency), (3000, 16000, 1000));
+        assert_eq!(
+            (n.timeout_ms, n.max_response_bytes, n.concurrency),
+            (3000, 16000, 1000)
+        );
         assert!(read_text("[NAMES]\nenable: on\n").is_err());
         for bad in [
             "resolver_timeout_ms: 99",
@@ -246,6 +254,8 @@ mod tests {
             Ok(ResolverAuth::Basic("user".into(), "pa:ss".into()))
         );
         assert_eq!(parse_auth("BEARER t"), Ok(ResolverAuth::Bearer("t".into())));
-        assert!(format!("{:?}", ResolverAuth::Bearer("secret".into())).find("secret").is_none());
+        assert!(format!("{:?}", ResolverAuth::Bearer("secret".into()))
+            .find("secret")
+            .is_none());
     }
 }

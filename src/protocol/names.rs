@@ -270,11 +270,21 @@ mod tests {
     #[test]
     fn domains_as_the_reference_parses_them() {
         assert_eq!(dom("Alice.simplex").as_deref(), Some("alice.simplex"));
-        assert_eq!(dom("a.b.test-1.testing").as_deref(), Some("a.b.test-1.testing"));
+        assert_eq!(
+            dom("a.b.test-1.testing").as_deref(),
+            Some("a.b.test-1.testing")
+        );
         assert_eq!(dom("example.com").as_deref(), Some("example.com"));
         for bad in [
-            "alice", "", ".simplex", "a..simplex", "-a.simplex", "a-.simplex", "a--b.simplex",
-            "a_b.simplex", "ali\u{e7}e.simplex",
+            "alice",
+            "",
+            ".simplex",
+            "a..simplex",
+            "-a.simplex",
+            "a-.simplex",
+            "a--b.simplex",
+            "a_b.simplex",
+            "ali\u{e7}e.simplex",
         ] {
             assert_eq!(dom(bad), None, "{bad:?}");
         }
@@ -286,7 +296,10 @@ mod tests {
         assert!(dom(&format!("{parts}.xyz")).is_some()); // 253 bytes
         assert!(dom(&format!("{parts}.wxyz")).is_none()); // 254 bytes
         let mut d = Decoder::new(b"bob.simplex trailing");
-        assert_eq!(SimplexDomain::decode(&mut d).expect("ok").as_str(), "bob.simplex");
+        assert_eq!(
+            SimplexDomain::decode(&mut d).expect("ok").as_str(),
+            "bob.simplex"
+        );
         assert_eq!(d.remaining(), b" trailing");
     }
 

@@ -161,10 +161,13 @@ impl Conn<'_> {
                         Ok(v) => match st.command {
                             Command::Rslv(dom) => {
                                 let later = seal.clone();
-                                match super::names::forwarded(self, corr, &st.corr_id, dom, later)
-                                {
+                                match super::names::forwarded(self, corr, &st.corr_id, dom, later) {
                                     Ok(()) => return Ok(None),
-                                    Err(msg) => (st.corr_id, st.entity_id, msg),
+                                    Err(e) => (
+                                        st.corr_id,
+                                        st.entity_id,
+                                        BrokerMsg::Err(ErrorType::Name(e)),
+                                    ),
                                 }
                             }
                             cmd => {

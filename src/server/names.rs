@@ -67,14 +67,14 @@ pub fn start(state: &ServerState, cfg: Option<&crate::config::names::Names>) {
 }
 
 /// The resolver, counting the request; `Err` is the immediate `ERR NAME NO_RESOLVER`.
-fn resolver(state: &ServerState) -> Result<Arc<Resolver>, BrokerMsg> {
+fn resolver(state: &ServerState) -> Result<Arc<Resolver>, NameError> {
     let st = &state.stats.rslv;
     st.reqs.inc();
     match state.names.get() {
         Some(r) => Ok(r.clone()),
         None => {
             st.disabled.inc();
-            Err(BrokerMsg::Err(ErrorType::Name(NameError::NoResolver)))
+            Err(NameError::NoResolver)
         }
     }
 }
@@ -103,7 +103,7 @@ fn spawn<F>(
     client: &Arc<ClientHandle>,
     limit: usize,
     make: impl FnOnce() -> F + Send + 'static,
-) -> Result<(), BrokerMsg>
+) -> Result<(), NameError>
 where
     F: std::future::Future<Output = Vec<Outgoing>> + Send + 'static,
 {
@@ -114,9 +114,7 @@ where
     let permit = match slots.permits.clone().try_acquire_owned() {
         Ok(p) => Some(p),
         Err(_) if slots.waiting.load(Ordering::Relaxed) >= slots.limit => {
-            return Err(BrokerMsg::Err(ErrorType::Name(NameError::Resolver(
-                "busy".into(),
-            ))));
+            return Err(NameError::Resolver("busy".into()));
         }
         Err(_) => {
             slots.waiting.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +142,13 @@ where
 
 /// A direct RSLV: the immediate answer, or `None` when it is sent later.
 pub fn direct(conn: &Conn<'_>, corr: &[u8], d: SimplexDomain) -> Option<Outgoing> {
-    let now = |m| Some((corr.to_vec(), Vec::new(), m));
+    let now = |e| {
+        Some((
+            corr.to_vec(),
+            Vec::new(),
+            BrokerMsg::Err(ErrorType::Name(e)),
+        ))
+    };
     let r = match resolver(conn.state) {
         Ok(r) => r,
         Err(m) => return now(m),
@@ -162,14 +166,14 @@ pub fn direct(conn: &Conn<'_>, corr: &[u8], d: SimplexDomain) -> Option<Outgoing
 }
 
 /// An RSLV inside RFWD: `Ok` when the RRES (or error) will be sent later for the RFWD's
-/// `corr`; `Err` is the inner answer to seal now.
+/// `corr`; `Err` is the inner `ERR NAME` to seal now.
 pub fn forwarded(
     conn: &Conn<'_>,
     corr: &[u8],
     inner_corr: &[u8],
     d: SimplexDomain,
     seal: FwdSeal,
-) -> Result<(), BrokerMsg> {
+) -> Result<(), NameError> {
     let r = resolver(conn.state)?;
     let stats = conn.state.stats.clone();
     let (corr, inner_corr) = (corr.to_vec(), inner_corr.to_vec());
