@@ -11,6 +11,7 @@
 //! - [`stats`]: event counters, the daily CSV, the stats backup file, Prometheus; counts only.
 //! - [`control`]: the operator's control port, signals and service lifecycle; no SMP I/O.
 //! - [`web`]: the information page over HTTP/HTTPS and automatic certificates; no SMP logic.
+//! - [`names`]: the REST resolver client of the names role (`[NAMES]`, RSLV); no SMP.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
 //! - [`updates`]: the version, `[UPDATE]` wiring and the periodic update checker; no HTTP itself.
 
@@ -19,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod names;
 pub mod protocol;
 pub mod server;
 pub mod stats;

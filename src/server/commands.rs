@@ -157,11 +157,18 @@ impl Conn<'_> {
             Command::Rfwd(enc) => match self.relay {
                 Some(r) => {
                     self.state.stats.p_msg_fwds_recv.inc();
-                    (corr.to_vec(), Vec::new(), self.forwarded(r, corr, &enc))
+                    match self.forwarded(r, corr, &enc) {
+                        Some(m) => (corr.to_vec(), Vec::new(), m),
+                        None => return,
+                    }
                 }
                 None => err(corr, ent, ErrorType::Cmd(CommandError::Prohibited)),
             },
-            Command::Subs | Command::Nsubs => err(corr, ent, ErrorType::Service),
+            Command::Subs(..) | Command::Nsubs(..) => err(corr, ent, ErrorType::Service),
+            Command::Rslv(d) => match super::names::direct(self, corr, d) {
+                Some(r) => r,
+                None => return,
+            },
             cmd => match verified {
                 None => err(corr, ent, ErrorType::Internal),
                 Some((q, rec)) => return self.queue_command(corr, ent, cmd, q, rec, out),

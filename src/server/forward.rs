@@ -10,7 +10,8 @@
 //!              of <ShortBytes fwdCorrId><response, crypto_box'd with the reversed
 //!              fwdCorrId nonce, padded to 16226>
 //! ```
-//! Only sender commands may be forwarded (SEND, SKEY, LKEY, LGET).
+//! Only sender commands (SEND, SKEY, LKEY, LGET) and RSLV may be forwarded. RSLV is answered
+//! later, off the read loop (`super::names`), with the RRES sealed by [`FwdSeal`].
 
 use super::commands::{Conn, Output};
 use super::verify::verify_transmission;
@@ -41,12 +42,56 @@ fn no_server_auth() -> ErrorType {
     )))
 }
 
+/// What sealing a forwarded command's response needs: both secrets and nonces, the proxy's
+/// correlation ID and the client's framing parameters.
+#[derive(Clone)]
+pub struct FwdSeal {
+    secret: [u8; 32],
+    proxy_nonce: [u8; 24],
+    client_secret: [u8; 32],
+    client_nonce: [u8; 24],
+    fwd_corr: Vec<u8>,
+    params: THParams,
+}
+
+impl FwdSeal {
+    /// Encode the inner response for the client and seal it twice, giving the RRES body.
+    pub fn seal(&self, rc: &[u8], re: &[u8], msg: &BrokerMsg) -> Result<Vec<u8>, ErrorType> {
+        let t = encode_server(&self.params, rc, re, msg);
+        let content = match batch(&[t], SMP_BLOCK_SIZE).into_iter().next() {
+            Some(Ok(c)) => c,
+            _ => return Err(ErrorType::Block),
+        };
+        let r2 = cbox::cb_encrypt(
+            &self.client_secret,
+            &cbox::reverse_nonce(&self.client_nonce),
+            &content,
+            PADDED_PROXIED_T_LENGTH,
+        )
+        .map_err(|_| ErrorType::Block)?;
+        let mut e = Encoder::with_capacity(r2.len() + 32);
+        e.short_bytes(&self.fwd_corr).raw(&r2);
+        Ok(cbox::secret_box(
+            &self.secret,
+            &cbox::reverse_nonce(&self.proxy_nonce),
+            &e.finish(),
+        ))
+    }
+}
+
 impl Conn<'_> {
-    /// Decrypt, verify and run a forwarded command; the result is the RRES (or an error).
-    pub fn forwarded(&self, relay: &RelaySession<'_>, corr: &[u8], enc: &[u8]) -> BrokerMsg {
+    /// Decrypt, verify and run a forwarded command; the result is the RRES (or an error), or
+    /// `None` when the answer is sent later (a forwarded RSLV).
+    pub fn forwarded(
+        &self,
+        relay: &RelaySession<'_>,
+        corr: &[u8],
+        enc: &[u8],
+    ) -> Option<BrokerMsg> {
         match self.forwarded_inner(relay, corr, enc) {
-            Ok(b) => BrokerMsg::Rres(b),
-            Err(e) => BrokerMsg::Err(e),
+            Ok(Some(b)) => Some(BrokerMsg::Rres(b)),
+            Ok(None) => None,
+            Err(e) => Some(BrokerMsg::Err(e)),
         }
     }
 
@@ -55,7 +100,7 @@ impl Conn<'_> {
         relay: &RelaySession<'_>,
         corr: &[u8],
         enc: &[u8],
-    ) -> Result<Vec<u8>, ErrorType> {
+    ) -> Result<Option<Vec<u8>>, ErrorType> {
         let secret = relay.session_secret.ok_or_else(no_server_auth)?;
         let proxy_nonce = cbox::cb_nonce(corr);
         let plain =
@@ -70,10 +115,18 @@ impl Conn<'_> {
         let client_nonce = cbox::cb_nonce(&fwd_corr);
         let b =
             cbox::cb_decrypt(&client_secret, &client_nonce, et).map_err(|_| ErrorType::Crypto)?;
-        let params = THParams {
-            session_id: relay.params.session_id.clone(),
-            version: fwd_version,
+        let seal = FwdSeal {
+            secret,
+            proxy_nonce,
+            client_secret,
+            client_nonce,
+            fwd_corr,
+            params: THParams {
+                session_id: relay.params.session_id.clone(),
+                version: fwd_version,
+            },
         };
+        let params = &seal.params;
         // Exactly one forwarded transmission.
         let ts = split_batch(&b).map_err(|_| ErrorType::Block)?;
         if ts.len() != 1 {
@@ -85,12 +138,16 @@ impl Conn<'_> {
             version: fwd_version,
             relay: None,
         };
-        let (rc, re, msg) = match decode_server(&params, parse_transmission(&params, ts[0])) {
+        let (rc, re, msg) = match decode_server(params, parse_transmission(params, ts[0])) {
             Err((c, e, err)) => (c, e, BrokerMsg::Err(err)),
             Ok(st) => {
                 let allowed = matches!(
                     st.command,
-                    Command::Send(..) | Command::Skey(_) | Command::Lkey(_) | Command::Lget
+                    Command::Send(..)
+                        | Command::Skey(_)
+                        | Command::Lkey(_)
+                        | Command::Lget
+                        | Command::Rslv(_)
                 );
                 if !allowed {
                     (
@@ -101,37 +158,32 @@ impl Conn<'_> {
                 } else {
                     match verify_transmission(self.state.store.as_ref(), relay.dh, &st) {
                         Err(e) => (st.corr_id, st.entity_id, BrokerMsg::Err(e)),
-                        Ok(v) => {
-                            let mut out = Output::default();
-                            conn.process(&st.corr_id, &st.entity_id, st.command, v, &mut out);
-                            out.responses.into_iter().next().unwrap_or((
-                                st.corr_id,
-                                st.entity_id,
-                                BrokerMsg::Err(ErrorType::Internal),
-                            ))
-                        }
+                        Ok(v) => match st.command {
+                            Command::Rslv(dom) => {
+                                let later = seal.clone();
+                                match super::names::forwarded(self, corr, &st.corr_id, dom, later) {
+                                    Ok(()) => return Ok(None),
+                                    Err(e) => (
+                                        st.corr_id,
+                                        st.entity_id,
+                                        BrokerMsg::Err(ErrorType::Name(e)),
+                                    ),
+                                }
+                            }
+                            cmd => {
+                                let mut out = Output::default();
+                                conn.process(&st.corr_id, &st.entity_id, cmd, v, &mut out);
+                                out.responses.into_iter().next().unwrap_or((
+                                    st.corr_id,
+                                    st.entity_id,
+                                    BrokerMsg::Err(ErrorType::Internal),
+                                ))
+                            }
+                        },
                     }
                 }
             }
         };
-        let t = encode_server(&params, &rc, &re, &msg);
-        let content = match batch(&[t], SMP_BLOCK_SIZE).into_iter().next() {
-            Some(Ok(c)) => c,
-            _ => return Err(ErrorType::Block),
-        };
-        let r2 = cbox::cb_encrypt(
-            &client_secret,
-            &cbox::reverse_nonce(&client_nonce),
-            &content,
-            PADDED_PROXIED_T_LENGTH,
-        )
-        .map_err(|_| ErrorType::Block)?;
-        let mut e = Encoder::with_capacity(r2.len() + 32);
-        e.short_bytes(&fwd_corr).raw(&r2);
-        Ok(cbox::secret_box(
-            &secret,
-            &cbox::reverse_nonce(&proxy_nonce),
-            &e.finish(),
-        ))
+        seal.seal(&rc, &re, &msg).map(Some)
     }
 }

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod expire;
 pub mod forward;
 pub mod inactive;
+pub mod names;
 pub mod onion;
 pub mod persist;
 pub mod proxy;
@@ -243,6 +244,11 @@ pub async fn run(
     let store = persist::Persistence::open(&config)?;
     let fingerprint = identity.fingerprint.to_base64url();
     let mut server = Server::with_store(settings, identity, store.store.clone())?;
+    server.set_versions(VersionRange {
+        min: crate::protocol::version::MIN_SERVER_VERSION,
+        max: config.transport.max_smp_version,
+    });
+    names::start(&server.state, config.names.as_ref());
     let mut tor = if config.tor.enable && !config.start.maintenance {
         Some(onion::launch(&config, &fingerprint).await?)
     } else {

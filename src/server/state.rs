@@ -116,6 +116,8 @@ pub struct ClientHandle {
     pub proxy_permits: Arc<tokio::sync::Semaphore>,
     /// The session ID (tls-unique), set once the handshake is done (control port `clients`).
     pub session_id: std::sync::OnceLock<Vec<u8>>,
+    /// Name resolutions in flight for this connection, made on its first RSLV.
+    pub resolver_slots: std::sync::OnceLock<Arc<super::names::ResolverSlots>>,
 }
 
 impl ClientHandle {
@@ -179,6 +181,8 @@ pub struct ServerState {
     pub tor_status: std::sync::OnceLock<super::onion::TorStatus>,
     /// Connections to destination relays (proxy role).
     pub proxy: Arc<super::proxy::ProxyAgent>,
+    /// The names role's resolver, when `[NAMES] enable = on`.
+    pub names: std::sync::OnceLock<Arc<crate::names::Resolver>>,
 }
 
 impl ServerState {
@@ -199,6 +203,7 @@ impl ServerState {
             proxy: Arc::new(super::proxy::ProxyAgent::new(
                 std::time::Duration::from_secs(20),
             )),
+            names: std::sync::OnceLock::new(),
         }
     }
 
@@ -223,6 +228,7 @@ impl ServerState {
                 self.settings.proxy_concurrency.max(1),
             )),
             session_id: std::sync::OnceLock::new(),
+            resolver_slots: std::sync::OnceLock::new(),
         });
         lock(&self.clients).insert(id, c.clone());
         c

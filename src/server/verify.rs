@@ -114,8 +114,15 @@ pub fn verify_transmission(
                 Err(ErrorType::Auth)
             }
         }
-        (Command::Subs | Command::Nsubs, _) => Err(ErrorType::Service),
-        (Command::Ping | Command::Prxy(..) | Command::Pfwd(..) | Command::Rfwd(_), _) => ok(None),
+        (Command::Subs(..) | Command::Nsubs(..), _) => Err(ErrorType::Service),
+        (
+            Command::Ping
+            | Command::Prxy(..)
+            | Command::Pfwd(..)
+            | Command::Rfwd(_)
+            | Command::Rslv(_),
+            _,
+        ) => ok(None),
         (_, None) => Err(ErrorType::Internal),
         (Command::Skey(k) | Command::Lkey(k), Some((q, r))) => {
             if allowed_sender_key(k, &r) {
