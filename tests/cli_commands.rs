@@ -6,6 +6,9 @@ use std::process::{Command, Output, Stdio};
 
 use smp_server::config::{Config, Paths};
 
+mod common;
+use common::free_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_smp-server");
 
 struct Server {
@@ -439,14 +442,6 @@ fn start_reports_config_errors_with_section_and_key() {
     s.write_ini(&ini.replace("[AUTH]", "[AUTH]\nthis line is broken"));
     let out = failed(&s.run(&["start"]));
     assert!(out.contains("line"), "{out}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// Run `start`, collect stdout up to the queue-creation line, then stop the server.
