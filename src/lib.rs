@@ -16,6 +16,7 @@
 //! - [`stats`]: event counters, the daily CSV, the stats backup file, Prometheus; counts only.
 //! - [`control`]: the operator's control port, signals and service lifecycle; no SMP I/O.
 //! - [`web`]: the information page over HTTP/HTTPS and automatic certificates; no SMP logic.
+//! - [`names`]: the REST resolver client of the names role (`[NAMES]`, RSLV); no SMP.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
 //! - [`updates`]: the version, `[UPDATE]` wiring and the periodic update checker; no HTTP itself.
 //! - [`fsmode`]: modes of the state files and directories the server writes (0600 / 0700).
@@ -28,6 +29,7 @@ pub mod control;
 pub mod crypto;
 pub mod fsmode;
 pub mod net;
+pub mod names;
 pub mod server;
 pub mod stats;
 pub mod store;

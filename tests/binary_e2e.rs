@@ -74,7 +74,7 @@ async fn init_start_and_serve_with_the_real_binary() {
     let mut server = Running(child);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let client = connect_when_up(addr, fp.0, Duration::from_secs(30)).await;
-    assert_eq!(client.version(), 18);
+    assert_eq!(client.version(), 20);
     // queue creation needs the password
     let k = key_for(18);
     let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");

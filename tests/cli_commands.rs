@@ -6,6 +6,9 @@ use std::process::{Command, Output, Stdio};
 
 use smp_server::config::{Config, Paths};
 
+mod common;
+use common::free_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_smp-server");
 
 struct Server {
@@ -244,7 +247,16 @@ fn guide_tor_setup_flags() {
         "--source-code",
         "--fqdn=smp1.example.com",
     ]));
-    assert!(out.contains("Server source code: https://github.com/simplex-chat/simplexmq"));
+    // `--source-code` without a value: this project's repository as the build names it,
+    // never the reference's
+    match smp_server::config::defaults::source_code() {
+        Some(u) => assert!(out.contains(&format!("Server source code: {u}")), "{out}"),
+        None => assert!(
+            out.contains("Warning: server source code is not specified."),
+            "{out}"
+        ),
+    }
+    assert!(!out.contains("github.com/simplex-chat/simplexmq"), "{out}");
     let c = s.config();
     assert_eq!(c.transport.control_port, Some(5224));
     let admin = c.auth.control_port_admin_password.clone().expect("admin");
@@ -256,8 +268,8 @@ fn guide_tor_setup_flags() {
         Some("127.0.0.1:9050".parse().expect("addr"))
     );
     assert_eq!(
-        c.information.source_code.as_deref(),
-        Some("https://github.com/simplex-chat/simplexmq")
+        c.information.source_code,
+        smp_server::config::defaults::source_code()
     );
     assert_eq!(c.transport.host, "smp1.example.com");
 }
@@ -385,8 +397,8 @@ fn interactive_init() {
     assert!(c.store_log.enable);
     assert!(!c.store_log.log_stats);
     assert_eq!(
-        c.information.source_code.as_deref(),
-        Some("https://github.com/simplex-chat/simplexmq")
+        c.information.source_code,
+        smp_server::config::defaults::source_code()
     );
 }
 
@@ -430,14 +442,6 @@ fn start_reports_config_errors_with_section_and_key() {
     s.write_ini(&ini.replace("[AUTH]", "[AUTH]\nthis line is broken"));
     let out = failed(&s.run(&["start"]));
     assert!(out.contains("line"), "{out}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// Run `start`, collect stdout up to the queue-creation line, then stop the server.

@@ -147,7 +147,7 @@ async fn container_entrypoint_initialises_once_and_runs_the_server() {
     let fp = Fingerprint::from_base64url(fp_text.trim()).expect("fingerprint");
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let client = connect_when_up(addr, fp.0, Duration::from_secs(30)).await;
-    assert_eq!(client.version(), 18);
+    assert_eq!(client.version(), 20);
     // PASS was applied: creating a queue without the password is refused, with it allowed.
     let key = common::key_for(client.version());
     let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");

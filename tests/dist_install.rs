@@ -151,7 +151,7 @@ async fn install_sh_installs_a_server_that_answers() {
     let server = Running(child);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let client = connect_when_up(addr, fp.0, Duration::from_secs(30)).await;
-    assert_eq!(client.version(), 18);
+    assert_eq!(client.version(), 20);
     drop(client);
     drop(server);
 

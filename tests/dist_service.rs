@@ -123,7 +123,7 @@ impl Server {
         loop {
             match SmpClient::connect(addr, self.fp.0, ClientOptions::default()).await {
                 Ok(c) => {
-                    assert_eq!(c.version(), 18);
+                    assert_eq!(c.version(), 20);
                     return;
                 }
                 Err(e) if Instant::now() < deadline => {

@@ -48,10 +48,14 @@ async fn control_port_roles_and_commands() {
         anon.greeting,
         "SMP server control port\n'help' for supported commands\n"
     );
-    // nothing but help and auth without a role
+    // nothing but help, auth and (as the reference) stats-rts without a role
+    let rts = anon.cmd("stats-rts").await;
+    assert!(
+        rts.iter().any(|l| l.starts_with("memory_rss_bytes: ")),
+        "{rts:?}"
+    );
     for c in [
         "stats",
-        "stats-rts",
         "clients",
         "sockets",
         "threads",

@@ -185,7 +185,7 @@ fn version_dependent_responses() {
         b"MSG \x01mbody"
     );
     assert_eq!(
-        msg_bytes(18, &BrokerMsg::Soks(3)),
+        msg_bytes(18, &BrokerMsg::Soks(3, vec![0; 16])),
         b"SOKS \0\0\0\0\0\0\0\x03"
     );
     let nmsg = BrokerMsg::Nmsg([9; 24], b"meta".to_vec());
@@ -243,7 +243,7 @@ fn handshake_layouts() {
     };
     assert_eq!(
         sh.encode(),
-        b"\x00\x06\x00\x12\x03sid\x02\x00\x02C1\x00\x02C2\x00\x01K".to_vec()
+        b"\x00\x06\x00\x14\x03sid\x02\x00\x02C1\x00\x02C2\x00\x01K".to_vec()
     );
     assert_eq!(ServerHandshake::decode(&sh.encode()).expect("decode"), sh);
     // legacy range (no ALPN) carries no key
@@ -308,14 +308,119 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
     ]
 }
 
+/// v19/v20 commands and responses at every version. Derivation from the reference 7.0
+/// (`Protocol.hs` `encodeProtocol`, `Encoding` instances in `Encoding.hs`):
+/// - `SUBS n idsHash | v >= rcvServiceSMPVersion (19) -> e (SUBS_, ' ', n, idsHash)`, else
+///   `e SUBS_`; `Int64` is 8 bytes big-endian; `IdsHash` derives `Encoding` from `ByteString`
+///   (1 length byte + bytes). NSUBS the same. Before v19 the parser gives `(-1, mempty)`,
+///   `mempty` being 16 zero bytes.
+/// - `SOKS`/`ENDS` via `serviceResp`: `(tag, ' ', n, idsHash)` from v19, `(tag, ' ', n)` before.
+/// - `ALLS -> e ALLS_` = `"ALLS"` at every version.
+/// - `RSLV d -> e (RSLV_, ' ', d)` where `smpEncode SimplexDomain = strEncode` = the full name
+///   text (`fullDomainName`: lower-cased labels joined by '.'); parsed as `_smpP <* takeByteString`,
+///   not gated by version.
+/// - `RNAME rec -> e (RNAME_, ' ', Tail (J.encode rec))`: aeson's compact JSON of `NameRecord`
+///   in field order, `nr` prefix dropped, `omitNothingFields = False` (nulls kept).
+/// - `ERR (NAME e)`: `"NAME " <> smpEncode e` with `NO_RESOLVER`, `NOT_FOUND`,
+///   `RESOLVER <text>`.
+#[test]
+fn v19_v20_layouts() {
+    use smp_server::protocol::errors::NameError;
+    use smp_server::protocol::names::{NameRecord, SimplexDomain};
+    let h: Vec<u8> = (1..=16).collect();
+    let n7 = [0u8, 0, 0, 0, 0, 0, 0, 7];
+    for v in [16u16, 18] {
+        assert_eq!(cmd_bytes(v, &Command::Subs(7, h.clone())), b"SUBS");
+        assert_eq!(cmd_bytes(v, &Command::Nsubs(7, h.clone())), b"NSUBS");
+        assert_eq!(
+            Command::parse(v, b"SUBS").expect("parse"),
+            Command::Subs(-1, vec![0; 16])
+        );
+        assert_eq!(
+            msg_bytes(v, &BrokerMsg::Soks(7, h.clone())),
+            [&b"SOKS "[..], &n7].concat()
+        );
+        assert_eq!(
+            msg_bytes(v, &BrokerMsg::Ends(7, h.clone())),
+            [&b"ENDS "[..], &n7].concat()
+        );
+    }
+    for v in [19u16, 20] {
+        let with_hash = |tag: &[u8]| [tag, b" ", &n7, &[16], &h].concat();
+        assert_eq!(
+            cmd_bytes(v, &Command::Subs(7, h.clone())),
+            with_hash(b"SUBS")
+        );
+        assert_eq!(
+            cmd_bytes(v, &Command::Nsubs(7, h.clone())),
+            with_hash(b"NSUBS")
+        );
+        assert_eq!(
+            Command::parse(v, &with_hash(b"NSUBS")).expect("parse"),
+            Command::Nsubs(7, h.clone())
+        );
+        assert_eq!(
+            msg_bytes(v, &BrokerMsg::Soks(7, h.clone())),
+            with_hash(b"SOKS")
+        );
+        assert_eq!(
+            msg_bytes(v, &BrokerMsg::Ends(7, h.clone())),
+            with_hash(b"ENDS")
+        );
+        assert_eq!(
+            BrokerMsg::parse(v, &with_hash(b"ENDS")).expect("parse"),
+            BrokerMsg::Ends(7, h.clone())
+        );
+        // a v19 SUBS without its fields is a syntax error
+        assert!(Command::parse(v, b"SUBS").is_err());
+    }
+    for v in [6u16, 18, 19, 20] {
+        assert_eq!(msg_bytes(v, &BrokerMsg::Alls), b"ALLS");
+        let d = SimplexDomain::parse(b"Bob.Simplex").expect("name");
+        assert_eq!(cmd_bytes(v, &Command::Rslv(d.clone())), b"RSLV bob.simplex");
+        assert_eq!(
+            Command::parse(v, b"RSLV bob.simplex extra").expect("parse"),
+            Command::Rslv(d)
+        );
+        assert!(Command::parse(v, b"RSLV bob").is_err());
+        assert!(Command::parse(v, b"RSLV ").is_err());
+        for (e, text) in [
+            (NameError::NoResolver, &b"ERR NAME NO_RESOLVER"[..]),
+            (NameError::NotFound, b"ERR NAME NOT_FOUND"),
+            (
+                NameError::Resolver("timeout".into()),
+                b"ERR NAME RESOLVER timeout",
+            ),
+        ] {
+            let m = BrokerMsg::Err(ErrorType::Name(e));
+            assert_eq!(msg_bytes(v, &m), text);
+            assert_eq!(BrokerMsg::parse(v, text).expect("parse"), m);
+        }
+        let rec = NameRecord {
+            name: "bob.simplex".into(),
+            simplex_contact: vec!["simplex:/c".into()],
+            btc: Some("bc1".into()),
+            owner: "0x1".into(),
+            resolver: "0x2".into(),
+            ..NameRecord::default()
+        };
+        let rname: &[u8] = b"RNAME {\"name\":\"bob.simplex\",\"nickname\":\"\",\"website\":\"\",\"location\":\"\",\"simplexContact\":[\"simplex:/c\"],\"simplexChannel\":[],\"eth\":null,\"btc\":\"bc1\",\"xmr\":null,\"dot\":null,\"owner\":\"0x1\",\"resolver\":\"0x2\"}";
+        assert_eq!(msg_bytes(v, &BrokerMsg::Rname(rec.clone())), rname);
+        assert_eq!(
+            BrokerMsg::parse(v, rname).expect("parse"),
+            BrokerMsg::Rname(rec)
+        );
+    }
+}
+
 proptest! {
     #[test]
-    fn commands_round_trip(c in arb_cmd(), v in 6u16..=18) {
+    fn commands_round_trip(c in arb_cmd(), v in 6u16..=20) {
         prop_assert_eq!(Command::parse(v, &cmd_bytes(v, &c)).expect("parse"), c);
     }
 
     #[test]
-    fn parsers_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200), v in 6u16..=18) {
+    fn parsers_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200), v in 6u16..=20) {
         let _ = Command::parse(v, &b);
         let _ = BrokerMsg::parse(v, &b);
         let _ = ClientHandshake::decode(&b);
@@ -329,7 +434,7 @@ proptest! {
     }
 
     #[test]
-    fn errors_round_trip(code in 0usize..10, v in 6u16..=18) {
+    fn errors_round_trip(code in 0usize..10, v in 6u16..=20) {
         use smp_server::protocol::errors::CommandError as C;
         let all = [ErrorType::Auth, ErrorType::NoMsg, ErrorType::Quota, ErrorType::LargeMsg,
             ErrorType::Internal, ErrorType::Block, ErrorType::Session, ErrorType::Cmd(C::Syntax),

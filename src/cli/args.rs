@@ -194,8 +194,8 @@ pub struct InitArgs {
     /// Domains of your own relays, separated by commas
     #[arg(long = "own-domains", value_name = "DOMAINS", value_parser = parse_domains)]
     pub own_domains: Option<DomainList>,
-    /// URI of the source code you run; the upstream repository unless given
-    #[arg(long = "source-code", value_name = "URI", num_args = 0..=1, default_missing_value = defaults::SOURCE_CODE)]
+    /// URI of the source code you run; this project's repository unless given
+    #[arg(long = "source-code", value_name = "URI", num_args = 0..=1, default_missing_value = "")]
     pub source_code: Option<String>,
     /// Name of the operator (organization or person)
     #[arg(long = "operator", value_name = "OPERATOR_NAME")]
@@ -374,7 +374,8 @@ mod tests {
         assert!(a.no_password);
         assert_eq!(a.control_port, Some(5224));
         assert_eq!(a.socks_proxy, Some("127.0.0.1:9050".parse().expect("addr")));
-        assert_eq!(a.source_code.as_deref(), Some(defaults::SOURCE_CODE));
+        // without a value: this build's repository, resolved by `init`
+        assert_eq!(a.source_code.as_deref(), Some(""));
         assert_eq!(a.fqdn.as_deref(), Some("smp1.example.com"));
 
         let a = init(&["init", "-y", "-a", "ED448", "-n", "smp.example.com"]);

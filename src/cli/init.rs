@@ -50,7 +50,10 @@ impl Answers {
             log_stats: a.daily_stats,
             password,
             fqdn: a.fqdn.clone(),
-            source_code: a.source_code.clone(),
+            source_code: match a.source_code.as_deref() {
+                Some("") => defaults::source_code(),
+                s => s.map(str::to_string),
+            },
             web_path: a.web_path.clone(),
         }
     }
@@ -135,19 +138,21 @@ fn ask<R: BufRead>(
     if !h.trim().is_empty() {
         ans.fqdn = Some(h.trim().to_string());
     }
-    let default_src = ans
-        .source_code
-        .clone()
-        .unwrap_or_else(|| defaults::SOURCE_CODE.to_string());
+    let default_src = ans.source_code.clone().or_else(defaults::source_code);
+    let shown = default_src.as_deref().unwrap_or("none");
     let src = loop {
-        let s = c.ask(&format!("Enter server source code URI ({default_src}): "))?;
+        let s = c.ask(&format!("Enter server source code URI ({shown}): "))?;
         let s = s.trim().to_string();
         if s.is_empty() || s.starts_with("https://") || s.starts_with("http://") {
             break s;
         }
         println!("Invalid source code URI: it must start with http:// or https://");
     };
-    ans.source_code = Some(if src.is_empty() { default_src } else { src });
+    ans.source_code = if src.is_empty() {
+        default_src
+    } else {
+        Some(src)
+    };
     let default_web = ans
         .web_path
         .clone()
@@ -375,7 +380,7 @@ mod tests {
         assert!(!ans.enable_store_log);
         assert!(ans.password == PasswordChoice::None);
         assert_eq!(ans.fqdn, None);
-        assert_eq!(ans.source_code.as_deref(), Some(defaults::SOURCE_CODE));
+        assert_eq!(ans.source_code, defaults::source_code());
         assert_eq!(ans.web_path, None);
     }
 }

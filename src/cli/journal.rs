@@ -234,7 +234,7 @@ fn load_queues(c: &Config) -> Result<(MemoryStore, HashSet<Vec<u8>>), CliError> 
 /// Read `smp-server-messages.log` into the queues of `memory` (the reader renames the file to
 /// `.bak`); returns the message count. No expiration, as in the reference.
 fn import_messages_log(c: &Config, memory: &MemoryStore) -> Result<usize, CliError> {
-    let s = crate::server::persist::restore_messages(&c.paths.messages_file(), memory, None)
+    let s = crate::server::persist::restore_messages(&c.paths.messages_file(), memory, None, false)
         .map_err(|e| CliError::Message(format!("Error: {e}")))?;
     if s.no_queue > 0 {
         println!("Messages without queue (not imported): {}", s.no_queue);

@@ -11,6 +11,7 @@ pub mod database;
 mod delete;
 mod init;
 pub mod journal;
+pub mod rts;
 mod self_update;
 mod start;
 
@@ -101,7 +102,11 @@ pub fn main() -> ExitCode {
     // One process-wide rustls provider: with two compiled in (ring, and aws-lc-rs that some
     // dependency may pull), clients built without an explicit provider (ACME) would panic.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let (args, rts) = rts::strip(std::env::args_os());
+    if !rts.is_empty() {
+        println!("{}", rts::notice(&rts));
+    }
+    let cli = Cli::parse_from(args);
     let paths = Paths::from_env();
     match run(cli, &paths) {
         Ok(()) => ExitCode::SUCCESS,

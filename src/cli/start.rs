@@ -64,7 +64,24 @@ fn check_supported(c: &Config) -> Result<(), CliError> {
     if c.store_log.store_queues == QueueStoreType::Database {
         return crate::cli::database::check_db_storage(c);
     }
+    check_websockets(c)?;
     crate::cli::journal::check_msg_store_mode(c)
+}
+
+/// `[TRANSPORT] websockets`: the reference serves SMP over WebSocket (inside TLS, one binary
+/// message per 16 KB block) on these ports. This server does not, so it refuses to start
+/// rather than leave clients that use them without a listener.
+fn check_websockets(c: &Config) -> Result<(), CliError> {
+    match &c.transport.websockets {
+        crate::config::Websockets::Ports(p) if !p.is_empty() => {
+            let ports: Vec<String> = p.iter().map(u16::to_string).collect();
+            Err(CliError::Message(format!(
+                "Error: [TRANSPORT] websockets = {} is not supported by this server (SMP over WebSocket is not implemented).\nSet websockets = off; clients connect with TLS on the `port` ports.",
+                ports.join(",")
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A TTL as the reference prints it: the largest whole unit.

@@ -10,6 +10,7 @@ mod ini;
 mod journal_fsync;
 pub mod limits;
 mod model;
+pub mod names;
 mod paths;
 mod read;
 mod template;
@@ -59,8 +60,19 @@ pub mod defaults {
     pub const DB_POOL_SIZE: u32 = 10;
     /// Retention of deleted queues in the database, as the reference reads it (seconds).
     pub const DB_DELETED_TTL: i64 = 86400 * 21;
-    /// Source code published when `--source-code` is given without a value.
-    pub const SOURCE_CODE: &str = "https://github.com/simplex-chat/simplexmq";
+    /// This project's repository, offered as `source_code` by `init`: the release repository
+    /// the build names (`SMP_UPDATE_REPOSITORY`, the value the updater uses), else the
+    /// package's `repository`; `None` in a plain source build that names neither (then the
+    /// operator gives it). Never the reference's repository: that is not the code running.
+    pub fn source_code() -> Option<String> {
+        match super::update::BUILD_REPOSITORY {
+            Some(r) if !r.is_empty() => Some(format!("https://github.com/{r}")),
+            _ => {
+                let r = env!("CARGO_PKG_REPOSITORY");
+                (!r.is_empty()).then(|| r.to_string())
+            }
+        }
+    }
 }
 
 /// Everything that can be wrong with a configuration file.
@@ -138,6 +150,8 @@ pub struct Config {
     /// Connection limits, HTTP timeouts and proxy egress rules (our keys in `[TRANSPORT]`,
     /// `[WEB]`, `[STORE_LOG]` and `[PROXY]`).
     pub limits: limits::Limits,
+    /// `[NAMES]`: the names role (v20 RSLV); `None` when `enable` is off.
+    pub names: Option<names::Names>,
     /// Options of `smp-server start` (not from the INI file).
     pub start: StartOptions,
     /// `SECTION.key` of keys this server does not know; reported as warnings.

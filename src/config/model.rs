@@ -352,6 +352,9 @@ pub struct Transport {
     pub control_port: Option<u16>,
     /// `accept_service_credentials` (default on).
     pub accept_service_credentials: bool,
+    /// `max_smp_version` (ours; the reference has no key): the highest SMP version offered,
+    /// 6..=20 (default 20), for an operator who must hold clients at an older version.
+    pub max_smp_version: u16,
 }
 
 impl Default for Transport {
@@ -363,6 +366,7 @@ impl Default for Transport {
             websockets: Websockets::Off,
             control_port: None,
             accept_service_credentials: true,
+            max_smp_version: crate::protocol::version::CURRENT_SERVER_VERSION,
         }
     }
 }
@@ -543,6 +547,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_connections",
             "max_connections_per_ip",
             "control_port_max_connections",
+            "max_smp_version",
         ],
     ),
     (
@@ -577,6 +582,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("TOR", super::tor::TOR_KEYS),
     ("UPDATE", super::update::KEYS),
     ("ACME", super::acme::KEYS),
+    ("NAMES", super::names::KEYS),
 ];
 
 fn unknown_keys(ini: &Ini) -> Vec<String> {
@@ -613,6 +619,7 @@ pub(crate) fn from_ini(ini: &Ini, paths: Paths) -> Result<Config, ConfigError> {
         update: super::update::read(&r)?,
         acme: super::acme::acme(&r)?,
         limits: super::limits::read(&r)?,
+        names: super::names::read(&r)?,
         start: StartOptions::default(),
         unknown_keys: unknown_keys(ini),
     })
@@ -863,7 +870,26 @@ fn transport(r: &Reader<'_>) -> Result<Transport, ConfigError> {
         websockets,
         control_port: r.port(TRANSPORT, "control_port", "5224")?,
         accept_service_credentials: r.on_off_or(TRANSPORT, "accept_service_credentials", true)?,
+        max_smp_version: max_smp_version(r)?,
     })
+}
+
+/// `[TRANSPORT] max_smp_version`: 6..=20.
+fn max_smp_version(r: &Reader<'_>) -> Result<u16, ConfigError> {
+    use crate::protocol::version::{CURRENT_SERVER_VERSION as MAX, MIN_SERVER_VERSION as MIN};
+    let v = r
+        .number::<u16>(TRANSPORT, "max_smp_version", "20")?
+        .unwrap_or(MAX);
+    if !(MIN..=MAX).contains(&v) {
+        return Err(r.invalid(
+            TRANSPORT,
+            "max_smp_version",
+            &v.to_string(),
+            format!("is outside the versions this server speaks ({MIN}..{MAX})"),
+            format!("use a version from {MIN} to {MAX}, or remove the key"),
+        ));
+    }
+    Ok(v)
 }
 
 const PROXY: &str = "PROXY";

@@ -404,6 +404,7 @@ pub fn render_ini(t: &IniTemplate) -> String {
     auth(&mut out, t);
     transport(&mut out, t);
     proxy(&mut out, t);
+    super::names::template(&mut out);
     inactive_and_web(&mut out, t);
     super::tor::template(&mut out, t.enable_tor);
     super::update::template(&mut out);

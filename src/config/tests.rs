@@ -68,7 +68,7 @@ fn generated_ini_parses_back() {
         control_port_passwords: Some(("adminpw".into(), "userpw".into())),
         socks_proxy: Some("127.0.0.1:9050".into()),
         own_domains: vec!["example.com".into(), "example.org".into()],
-        source_code: Some(defaults::SOURCE_CODE.into()),
+        source_code: Some("https://src.example/smp".into()),
         server_country: Some("DE".into()),
         operator: Some(Entity {
             name: "Op".into(),
@@ -116,7 +116,7 @@ fn generated_ini_parses_back() {
     );
     assert_eq!(
         c.information.source_code.as_deref(),
-        Some(defaults::SOURCE_CODE)
+        Some("https://src.example/smp")
     );
     assert_eq!(c.information.server_country.as_deref(), Some("DE"));
     assert_eq!(

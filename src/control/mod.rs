@@ -203,10 +203,13 @@ impl Ops {
             let save_stats = stats.clone();
             let save_path = config.paths.stats_file();
             let log_stats = config.store_log.log_stats;
+            let (save_cfg, save_state) = (config.clone(), state.clone());
             let ctx = Arc::new(ControlContext {
                 state: state.clone(),
                 auth: RwLock::new(control_auth(&config)),
                 save: Box::new(move || {
+                    crate::server::persist::save_now(&save_cfg, &save_state)
+                        .map_err(|e| e.to_string())?;
                     if log_stats {
                         crate::stats::backup::save(&save_path, &save_stats)
                             .map_err(|e| e.to_string())

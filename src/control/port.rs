@@ -130,7 +130,7 @@ impl ControlContext {
             ControlCommand::Clients => self.clients(&mut o),
             ControlCommand::Stats if !user_ok => denied(&mut o),
             ControlCommand::Stats => self.stats(&mut o, admin_ok),
-            ControlCommand::StatsRts if !user_ok => denied(&mut o),
+            // no role needed, as the reference's `stats-rts`
             ControlCommand::StatsRts => self.runtime(&mut o),
             ControlCommand::Threads if !admin_ok => denied(&mut o),
             ControlCommand::Threads => {

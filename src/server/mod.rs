@@ -9,6 +9,7 @@ pub mod counting;
 pub mod credentials;
 pub mod expire;
 pub mod inactive;
+pub mod names;
 pub mod onion;
 pub mod outbox;
 pub mod persist;
@@ -248,6 +249,11 @@ pub async fn run(
         caps.per_ip
     );
     server.set_conn_limits(crate::net::ConnLimits::new(caps));
+    server.set_versions(VersionRange {
+        min: crate::protocol::version::MIN_SERVER_VERSION,
+        max: config.transport.max_smp_version,
+    });
+    names::start(&server.state, config.names.as_ref());
     let mut tor = if config.tor.enable && !config.start.maintenance {
         Some(onion::launch(&config, &fingerprint).await?)
     } else {

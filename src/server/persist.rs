@@ -59,6 +59,8 @@ pub struct Persistence {
     pub db: Option<Arc<crate::store::postgres::PgStore>>,
     messages_file: Option<PathBuf>,
     ntfs_file: Option<PathBuf>,
+    /// `start --skip-warnings`: restore despite a bad last line or messages of deleted queues.
+    skip_warnings: bool,
 }
 
 /// Counts reported after restoring.
@@ -133,6 +135,7 @@ impl Persistence {
             journal,
             db: None,
             ntfs_file: restore.then(|| config.paths.ntfs_file()),
+            skip_warnings: config.start.skip_warnings,
         })
     }
 
@@ -157,6 +160,7 @@ impl Persistence {
             db: None,
             messages_file,
             ntfs_file,
+            skip_warnings: false,
         }
     }
 
@@ -164,7 +168,7 @@ impl Persistence {
     pub fn restore(&self, state: &ServerState, now: i64) -> Result<(), PersistError> {
         if let Some(f) = self.messages_file.as_ref().filter(|f| f.exists()) {
             let old = state.settings.message_ttl.map(|t| now - t);
-            let s = restore_messages(f, self.store.inner(), old)?;
+            let s = restore_messages(f, self.store.inner(), old, self.skip_warnings)?;
             tracing::info!(
                 "messages restored: {}, expired: {}, without queue: {}",
                 s.stored,
@@ -268,10 +272,16 @@ impl GiveUp {
     }
 }
 
-/// Read a line file, calling `each` per non-empty line. A bad last line is skipped
-/// with a warning; a bad line before it stops with an error naming the line.
+/// The reference's advice when a warning stops start-up.
+const SKIP_HINT: &str = "start with --skip-warnings option to ignore this error";
+
+/// Read a line file, calling `each` per non-empty line. A bad line before the last stops
+/// with an error naming the line; a bad last line (a save cut short) is skipped with a
+/// warning when `skip_last` is set, else it stops start-up too (the reference's
+/// `--skip-warnings` rule for saved messages).
 fn for_lines(
     path: &Path,
+    skip_last: bool,
     mut each: impl FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<(), PersistError> {
     let f = File::open(path).map_err(|e| file_err(path, format!("cannot open: {e}")))?;
@@ -306,6 +316,12 @@ fn for_lines(
         }
     }
     if let Some((l, e)) = pending {
+        if !skip_last {
+            return Err(file_err(
+                path,
+                format!("last line {l} is incomplete ({e}); {SKIP_HINT}"),
+            ));
+        }
         tracing::warn!(
             "{}: last line {l} is incomplete ({e}) and was skipped",
             path.display()
@@ -314,18 +330,33 @@ fn for_lines(
     Ok(())
 }
 
-/// Restore messages saved by [`save_messages`] or by the reference.
+/// Restore messages saved by [`save_messages`] or by the reference. As the reference, a bad
+/// last line or messages of queues that no longer exist stop start-up unless `skip_warnings`
+/// (`start --skip-warnings`); then they are logged and dropped.
 pub fn restore_messages(
     path: &Path,
     st: &MemoryStore,
     old: Option<i64>,
+    skip_warnings: bool,
 ) -> Result<RestoreStats, PersistError> {
-    // Parse everything first so a corrupt file changes nothing.
+    // Parse and check everything first so a refused file changes nothing.
     let mut parsed = Vec::new();
-    for_lines(path, |l| {
+    for_lines(path, skip_warnings, |l| {
         parsed.push(parse_msg(l).map_err(|e| e.to_string())?);
         Ok(())
     })?;
+    if !skip_warnings {
+        let missing = parsed
+            .iter()
+            .filter(|(rid, _)| st.get_queue(Party::Recipient, rid).is_none())
+            .count();
+        if missing > 0 {
+            return Err(file_err(
+                path,
+                format!("{missing} saved messages belong to queues that do not exist; {SKIP_HINT}"),
+            ));
+        }
+    }
     let mut s = RestoreStats::default();
     for (rid, m) in parsed {
         let Some(q) = st.get_queue(Party::Recipient, &rid) else {
@@ -452,7 +483,7 @@ pub fn restore_ntfs(
     old: i64,
 ) -> Result<RestoreStats, PersistError> {
     let mut parsed = Vec::new();
-    for_lines(path, |l| {
+    for_lines(path, true, |l| {
         parsed.push(parse_ntf(l).map_err(|e| e.to_string())?);
         Ok(())
     })?;
@@ -475,4 +506,21 @@ pub fn restore_ntfs(
     std::fs::rename(path, with_suffix(path, ".bak"))
         .map_err(|e| file_err(path, format!("cannot rename to .bak: {e}")))?;
     Ok(s)
+}
+
+/// The control port's `save` (the reference's `saveServer False` while running): write the
+/// undelivered messages (unless the journal already holds them) and pending notifications to
+/// their files now, as at a stop. The server keeps running; the next start restores them.
+pub fn save_now(config: &Config, state: &ServerState) -> Result<(), PersistError> {
+    let sl = &config.store_log;
+    if !sl.restore_messages_enabled() {
+        return Ok(());
+    }
+    if sl.store_messages != crate::config::MessageStoreType::Journal {
+        let n = save_messages(&config.paths.messages_file(), state.store.as_ref())?;
+        tracing::info!("messages saved: {n}");
+    }
+    let n = save_ntfs(&config.paths.ntfs_file(), state)?;
+    tracing::info!("notifications saved: {n}");
+    Ok(())
 }

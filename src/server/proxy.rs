@@ -25,12 +25,9 @@ use crate::protocol::version::{self, Version, VersionRange};
 use crate::transport::smp::SmpTransportError;
 use crate::transport::TlsError;
 
-/// Versions a client may use end to end with a relay through this proxy: capped below the
-/// newest so relays can't fingerprint clients by their upgrade time (as the reference does).
-pub const PROXIED_RANGE: VersionRange = VersionRange {
-    min: version::SENDING_PROXY,
-    max: 17,
-};
+/// Versions a client may use end to end with a relay through this proxy (8..=20 as the
+/// reference 7.0; see [`version::PROXIED_SMP_RELAY_VERSION`]).
+pub const PROXIED_RANGE: VersionRange = VersionRange::PROXIED;
 
 /// The default SMP port when a server address names none.
 const DEFAULT_SMP_PORT: u16 = 5223;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::core::{Job, Outgoing};
+use super::core::{Outgoing, ProxyJob};
 use super::counting;
 use super::state::{ClientHandle, ServerState};
 use crate::protocol::errors::{BrokerError, ErrorType, ProxyError, TransportError};
@@ -14,7 +14,7 @@ use crate::protocol::response::BrokerMsg;
 
 /// Wait for a permit, then run `job` in its own task; its answer goes to the client's outbox.
 /// Returns false if the connection closed while waiting.
-pub async fn spawn(state: &Arc<ServerState>, client: &Arc<ClientHandle>, job: Job) -> bool {
+pub async fn spawn(state: &Arc<ServerState>, client: &Arc<ClientHandle>, job: ProxyJob) -> bool {
     let permit = tokio::select! {
         p = client.proxy_permits.clone().acquire_owned() => match p {
             Ok(p) => p,
@@ -37,10 +37,10 @@ pub async fn spawn(state: &Arc<ServerState>, client: &Arc<ClientHandle>, job: Jo
 }
 
 /// Run one job to its answer.
-async fn run(state: &ServerState, job: Job) -> Outgoing {
+async fn run(state: &ServerState, job: ProxyJob) -> Outgoing {
     let stats = &state.stats;
     match job {
-        Job::RelaySession {
+        ProxyJob::RelaySession {
             corr_id,
             entity_id,
             server,
@@ -51,7 +51,7 @@ async fn run(state: &ServerState, job: Job) -> Outgoing {
             counting::relay_session_result(all, mine, own, &r, connected);
             Outgoing::new(&corr_id, &entity_id, r)
         }
-        Job::Forward {
+        ProxyJob::Forward {
             corr_id,
             session_id,
             version,

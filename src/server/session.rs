@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::core::{Effects, Env, Outgoing, Session, SessionKeys};
+use super::core::{Effects, Env, Job, Outgoing, Session, SessionKeys};
 use super::state::{ClientHandle, ServerState};
 use crate::clock::now_secs;
 use crate::protocol::errors::ErrorType;
@@ -149,8 +149,13 @@ async fn carry_out(state: &Arc<ServerState>, client: &Arc<ClientHandle>, fx: Eff
         return false;
     }
     for job in jobs {
-        if !super::proxy_jobs::spawn(state, client, job).await {
-            return false;
+        match job {
+            Job::Resolve { domain, answer } => super::names::spawn(state, client, domain, answer),
+            Job::Proxy(job) => {
+                if !super::proxy_jobs::spawn(state, client, job).await {
+                    return false;
+                }
+            }
         }
     }
     true

@@ -102,6 +102,8 @@ pub struct ClientHandle {
     pub session_id: std::sync::OnceLock<Vec<u8>>,
     /// Cancelled when the connection ends (by either side): its tasks stop with it.
     pub closed: tokio_util::sync::CancellationToken,
+    /// Name resolutions in flight for this connection, made on its first RSLV.
+    pub resolver_slots: std::sync::OnceLock<Arc<super::names::ResolverSlots>>,
 }
 
 impl ClientHandle {
@@ -147,6 +149,8 @@ pub struct ServerState {
     pub tor_status: std::sync::OnceLock<super::onion::TorStatus>,
     /// Connections to destination relays (proxy role).
     pub proxy: Arc<super::proxy::ProxyAgent>,
+    /// The names role's resolver, when `[NAMES] enable = on`.
+    pub names: std::sync::OnceLock<Arc<crate::names::Resolver>>,
 }
 
 impl ServerState {
@@ -166,6 +170,7 @@ impl ServerState {
             proxy: Arc::new(super::proxy::ProxyAgent::new(
                 std::time::Duration::from_secs(20),
             )),
+            names: std::sync::OnceLock::new(),
         }
     }
 
@@ -184,6 +189,7 @@ impl ServerState {
             )),
             session_id: std::sync::OnceLock::new(),
             closed: tokio_util::sync::CancellationToken::new(),
+            resolver_slots: std::sync::OnceLock::new(),
         });
         lock(&self.clients).insert(id, c.clone());
         c

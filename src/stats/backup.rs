@@ -123,6 +123,11 @@ pub fn encode(s: &ServerStats) -> String {
             let _ = writeln!(out, "{k}={}", c.get());
         }
     }
+    // 7.0 appends the name resolution counters as the last section.
+    out.push_str("rslvStats:\n");
+    for (k, c) in s.rslv.named() {
+        let _ = writeln!(out, "{k}={}", c.get());
+    }
     out
 }
 
@@ -156,7 +161,8 @@ pub fn decode_into(text: &str, s: &ServerStats) -> Result<(), BackupError> {
         if let Some(h) = line.strip_suffix(':') {
             section = match h {
                 "activeQueues" | "activeQueuesNtf" | "subscribedQueues" | "pRelays"
-                | "pRelaysOwn" | "pMsgFwds" | "pMsgFwdsOwn" | "rcvServices" | "ntfServices" => h,
+                | "pRelaysOwn" | "pMsgFwds" | "pMsgFwdsOwn" | "rcvServices" | "ntfServices"
+                | "rslvStats" => h,
                 _ => return Err(err(format!("unknown section {h:?}"))),
             };
             continue;
@@ -219,6 +225,13 @@ pub fn decode_into(text: &str, s: &ServerStats) -> Result<(), BackupError> {
         };
         if let Some(c) = service.and_then(|p| p.named().into_iter().find(|(n, _)| *n == k)) {
             c.1.set(num()?);
+            continue;
+        }
+        if section == "rslvStats" {
+            match s.rslv.named().into_iter().find(|(n, _)| *n == k) {
+                Some((_, c)) => c.set(num()?),
+                None => return Err(err(format!("unknown key {k:?} in rslvStats"))),
+            }
             continue;
         }
         match k {

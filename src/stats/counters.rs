@@ -156,6 +156,19 @@ pub struct ServiceStats {
     pub sub_queues: Counter,
     /// `subEnd`.
     pub sub_end: Counter,
+    /// 7.0 drift counters (Prometheus only, not in the backup file or CSV): subscriptions
+    /// where the server had the queues the service expected.
+    pub sub_ok: Counter,
+    /// ... more queues than expected.
+    pub sub_more: Counter,
+    /// ... fewer queues than expected.
+    pub sub_fewer: Counter,
+    /// ... the same count but a different IdsHash.
+    pub sub_diff: Counter,
+    /// Sum of the differences when there were more.
+    pub sub_more_total: Counter,
+    /// Sum of the differences when there were fewer.
+    pub sub_fewer_total: Counter,
 }
 
 impl ServiceStats {
@@ -170,6 +183,34 @@ impl ServiceStats {
             ("subDuplicate", &self.sub_duplicate),
             ("subQueues", &self.sub_queues),
             ("subEnd", &self.sub_end),
+        ]
+    }
+}
+
+/// Counters of name resolution (RSLV, v20; the reference's `NameResolverStats`).
+#[derive(Debug, Default)]
+pub struct NameResolverStats {
+    /// `reqs`: RSLV requests, direct and forwarded.
+    pub reqs: Counter,
+    /// `succ`: answered with RNAME.
+    pub succ: Counter,
+    /// `notFound`.
+    pub not_found: Counter,
+    /// `resolverErrs`: resolver failures (HTTP 5xx, transport, decoding, timeout).
+    pub resolver_errs: Counter,
+    /// `disabled`: refused because `[NAMES]` is off.
+    pub disabled: Counter,
+}
+
+impl NameResolverStats {
+    /// The counters with the names the backup file uses, in its order.
+    pub fn named(&self) -> [(&'static str, &Counter); 5] {
+        [
+            ("reqs", &self.reqs),
+            ("succ", &self.succ),
+            ("notFound", &self.not_found),
+            ("resolverErrs", &self.resolver_errs),
+            ("disabled", &self.disabled),
         ]
     }
 }
@@ -197,6 +238,12 @@ pub struct ServerStats {
     pub rcv_services: ServiceStats,
     /// Notification services.
     pub ntf_services: ServiceStats,
+    /// Name resolution (`rslvStats`).
+    pub rslv: NameResolverStats,
+    /// Subscribed service queues with messages (7.0 `rcvServicesSubMsg`, Prometheus only).
+    pub rcv_services_sub_msg: Counter,
+    /// Duplicate subscribed service queues (7.0 `rcvServicesSubDuplicate`, Prometheus only).
+    pub rcv_services_sub_duplicate: Counter,
     /// Seconds from delivery to acknowledgement (the reference's `msgRecvAckTimes`).
     pub msg_recv_ack_times: Mutex<TimeBuckets>,
     /// Seconds from send to delivery to the recipient (ours: a send->deliver latency histogram).
@@ -235,6 +282,9 @@ impl ServerStats {
             p_msg_fwds_own: ProxyStats::default(),
             rcv_services: ServiceStats::default(),
             ntf_services: ServiceStats::default(),
+            rslv: NameResolverStats::default(),
+            rcv_services_sub_msg: Counter::default(),
+            rcv_services_sub_duplicate: Counter::default(),
             msg_recv_ack_times: Mutex::new(TimeBuckets::default()),
             msg_deliver_times: Mutex::new(TimeBuckets::default()),
             sockets: Mutex::new(Vec::new()),

@@ -14,7 +14,8 @@ use super::period::iso_date;
 use super::EntityCounts;
 
 /// Column names of the CSV. The first 75 are the header the operators' guide documents; the
-/// rest are the columns the reference appends after them (store counts and service stats).
+/// rest are the columns the reference appends after them (store counts, service stats and, in
+/// 7.0, name resolution: 101 in all).
 pub const DAILY_CSV_COLUMNS: &[&str] = &[
     "fromTime",
     "qCreated",
@@ -113,6 +114,11 @@ pub const DAILY_CSV_COLUMNS: &[&str] = &[
     "ntfServices_subDuplicate",
     "ntfServices_subQueues",
     "ntfServices_subEnd",
+    "rslvReqs",
+    "rslvSucc",
+    "rslvNotFound",
+    "rslvResolverErrs",
+    "rslvDisabled",
 ];
 
 /// Take the per-day counters (resetting them) and build the CSV line for the day that ends
@@ -248,6 +254,8 @@ pub fn take_daily_line(s: &ServerStats, counts: &EntityCounts, now: i64) -> Stri
     ]);
     cols.extend(service(&s.rcv_services));
     cols.extend(service(&s.ntf_services));
+    // 7.0: name resolution, reset daily
+    cols.extend(s.rslv.named().iter().map(|(_, c)| c.swap(0).to_string()));
     cols.join(",")
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::counters::{ProxyStats, ServerStats, ServiceStats};
+use super::counters::{Counter, NameResolverStats, ProxyStats, ServerStats, ServiceStats};
 use super::period::{iso_time, TimeBuckets};
 use super::ServerView;
 use super::{EntityCounts, RealTime};
@@ -524,8 +524,23 @@ pub fn render(s: &Snapshot<'_>) -> String {
         0,
         "ntfServiceQueuesCount",
     );
+    w.one(
+        "simplex_smp_rcv_services_sub_msg_count",
+        "The count of subscribed service queues with messages.",
+        "counter",
+        st.rcv_services_sub_msg.get(),
+        "rcvServicesSubMsg",
+    );
+    w.one(
+        "simplex_smp_rcv_services_sub_duplicate_count",
+        "The count of duplicate subscribed service queues.",
+        "counter",
+        st.rcv_services_sub_duplicate.get(),
+        "rcvServicesSubDuplicate",
+    );
     services(&mut w, &st.rcv_services, "rcv", "receiving");
     services(&mut w, &st.ntf_services, "ntf", "notification");
+    names(&mut w, &st.rslv);
 
     w.section("Info", true);
     let rts = std::env::var("SMP_RTS_OPTIONS").unwrap_or_else(|_| "set SMP_RTS_OPTIONS".into());
@@ -647,6 +662,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "smp.subServicesCount",
     );
     w.one(
+        "simplex_smp_subscribtion_service_subs_total",
+        "Total queues subscribed via services",
+        "gauge",
+        0,
+        "smp.subServiceSubsCount",
+    );
+    w.one(
         "simplex_smp_subscription_ntf_total",
         "Total notification subscripbtions (from ntf server)",
         "gauge",
@@ -666,6 +688,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "gauge",
         0,
         "ntf.subServicesCount",
+    );
+    w.one(
+        "simplex_smp_subscription_ntf_service_subs_total",
+        "Total queues subscribed via NTF services",
+        "gauge",
+        0,
+        "ntf.subServiceSubsCount",
     );
     w.one(
         "simplex_smp_loaded_queues_queue_count",
@@ -881,6 +910,95 @@ fn services(w: &mut W, s: &ServiceStats, pfx: &str, name: &str) {
             typ,
             v,
             &format!("{pfx}.{c}"),
+        );
+    }
+    // 7.0: drift between what services expect and what the server has
+    let drift: [(&str, &str, &Counter, &str); 6] = [
+        ("sub_ok", "", &s.sub_ok, "srvSubOk"),
+        (
+            "sub_more",
+            " with more queues than in the client",
+            &s.sub_more,
+            "srvSubMore",
+        ),
+        (
+            "sub_fewer",
+            " with fewer queues than in the client",
+            &s.sub_fewer,
+            "srvSubFewer",
+        ),
+        (
+            "sub_diff",
+            " with different hash than in the client",
+            &s.sub_diff,
+            "srvSubDiff",
+        ),
+        (
+            "sub_more_total",
+            " with more queues than in the client total",
+            &s.sub_more_total,
+            "srvSubMoreTotal",
+        ),
+        (
+            "sub_fewer_total",
+            " with fewer queues than in the client total",
+            &s.sub_fewer_total,
+            "srvSubFewerTotal",
+        ),
+    ];
+    for (suffix, help, c, key) in drift {
+        w.one(
+            &format!("simplex_smp_{pfx}_services_{suffix}"),
+            &format!("Service subscriptions for {name} services{help}."),
+            "gauge",
+            c.get(),
+            &format!("{pfx}.{key}"),
+        );
+    }
+}
+
+/// 7.0's `Names` section.
+fn names(w: &mut W, r: &NameResolverStats) {
+    w.section("Names", true);
+    let rows: [(&str, &str, &Counter, &str); 5] = [
+        (
+            "reqs",
+            "Total RSLV requests forwarded to this server.",
+            &r.reqs,
+            "rslvReqs",
+        ),
+        (
+            "success",
+            "NameRecord successfully resolved and returned.",
+            &r.succ,
+            "rslvSucc",
+        ),
+        (
+            "not_found",
+            "Name not registered (resolver returned 404 / 400).",
+            &r.not_found,
+            "rslvNotFound",
+        ),
+        (
+            "resolver_errs",
+            "Resolver backend errors (HTTP 5xx, transport, decode, or timeout).",
+            &r.resolver_errs,
+            "rslvResolverErrs",
+        ),
+        (
+            "disabled",
+            "RSLV requests rejected because no resolver is configured (names role off).",
+            &r.disabled,
+            "rslvDisabled",
+        ),
+    ];
+    for (suffix, help, c, key) in rows {
+        w.one(
+            &format!("simplex_smp_names_{suffix}"),
+            help,
+            "counter",
+            c.get(),
+            key,
         );
     }
 }

@@ -333,7 +333,11 @@ pub async fn try_proxy_session(
     let BrokerMsg::Pkey(sid, vr, auth) = pkey else {
         return Err(pkey);
     };
-    assert_eq!((vr.min, vr.max), (8, 17), "proxied range is capped at 17");
+    assert_eq!(
+        (vr.min, vr.max),
+        (8, 20),
+        "proxied range is 8..20 (the reference 7.0 pins it to its current version)"
+    );
     assert_eq!(auth.chain.len(), 2);
     assert_eq!(
         smp_server::crypto::identity::Fingerprint::of_cert(&auth.chain[1])
@@ -358,6 +362,19 @@ pub async fn proxied_request(
     cmd: &Command,
     key: Option<&AuthKey>,
 ) -> BrokerMsg {
+    proxied_request_at(sc, sid, relay_key, entity, cmd, key, 17).await
+}
+
+/// [`proxied_request`] with the end-to-end version `v` chosen by the client.
+pub async fn proxied_request_at(
+    sc: &SmpClient,
+    sid: &[u8],
+    relay_key: &PublicKey,
+    entity: &[u8],
+    cmd: &Command,
+    key: Option<&AuthKey>,
+    v: u16,
+) -> BrokerMsg {
     use smp_server::protocol::transmission::{
         batch, decode_client, encode_client, split_batch, with_auth, THParams,
     };
@@ -367,7 +384,7 @@ pub async fn proxied_request(
     let corr = smp_server::client::new_corr_id();
     let params = THParams {
         session_id: sid.to_vec(),
-        version: 17,
+        version: v,
     };
     let ct = encode_client(&params, &corr, entity, cmd);
     let a = key.map(|k| match k {
@@ -385,7 +402,7 @@ pub async fn proxied_request(
         PADDED_PROXIED_T_LENGTH,
     )
     .expect("enc");
-    let pfwd = Command::Pfwd(17, fwd_key.public(), enc);
+    let pfwd = Command::Pfwd(v, fwd_key.public(), enc);
     let t = sc.transmission(&corr, sid, &pfwd, None).expect("t");
     let mut resp = sc.send_batch(vec![(corr.clone(), t)]).await.expect("PFWD");
     let (ent, pres) = resp.remove(0);

@@ -7,12 +7,25 @@ use std::time::{Duration, Instant};
 use smp_server::client::{ClientOptions, SmpClient};
 
 /// A loopback port that was free a moment ago (for a child process to bind).
+///
+/// The kernel may hand the same ephemeral port to two `bind(0)` calls once the first listener is
+/// closed, so ports already given out by this test process are skipped: two servers started by
+/// one test never get the same port for their SMP and control listeners.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if given.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A child process that is killed (and reaped) when the test lets go of it, also on panic.

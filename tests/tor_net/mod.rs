@@ -26,14 +26,7 @@ pub fn require_tor() {
     }
 }
 
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+pub use crate::common::process::free_port;
 
 struct Authority {
     nick: String,

@@ -9,14 +9,17 @@
 //! KEY <key>   RKEY <NonEmpty key>   SKEY <key>   LKEY <key>   ACK <msgId>
 //! NKEY <ntfKey><ntfDhKey>           LSET <linkId><Large fixed><Large user>
 //! SEND <flags>[ignored until space] <body to the end>
-//! SUB GET OFF DEL QUE LDEL NDEL NSUB SUBS NSUBS PING LGET    (no fields)
+//! SUB GET OFF DEL QUE LDEL NDEL NSUB PING LGET    (no fields)
+//! SUBS, NSUBS  [v19+: ' ' <Int64 expected queue count><ShortBytes IdsHash>]
 //! PRXY <server><Maybe auth>   PFWD <version><dhKey><tail>   RFWD <tail>
+//! RSLV <domain>[ignored to the end]                      (any version: not gated on parse)
 //! ```
 //!
 //! Keys are length-prefixed SubjectPublicKeyInfo DER; IDs are length-prefixed bytes.
 
 use super::encoding::{DResult, DecodeError, Decoder, Encoder};
 use super::errors::{CommandError, ErrorType};
+use super::names::SimplexDomain;
 use super::version::{self, Version};
 use crate::crypto::keys::{KeyAlgorithm, PublicKey};
 
@@ -43,6 +46,17 @@ pub enum Party {
     ProxiedClient,
     /// A proxy forwarding to this server as relay.
     ProxyService,
+    /// A client resolving a SimpleX name (v20 RSLV).
+    Resolver,
+}
+
+/// The XOR of MD5 hashes of queue IDs a service expects (v19); 16 zero bytes when a v16-18
+/// client sends none (the reference's `mempty`).
+pub type IdsHash = Vec<u8>;
+
+/// The IdsHash of no queues.
+pub fn empty_ids_hash() -> IdsHash {
+    vec![0; 16]
 }
 
 /// Whether a new queue subscribes at creation.
@@ -146,8 +160,9 @@ pub enum Command {
     New(NewQueueReq),
     /// Subscribe to a queue.
     Sub,
-    /// Subscribe all queues of a service.
-    Subs,
+    /// Subscribe all queues of a service: expected count and IdsHash (v19+; -1 and zeros
+    /// before).
+    Subs(i64, IdsHash),
     /// Secure the queue with the sender's key (recipient).
     Key(PublicKey),
     /// Replace the recipient keys (contact queues).
@@ -182,14 +197,16 @@ pub enum Command {
     Lget,
     /// Subscribe to notifications.
     Nsub,
-    /// Subscribe a notification service.
-    Nsubs,
+    /// Subscribe a notification service (count and hash as SUBS).
+    Nsubs(i64, IdsHash),
     /// Ask the proxy for a relay session.
     Prxy(SmpServerRef, Option<Vec<u8>>),
     /// Forward an encrypted transmission via the proxy.
     Pfwd(Version, PublicKey, Vec<u8>),
     /// Proxy-to-relay forwarded transmission.
     Rfwd(Vec<u8>),
+    /// Resolve a SimpleX name (v20).
+    Rslv(SimplexDomain),
 }
 
 impl Command {
@@ -200,14 +217,15 @@ impl Command {
             New(_) => Party::Creator,
             Sub | Key(_) | Rkey(_) | Lset(..) | Ldel | Nkey(..) | Ndel | Get | Ack(_) | Off
             | Del | Que => Party::Recipient,
-            Subs => Party::RecipientService,
+            Subs(..) => Party::RecipientService,
             Skey(_) | Send(..) => Party::Sender,
             Ping => Party::IdleClient,
             Lkey(_) | Lget => Party::LinkClient,
             Nsub => Party::Notifier,
-            Nsubs => Party::NotifierService,
+            Nsubs(..) => Party::NotifierService,
             Prxy(..) | Pfwd(..) => Party::ProxiedClient,
             Rfwd(_) => Party::ProxyService,
+            Rslv(_) => Party::Resolver,
         }
     }
 
@@ -229,8 +247,10 @@ impl Command {
             Lget | Pfwd(..) if no_entity => Err(CommandError::NoEntity),
             Lget | Pfwd(..) if has_auth => Err(CommandError::HasAuth),
             Lget | Pfwd(..) => Ok(()),
-            Ping | Prxy(..) | Rfwd(_) if has_auth || !no_entity => Err(CommandError::HasAuth),
-            Ping | Prxy(..) | Rfwd(_) => Ok(()),
+            Ping | Prxy(..) | Rfwd(_) | Rslv(_) if has_auth || !no_entity => {
+                Err(CommandError::HasAuth)
+            }
+            Ping | Prxy(..) | Rfwd(_) | Rslv(_) => Ok(()),
             _ if !has_auth || no_entity => Err(CommandError::NoAuth),
             _ => Ok(()),
         };
@@ -245,7 +265,7 @@ impl Command {
         let cmd = match tag {
             b"NEW" => parse_new(v, &mut d),
             b"SUB" => Ok(Command::Sub),
-            b"SUBS" => Ok(Command::Subs),
+            b"SUBS" => service_subs(v, &mut d).map(|(n, h)| Command::Subs(n, h)),
             b"KEY" => field(&mut d, auth_key).map(Command::Key),
             b"RKEY" => d
                 .space()
@@ -280,7 +300,7 @@ impl Command {
             b"LKEY" => field(&mut d, auth_key).map(Command::Lkey),
             b"LGET" => Ok(Command::Lget),
             b"NSUB" => Ok(Command::Nsub),
-            b"NSUBS" => Ok(Command::Nsubs),
+            b"NSUBS" => service_subs(v, &mut d).map(|(n, h)| Command::Nsubs(n, h)),
             b"PRXY" => (|| {
                 d.space()?;
                 let hosts = d.non_empty(|d| d.short_bytes().map(|b| b.to_vec()))?;
@@ -305,6 +325,12 @@ impl Command {
             b"RFWD" => (|| {
                 d.space()?;
                 Ok(Command::Rfwd(d.tail().to_vec()))
+            })(),
+            b"RSLV" => (|| {
+                d.space()?;
+                let dom = SimplexDomain::decode(&mut d)?;
+                d.tail();
+                Ok(Command::Rslv(dom))
             })(),
             _ => return Err(ErrorType::Cmd(CommandError::Unknown)),
         };
@@ -352,8 +378,9 @@ impl Command {
             Sub => {
                 e.raw(b"SUB");
             }
-            Subs => {
+            Subs(n, h) => {
                 e.raw(b"SUBS");
+                encode_service_subs(v, e, *n, h);
             }
             Key(k) => {
                 e.raw(b"KEY ");
@@ -414,8 +441,9 @@ impl Command {
             Nsub => {
                 e.raw(b"NSUB");
             }
-            Nsubs => {
+            Nsubs(n, h) => {
                 e.raw(b"NSUBS");
+                encode_service_subs(v, e, *n, h);
             }
             Prxy(s, auth) => {
                 e.raw(b"PRXY ")
@@ -436,7 +464,27 @@ impl Command {
             Rfwd(t) => {
                 e.raw(b"RFWD ").raw(t);
             }
+            Rslv(dom) => {
+                e.raw(b"RSLV ").raw(dom.as_str().as_bytes());
+            }
         }
+    }
+}
+
+/// The v19 fields of SUBS/NSUBS; older versions carry none (count -1, empty hash).
+fn service_subs(v: Version, d: &mut Decoder) -> DResult<(i64, IdsHash)> {
+    if v >= version::RCV_SERVICE {
+        d.space()?;
+        let n = d.i64()?;
+        Ok((n, d.short_bytes()?.to_vec()))
+    } else {
+        Ok((-1, empty_ids_hash()))
+    }
+}
+
+fn encode_service_subs(v: Version, e: &mut Encoder, n: i64, h: &[u8]) {
+    if v >= version::RCV_SERVICE {
+        e.space().i64(n).short_bytes(h);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The SMP `ERR` payloads and transport errors, with the reference's text encodings.
 
 use super::encoding::{DResult, DecodeError, Decoder, Encoder};
+pub use super::names::NameError;
 
 /// Error in a command's syntax or credentials (`ERR CMD x`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +256,8 @@ pub enum ErrorType {
     Expired,
     /// Internal error.
     Internal,
+    /// Name resolution error (v20 RSLV).
+    Name(NameError),
     /// Internal duplicate marker (never sent by the server).
     Duplicate,
 }
@@ -281,6 +284,7 @@ impl ErrorType {
             ErrorType::NoMsg => e.raw(b"NO_MSG"),
             ErrorType::LargeMsg => e.raw(b"LARGE_MSG"),
             ErrorType::Internal => e.raw(b"INTERNAL"),
+            ErrorType::Name(n) => e.raw(b"NAME ").raw(n.to_text().as_bytes()),
             ErrorType::Duplicate => e.raw(b"DUPLICATE_"),
         };
     }
@@ -314,6 +318,10 @@ impl ErrorType {
             b"NO_MSG" => ErrorType::NoMsg,
             b"LARGE_MSG" => ErrorType::LargeMsg,
             b"INTERNAL" => ErrorType::Internal,
+            b"NAME" => {
+                d.space()?;
+                ErrorType::Name(NameError::decode(d)?)
+            }
             b"DUPLICATE_" => ErrorType::Duplicate,
             _ => return Err(DecodeError("bad ErrorType")),
         })
@@ -445,6 +453,18 @@ mod tests {
             (
                 ErrorType::Proxy(ProxyError::Protocol(Box::new(ErrorType::Auth))),
                 b"PROXY PROTOCOL AUTH",
+            ),
+            (ErrorType::Name(NameError::NoResolver), b"NAME NO_RESOLVER"),
+            (ErrorType::Name(NameError::NotFound), b"NAME NOT_FOUND"),
+            (
+                ErrorType::Name(NameError::Resolver("HTTP 502".into())),
+                b"NAME RESOLVER HTTP 502",
+            ),
+            (
+                ErrorType::Proxy(ProxyError::Protocol(Box::new(ErrorType::Name(
+                    NameError::NotFound,
+                )))),
+                b"PROXY PROTOCOL NAME NOT_FOUND",
             ),
         ];
         for (e, bytes) in cases {

@@ -5,6 +5,7 @@ pub mod command;
 pub mod encoding;
 pub mod errors;
 pub mod handshake;
+pub mod names;
 pub mod response;
 pub mod transmission;
 pub mod version;

@@ -5,14 +5,17 @@
 //!     [v16+: <Maybe serviceId>][v17+: <Maybe (ntfId, ntfDhKey)>]
 //! MSG <msgId><encrypted body to the end>     NID <ntfId><dhKey>
 //! NMSG <24-byte nonce><short encrypted meta>  LNK <sndId><Large><Large>
-//! SOK <Maybe serviceId> (v16+; older: OK)     SOKS <Int64>   ENDS <Int64>
+//! SOK <Maybe serviceId> (v16+; older: OK)
+//! SOKS <Int64>[v19+: <ShortBytes IdsHash>]   ENDS <Int64>[v19+: <ShortBytes IdsHash>]   ALLS
 //! DELD (v10+; older: END)  END  OK  PONG  INFO <json>  ERR <error text>
+//! RNAME <name record JSON to the end>
 //! ```
 
-use super::command::{dh_key, key, QueueLinkData, QueueMode};
+use super::command::{dh_key, empty_ids_hash, key, IdsHash, QueueLinkData, QueueMode};
 use super::encoding::{DResult, DecodeError, Decoder, Encoder};
 use super::errors::{BlockingInfo, ErrorType};
 use super::handshake::CertChainPubKey;
+use super::names::NameRecord;
 use super::version::{self, Version, VersionRange};
 use crate::crypto::keys::PublicKey;
 
@@ -44,8 +47,10 @@ pub enum BrokerMsg {
     Lnk(Vec<u8>, QueueLinkData),
     /// Subscription OK, with the associated service.
     Sok(Option<Vec<u8>>),
-    /// Service subscription count.
-    Soks(i64),
+    /// Service subscription: queue count and (v19+) IdsHash.
+    Soks(i64, IdsHash),
+    /// All messages for SUBS delivered (v19).
+    Alls,
     /// A message (ID, encrypted body).
     Msg(Vec<u8>, Vec<u8>),
     /// Notifier created (ID, server DH key).
@@ -60,8 +65,8 @@ pub enum BrokerMsg {
     Pres(Vec<u8>),
     /// Subscription ended (another connection subscribed).
     End,
-    /// Service subscriptions ended.
-    Ends(i64),
+    /// Service subscriptions ended: count and (v19+) IdsHash.
+    Ends(i64, IdsHash),
     /// Queue deleted.
     Deld,
     /// Queue information (JSON).
@@ -72,6 +77,8 @@ pub enum BrokerMsg {
     Err(ErrorType),
     /// Keep-alive answer.
     Pong,
+    /// A resolved name (v20).
+    Rname(NameRecord),
 }
 
 impl BrokerMsg {
@@ -117,8 +124,14 @@ impl BrokerMsg {
                     e.raw(b"OK");
                 }
             }
-            Soks(n) => {
+            Soks(n, h) => {
                 e.raw(b"SOKS ").i64(*n);
+                if v >= version::RCV_SERVICE {
+                    e.short_bytes(h);
+                }
+            }
+            Alls => {
+                e.raw(b"ALLS");
             }
             Msg(id, body) => {
                 e.raw(b"MSG ").short_bytes(id).raw(body);
@@ -144,8 +157,11 @@ impl BrokerMsg {
             End => {
                 e.raw(b"END");
             }
-            Ends(n) => {
+            Ends(n, h) => {
                 e.raw(b"ENDS ").i64(*n);
+                if v >= version::RCV_SERVICE {
+                    e.short_bytes(h);
+                }
             }
             Deld => {
                 e.raw(if v >= version::DELETED_EVENT {
@@ -178,6 +194,9 @@ impl BrokerMsg {
             }
             Pong => {
                 e.raw(b"PONG");
+            }
+            Rname(r) => {
+                e.raw(b"RNAME ").raw(&r.to_json());
             }
         }
     }
@@ -237,8 +256,10 @@ impl BrokerMsg {
             }
             b"SOKS" => {
                 d.space()?;
-                BrokerMsg::Soks(d.i64()?)
+                let (n, h) = service_count(v, &mut d)?;
+                BrokerMsg::Soks(n, h)
             }
+            b"ALLS" => BrokerMsg::Alls,
             b"MSG" => {
                 d.space()?;
                 let id = d.short_bytes()?.to_vec();
@@ -272,7 +293,8 @@ impl BrokerMsg {
             b"END" => BrokerMsg::End,
             b"ENDS" => {
                 d.space()?;
-                BrokerMsg::Ends(d.i64()?)
+                let (n, h) = service_count(v, &mut d)?;
+                BrokerMsg::Ends(n, h)
             }
             b"DELD" => BrokerMsg::Deld,
             b"INFO" => {
@@ -285,9 +307,26 @@ impl BrokerMsg {
                 BrokerMsg::Err(ErrorType::decode(&mut d)?)
             }
             b"PONG" => BrokerMsg::Pong,
+            b"RNAME" => {
+                d.space()?;
+                BrokerMsg::Rname(
+                    NameRecord::from_json(d.tail()).map_err(|_| DecodeError("bad RNAME"))?,
+                )
+            }
             _ => return Err(DecodeError("bad message")),
         };
         d.finish()?;
         Ok(m)
+    }
+}
+
+/// The count and (v19+) IdsHash of SOKS/ENDS; before v19 the hash is empty (the reference's
+/// `mempty`).
+fn service_count(v: Version, d: &mut Decoder) -> DResult<(i64, IdsHash)> {
+    let n = d.i64()?;
+    if v >= version::RCV_SERVICE {
+        Ok((n, d.short_bytes()?.to_vec()))
+    } else {
+        Ok((n, empty_ids_hash()))
     }
 }

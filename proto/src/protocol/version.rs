@@ -1,6 +1,6 @@
 //! SMP protocol versions and version ranges.
 //!
-//! The server speaks 6..=18. A TLS connection that negotiated ALPN `smp/1` is offered the full
+//! The server speaks 6..=20. A TLS connection that negotiated ALPN `smp/1` is offered the full
 //! range; one without ALPN is offered only the legacy range 6..=6, as the reference does.
 
 use super::encoding::{DResult, DecodeError, Decoder, Encoder};
@@ -32,11 +32,20 @@ pub const SERVICE_CERTS: Version = 16;
 pub const NEW_NTF_CREDS: Version = 17;
 /// Client notices in BLOCKED errors.
 pub const CLIENT_NOTICES: Version = 18;
+/// Service subscriptions to messages: SUBS/NSUBS carry the expected queue count and IdsHash,
+/// SOKS/ENDS the server's, ALLS ends the delivery for SUBS.
+pub const RCV_SERVICE: Version = 19;
+/// SimpleX names: RSLV/RNAME and `ERR NAME`.
+pub const NAMES: Version = 20;
 
 /// Lowest version served.
 pub const MIN_SERVER_VERSION: Version = 6;
 /// Highest version served.
-pub const CURRENT_SERVER_VERSION: Version = 18;
+pub const CURRENT_SERVER_VERSION: Version = 20;
+/// Highest version a proxy lets a client use end to end with a relay. The reference pins it to
+/// its current version (20) in 7.0, because proxied RSLV needs v20; normally it trails by one
+/// so relays can't fingerprint clients by their upgrade time.
+pub const PROXIED_SMP_RELAY_VERSION: Version = 20;
 
 /// An inclusive range of versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +66,13 @@ impl VersionRange {
     pub const SERVER: VersionRange = VersionRange {
         min: MIN_SERVER_VERSION,
         max: CURRENT_SERVER_VERSION,
+    };
+
+    /// Versions a client may use end to end with a relay through a proxy (the reference's
+    /// `proxiedSMPRelayVRange`).
+    pub const PROXIED: VersionRange = VersionRange {
+        min: SENDING_PROXY,
+        max: PROXIED_SMP_RELAY_VERSION,
     };
 
     /// The range offered to TLS clients that negotiated no ALPN.

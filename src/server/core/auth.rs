@@ -121,8 +121,8 @@ pub fn verify_transmission(
                 Err(ErrorType::Auth)
             }
         }
-        Command::Subs | Command::Nsubs => Err(ErrorType::Service),
-        Command::Ping | Command::Prxy(..) | Command::Pfwd(..) | Command::Rfwd(_) => ok(None),
+        Command::Subs(..) | Command::Nsubs(..) => Err(ErrorType::Service),
+        Command::Ping | Command::Prxy(..) | Command::Pfwd(..) | Command::Rfwd(_) | Command::Rslv(_) => ok(None),
         Command::Skey(k) | Command::Lkey(k) => {
             let (q, r) = need(q)?;
             if allowed_sender_key(k, &r) {

@@ -10,7 +10,7 @@
 //! One file per command family holds each command's effect and counters:
 //! [`queue`] (NEW KEY RKEY SKEY OFF DEL QUE), [`messages`] (SEND SUB GET ACK),
 //! [`links`] (LSET LDEL LKEY LGET), [`notifications`] (NKEY NDEL NSUB),
-//! [`proxy`] (PRXY PFWD), [`relay`] (RFWD); authorization by party is in [`auth`].
+//! [`proxy`] (PRXY PFWD), [`relay`] (RFWD), [`names`] (RSLV); authorization by party is in [`auth`].
 //!
 //! Lock order (never take an earlier one while holding a later one): a connection's `subs` →
 //! the `subscribers` map → another connection's `subs`; a queue's own lock is taken and released
@@ -22,10 +22,11 @@ pub mod auth;
 pub mod client;
 mod links;
 mod messages;
+mod names;
 mod notifications;
 mod proxy;
 mod queue;
-mod relay;
+pub mod relay;
 pub mod subscriptions;
 
 #[cfg(test)]
@@ -47,6 +48,7 @@ use crate::store::{Queue, QueueRec, QueueStatus, Store};
 pub use auth::Verified;
 pub use client::{ClientId, ClientState, Sub};
 pub use messages::encrypt_msg;
+pub use names::ResolveAnswer;
 pub use notifications::PendingNtf;
 pub use subscriptions::Subscriptions;
 
@@ -95,6 +97,21 @@ pub struct Delivery {
 /// Work that needs the network: run off the read loop, answered when it finishes.
 #[derive(Debug)]
 pub enum Job {
+    /// PRXY or PFWD: bounded by the connection's proxy permits (`[PROXY] client_concurrency`).
+    Proxy(ProxyJob),
+    /// RSLV: ask the names resolver and answer RNAME or `ERR NAME`; bounded by the
+    /// connection's resolver slots (`[NAMES] resolver_concurrency`).
+    Resolve {
+        /// The name to resolve.
+        domain: crate::protocol::names::SimplexDomain,
+        /// Where the answer goes.
+        answer: ResolveAnswer,
+    },
+}
+
+/// A proxy role job (the client's side of private routing).
+#[derive(Debug)]
+pub enum ProxyJob {
     /// PRXY: open or reuse a session with a destination relay and answer PKEY.
     RelaySession {
         /// The PRXY's correlation ID.
@@ -203,6 +220,8 @@ pub struct Core {
     pub subs: Subscriptions,
     /// Notifications not yet delivered, by notifier ID.
     pub pending_ntfs: Mutex<HashMap<Vec<u8>, Vec<PendingNtf>>>,
+    /// The names role is on (`[NAMES] enable` and a working resolver): RSLV becomes a job.
+    pub names_enabled: std::sync::atomic::AtomicBool,
 }
 
 impl Core {
@@ -214,6 +233,7 @@ impl Core {
             stats,
             subs: Subscriptions::default(),
             pending_ntfs: Mutex::new(HashMap::new()),
+            names_enabled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -270,8 +290,9 @@ impl Core {
             Command::Prxy(srv, auth) => self.prxy(corr, ent, srv, auth, fx),
             Command::Pfwd(v, k, body) => self.pfwd(corr, ent, v, k, body, fx),
             Command::Rfwd(enc) => self.rfwd(s, corr, ent, &enc, env, fx),
+            Command::Rslv(domain) => self.rslv(corr, domain, fx),
             // Service sessions need a client certificate, which this server does not request.
-            Command::Subs | Command::Nsubs => fx.err(corr, ent, ErrorType::Service),
+            Command::Subs(..) | Command::Nsubs(..) => fx.err(corr, ent, ErrorType::Service),
             cmd @ (Command::Sub
             | Command::Key(_)
             | Command::Rkey(_)
@@ -348,8 +369,9 @@ impl Core {
             Command::Nsub => self.subscribe_notifications(s, ent, env, fx),
             // not queue commands: `apply` never sends them here
             Command::New(_)
-            | Command::Subs
-            | Command::Nsubs
+            | Command::Subs(..)
+            | Command::Nsubs(..)
+            | Command::Rslv(_)
             | Command::Ping
             | Command::Prxy(..)
             | Command::Pfwd(..)

@@ -3,7 +3,7 @@
 //! The core decides whether the proxy may be used (`[PROXY]`, `create_password`) and hands the
 //! network work to the session as a [`Job`]; `server::proxy_jobs` runs it and answers.
 
-use super::{Core, Effects, Job};
+use super::{Core, Effects, Job, ProxyJob};
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::SmpServerRef;
 use crate::protocol::errors::{ErrorType, ProxyError};
@@ -32,12 +32,12 @@ impl Core {
             .hosts
             .first()
             .is_some_and(|h| super::super::counting::is_own_server(&set.own_server_domains, h));
-        fx.jobs.push(Job::RelaySession {
+        fx.jobs.push(Job::Proxy(ProxyJob::RelaySession {
             corr_id: corr.to_vec(),
             entity_id: ent.to_vec(),
             server: srv,
             own,
-        });
+        }));
     }
 
     /// PFWD: forward through an existing relay session (checked when the job runs).
@@ -50,12 +50,12 @@ impl Core {
         body: Vec<u8>,
         fx: &mut Effects,
     ) {
-        fx.jobs.push(Job::Forward {
+        fx.jobs.push(Job::Proxy(ProxyJob::Forward {
             corr_id: corr.to_vec(),
             session_id: ent.to_vec(),
             version,
             key,
             body,
-        });
+        }));
     }
 }

@@ -10,9 +10,10 @@
 //!              of <ShortBytes fwdCorrId><response, crypto_box'd with the reversed
 //!              fwdCorrId nonce, padded to 16226>
 //! ```
-//! Only sender commands may be forwarded (SEND, SKEY, LKEY, LGET).
+//! Only sender commands (SEND, SKEY, LKEY, LGET) and RSLV may be forwarded. RSLV is answered
+//! later by a [`super::Job::Resolve`], whose RRES is sealed with the [`FwdSeal`] kept here.
 
-use super::{Core, Effects, Env, Outgoing, Session, VerifiedTransmission};
+use super::{Core, Effects, Env, Job, Outgoing, ResolveAnswer, Session, VerifiedTransmission};
 use crate::crypto::cbox;
 use crate::protocol::command::{dh_key, Command};
 use crate::protocol::encoding::{Decoder, Encoder};
@@ -29,8 +30,62 @@ fn no_server_auth() -> ErrorType {
     )))
 }
 
+/// What sealing a forwarded command's response needs: both secrets and nonces, the proxy's
+/// correlation ID and the client's framing parameters. Kept by a forwarded RSLV's job, which
+/// answers after the resolver does.
+#[derive(Clone)]
+pub struct FwdSeal {
+    secret: [u8; 32],
+    proxy_nonce: [u8; 24],
+    client_secret: [u8; 32],
+    client_nonce: [u8; 24],
+    fwd_corr: Vec<u8>,
+    params: THParams,
+}
+
+impl std::fmt::Debug for FwdSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the secrets stay out of logs
+        f.debug_struct("FwdSeal").finish_non_exhaustive()
+    }
+}
+
+impl FwdSeal {
+    /// Encode the inner response for the client and seal it twice, giving the RRES body.
+    pub fn seal(&self, rc: &[u8], re: &[u8], msg: &BrokerMsg) -> Result<Vec<u8>, ErrorType> {
+        let t = encode_server(&self.params, rc, re, msg);
+        let content = match batch(&[t], SMP_BLOCK_SIZE).into_iter().next() {
+            Some(Ok(c)) => c,
+            _ => return Err(ErrorType::Block),
+        };
+        let r2 = cbox::cb_encrypt(
+            &self.client_secret,
+            &cbox::reverse_nonce(&self.client_nonce),
+            &content,
+            PADDED_PROXIED_T_LENGTH,
+        )
+        .map_err(|_| ErrorType::Block)?;
+        let mut e = Encoder::with_capacity(r2.len() + 32);
+        e.short_bytes(&self.fwd_corr).raw(&r2);
+        Ok(cbox::secret_box(
+            &self.secret,
+            &cbox::reverse_nonce(&self.proxy_nonce),
+            &e.finish(),
+        ))
+    }
+
+    /// The RRES (or the error) answering the RFWD with `msg` as the inner response.
+    pub fn rres(&self, rc: &[u8], re: &[u8], msg: &BrokerMsg) -> BrokerMsg {
+        match self.seal(rc, re, msg) {
+            Ok(b) => BrokerMsg::Rres(b),
+            Err(e) => BrokerMsg::Err(e),
+        }
+    }
+}
+
 impl Core {
-    /// RFWD: a proxy forwards a client's command; the answer is RRES (or an error).
+    /// RFWD: a proxy forwards a client's command; the answer is RRES (or an error), now or,
+    /// for a forwarded RSLV, from its job.
     pub(super) fn rfwd(
         &self,
         s: &Session<'_>,
@@ -44,13 +99,14 @@ impl Core {
             return fx.err(corr, ent, ErrorType::Cmd(CommandError::Prohibited));
         }
         self.stats.p_msg_fwds_recv.inc();
-        let r = match self.forwarded(s, corr, enc, env, fx) {
-            Ok(b) => BrokerMsg::Rres(b),
-            Err(e) => BrokerMsg::Err(e),
-        };
-        fx.reply(corr, &[], r)
+        match self.forwarded(s, corr, enc, env, fx) {
+            Ok(Some(b)) => fx.reply(corr, &[], BrokerMsg::Rres(b)),
+            Ok(None) => {}
+            Err(e) => fx.reply(corr, &[], BrokerMsg::Err(e)),
+        }
     }
 
+    /// Open, verify and run the forwarded transmission; `Ok(None)` when a job answers later.
     fn forwarded(
         &self,
         s: &Session<'_>,
@@ -58,7 +114,7 @@ impl Core {
         enc: &[u8],
         env: &mut Env<'_>,
         fx: &mut Effects,
-    ) -> Result<Vec<u8>, ErrorType> {
+    ) -> Result<Option<Vec<u8>>, ErrorType> {
         let keys = s.keys;
         let secret = keys.session_secret.ok_or_else(no_server_auth)?;
         let proxy_nonce = cbox::cb_nonce(corr);
@@ -74,10 +130,18 @@ impl Core {
         let client_nonce = cbox::cb_nonce(&fwd_corr);
         let b =
             cbox::cb_decrypt(&client_secret, &client_nonce, et).map_err(|_| ErrorType::Crypto)?;
-        let params = THParams {
-            session_id: keys.session_id.clone(),
-            version: fwd_version,
+        let seal = FwdSeal {
+            secret,
+            proxy_nonce,
+            client_secret,
+            client_nonce,
+            fwd_corr,
+            params: THParams {
+                session_id: keys.session_id.clone(),
+                version: fwd_version,
+            },
         };
+        let params = &seal.params;
         // Exactly one forwarded transmission.
         let ts = split_batch(&b).map_err(|_| ErrorType::Block)?;
         if ts.len() != 1 {
@@ -89,12 +153,16 @@ impl Core {
             keys,
             forwarded: true,
         };
-        let out = match decode_server(&params, parse_transmission(&params, ts[0])) {
+        let out = match decode_server(params, parse_transmission(params, ts[0])) {
             Err((c, e, err)) => Outgoing::new(&c, &e, BrokerMsg::Err(err)),
             Ok(st) => {
                 let allowed = matches!(
                     st.command,
-                    Command::Send(..) | Command::Skey(_) | Command::Lkey(_) | Command::Lget
+                    Command::Send(..)
+                        | Command::Skey(_)
+                        | Command::Lkey(_)
+                        | Command::Lget
+                        | Command::Rslv(_)
                 );
                 if !allowed {
                     let e = ErrorType::Cmd(CommandError::Prohibited);
@@ -102,45 +170,44 @@ impl Core {
                 } else {
                     match super::auth::verify_transmission(self.store.as_ref(), &keys.dh, &st) {
                         Err(e) => Outgoing::new(&st.corr_id, &st.entity_id, BrokerMsg::Err(e)),
-                        Ok(queue) => {
-                            // Sender commands reply once and deliver to other connections only.
-                            let mut inner_fx = Effects::default();
-                            let (c, e) = (st.corr_id.clone(), st.entity_id.clone());
-                            let t = VerifiedTransmission {
-                                corr_id: st.corr_id,
-                                entity_id: st.entity_id,
-                                command: st.command,
-                                queue,
-                            };
-                            self.apply(&inner, t, env, &mut inner_fx);
-                            let first = inner_fx.replies.drain(..).next();
-                            fx.deliveries.append(&mut inner_fx.deliveries);
-                            first.unwrap_or_else(|| {
-                                Outgoing::new(&c, &e, BrokerMsg::Err(ErrorType::Internal))
-                            })
-                        }
+                        Ok(queue) => match st.command {
+                            Command::Rslv(domain) => match self.rslv_admit() {
+                                Err(e) => Outgoing::new(&st.corr_id, &[], BrokerMsg::Err(e)),
+                                Ok(()) => {
+                                    fx.jobs.push(Job::Resolve {
+                                        domain,
+                                        answer: ResolveAnswer::Forwarded {
+                                            rfwd_corr: corr.to_vec(),
+                                            inner_corr: st.corr_id,
+                                            seal,
+                                        },
+                                    });
+                                    return Ok(None);
+                                }
+                            },
+                            command => {
+                                // Sender commands reply once and deliver to other connections
+                                // only.
+                                let mut inner_fx = Effects::default();
+                                let (c, e) = (st.corr_id.clone(), st.entity_id.clone());
+                                let t = VerifiedTransmission {
+                                    corr_id: st.corr_id,
+                                    entity_id: st.entity_id,
+                                    command,
+                                    queue,
+                                };
+                                self.apply(&inner, t, env, &mut inner_fx);
+                                let first = inner_fx.replies.drain(..).next();
+                                fx.deliveries.append(&mut inner_fx.deliveries);
+                                first.unwrap_or_else(|| {
+                                    Outgoing::new(&c, &e, BrokerMsg::Err(ErrorType::Internal))
+                                })
+                            }
+                        },
                     }
                 }
             }
         };
-        let t = encode_server(&params, &out.corr_id, &out.entity_id, &out.msg);
-        let content = match batch(&[t], SMP_BLOCK_SIZE).into_iter().next() {
-            Some(Ok(c)) => c,
-            _ => return Err(ErrorType::Block),
-        };
-        let r2 = cbox::cb_encrypt(
-            &client_secret,
-            &cbox::reverse_nonce(&client_nonce),
-            &content,
-            PADDED_PROXIED_T_LENGTH,
-        )
-        .map_err(|_| ErrorType::Block)?;
-        let mut e = Encoder::with_capacity(r2.len() + 32);
-        e.short_bytes(&fwd_corr).raw(&r2);
-        Ok(cbox::secret_box(
-            &secret,
-            &cbox::reverse_nonce(&proxy_nonce),
-            &e.finish(),
-        ))
+        seal.seal(&out.corr_id, &out.entity_id, &out.msg).map(Some)
     }
 }
