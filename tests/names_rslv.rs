@@ -165,7 +165,7 @@ async fn rslv_direct_outcomes() {
     );
     // Prometheus: the 112 families of the reference 7.0 (compared name by name with its
     // Prometheus.hs when written) plus our send->deliver histogram, with the names counters
-    let text = smp_server::stats::prometheus::render_state(&srv.server.state);
+    let text = smp_server::stats::prometheus::render_state(&*srv.server.state);
     let families: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -38,7 +38,7 @@ async fn old_messages_and_notifications_expire_periodically() {
         .get_queue(smp_server::protocol::command::Party::Recipient, r.rid())
         .expect("queue");
     assert_eq!(st.store.queue_size(&q).expect("size"), 1);
-    lock(&st.pending_ntfs).insert(
+    lock(&st.core.pending_ntfs).insert(
         vec![1; 24],
         vec![PendingNtf {
             nonce: [0; 24],
@@ -59,7 +59,7 @@ async fn old_messages_and_notifications_expire_periodically() {
         "expired too early: {waited:?}"
     );
     assert!(
-        lock(&st.pending_ntfs).is_empty(),
+        lock(&st.core.pending_ntfs).is_empty(),
         "old notification expired"
     );
     stop.cancel();

@@ -87,6 +87,7 @@ async fn operator_cap_limits_the_range() {
             alpn: true,
             timeout: std::time::Duration::from_secs(10),
             proxy: false,
+            ..Default::default()
         },
     )
     .await

@@ -53,19 +53,21 @@ pub struct Outbox {
 pub fn cost(o: &Outgoing) -> usize {
     let payload = match &o.msg {
         BrokerMsg::Msg(id, body) => id.len() + body.len(),
-        BrokerMsg::Nmsg(_, m)
-        | BrokerMsg::Rres(m)
-        | BrokerMsg::Pres(m)
-        | BrokerMsg::Info(m) => 24 + m.len(),
+        BrokerMsg::Nmsg(_, m) | BrokerMsg::Rres(m) | BrokerMsg::Pres(m) | BrokerMsg::Info(m) => {
+            24 + m.len()
+        }
         BrokerMsg::Lnk(id, (a, b)) => id.len() + a.len() + b.len(),
         BrokerMsg::Pkey(s, _, _) => s.len() + 1024,
         BrokerMsg::Ids(_) => 256,
+        // a name record is bounded by the resolver's response limit (16000 bytes)
+        BrokerMsg::Rname(_) => 16 * 1024,
         BrokerMsg::Sok(_)
-        | BrokerMsg::Soks(_)
+        | BrokerMsg::Soks(..)
         | BrokerMsg::Nid(..)
         | BrokerMsg::End
-        | BrokerMsg::Ends(_)
+        | BrokerMsg::Ends(..)
         | BrokerMsg::Deld
+        | BrokerMsg::Alls
         | BrokerMsg::Ok
         | BrokerMsg::Err(_)
         | BrokerMsg::Pong => 64,

@@ -96,6 +96,7 @@ impl Persistence {
                     .store_log
                     .restore_messages_enabled()
                     .then(|| config.paths.ntfs_file()),
+                skip_warnings: config.start.skip_warnings,
             });
         }
         let mem = MemoryStore::new();

@@ -58,9 +58,10 @@ async fn run(state: &ServerState, job: ProxyJob) -> Outgoing {
             key,
             body,
         } => {
-            let own = state.proxy.session_host(&session_id).is_some_and(|h| {
-                counting::is_own_server(&state.settings.own_server_domains, &h)
-            });
+            let own = state
+                .proxy
+                .session_host(&session_id)
+                .is_some_and(|h| counting::is_own_server(&state.settings.own_server_domains, &h));
             let (all, mine) = (&stats.p_msg_fwds, &stats.p_msg_fwds_own);
             let msg = match state.proxy.by_session(&session_id) {
                 None => {
@@ -78,8 +79,8 @@ async fn run(state: &ServerState, job: ProxyJob) -> Outgoing {
                     )))
                 }
                 Some(r) => {
-                    let m = super::proxy::ProxyAgent::forward(&r, &corr_id, version, &key, &body)
-                        .await;
+                    let m =
+                        super::proxy::ProxyAgent::forward(&r, &corr_id, version, &key, &body).await;
                     counting::proxy_result_own(all, mine, own, &m);
                     m
                 }

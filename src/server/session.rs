@@ -124,7 +124,9 @@ fn handle_block(
     let mut env = Env { now, rng: &mut rng };
     for (i, t) in ts.into_iter().enumerate() {
         match decode_server(params, parse_transmission(params, t)) {
-            Err((corr, ent, e)) => fx.replies.push(Outgoing::new(&corr, &ent, BrokerMsg::Err(e))),
+            Err((corr, ent, e)) => fx
+                .replies
+                .push(Outgoing::new(&corr, &ent, BrokerMsg::Err(e))),
             Ok(st) => state
                 .core
                 .receive(session, st, batched && i == 0, &mut env, &mut fx),

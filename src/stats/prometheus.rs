@@ -1066,7 +1066,9 @@ pub async fn run_file_writer(
         }
         let text = render_state(state.as_ref());
         let tmp = path.with_extension("txt.tmp");
-        if let Err(e) = crate::fsmode::write_private(&tmp, text.as_bytes()).and_then(|_| std::fs::rename(&tmp, &path)) {
+        if let Err(e) = crate::fsmode::write_private(&tmp, text.as_bytes())
+            .and_then(|_| std::fs::rename(&tmp, &path))
+        {
             tracing::error!("writing Prometheus metrics to {}: {e}", path.display());
         }
     }

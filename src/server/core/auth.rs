@@ -105,7 +105,8 @@ pub fn verify_transmission(
         | Party::IdleClient
         | Party::NotifierService
         | Party::ProxiedClient
-        | Party::ProxyService => None,
+        | Party::ProxyService
+        | Party::Resolver => None,
     };
     // Service signatures are only valid in service sessions, which need a client certificate.
     if t.service_sig.is_some() {
@@ -122,7 +123,11 @@ pub fn verify_transmission(
             }
         }
         Command::Subs(..) | Command::Nsubs(..) => Err(ErrorType::Service),
-        Command::Ping | Command::Prxy(..) | Command::Pfwd(..) | Command::Rfwd(_) | Command::Rslv(_) => ok(None),
+        Command::Ping
+        | Command::Prxy(..)
+        | Command::Pfwd(..)
+        | Command::Rfwd(_)
+        | Command::Rslv(_) => ok(None),
         Command::Skey(k) | Command::Lkey(k) => {
             let (q, r) = need(q)?;
             if allowed_sender_key(k, &r) {

@@ -28,8 +28,7 @@ impl Core {
         lid: Vec<u8>,
         data: QueueLinkData,
     ) -> BrokerMsg {
-        if rec.is_secured_msg_queue() || rec.queue_data.as_ref().is_some_and(|(l, _)| *l != lid)
-        {
+        if rec.is_secured_msg_queue() || rec.queue_data.as_ref().is_some_and(|(l, _)| *l != lid) {
             BrokerMsg::Err(ErrorType::Auth)
         } else {
             ok_or(self.store.add_link(q, lid, data))
@@ -56,7 +55,10 @@ impl Core {
         if rec.queue_mode != Some(QueueMode::Messaging) {
             return BrokerMsg::Err(ErrorType::Auth);
         }
-        match self.secure(q, k).and_then(|_| self.store.get_link(q, link_id)) {
+        match self
+            .secure(q, k)
+            .and_then(|_| self.store.get_link(q, link_id))
+        {
             Ok(d) => BrokerMsg::Lnk(rec.sender_id.clone(), d),
             Err(e) => BrokerMsg::Err(e),
         }

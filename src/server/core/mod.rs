@@ -29,9 +29,6 @@ mod queue;
 pub mod relay;
 pub mod subscriptions;
 
-#[cfg(test)]
-mod tests;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

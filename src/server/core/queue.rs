@@ -58,9 +58,11 @@ impl Core {
         let queue_mode = req.queue_req_data.as_ref().map(|d| d.mode());
         for _ in 0..3 {
             let (sender_id, client_ids, queue_data) = match &req.queue_req_data {
-                Some(QueueReqData::Messaging(Some((sid, d)))) => {
-                    (sid.clone(), true, Some((bytes_from(env.rng, id_len), d.clone())))
-                }
+                Some(QueueReqData::Messaging(Some((sid, d)))) => (
+                    sid.clone(),
+                    true,
+                    Some((bytes_from(env.rng, id_len), d.clone())),
+                ),
                 Some(QueueReqData::Contact(Some((lid, sid, d)))) => {
                     (sid.clone(), true, Some((lid.clone(), d.clone())))
                 }

@@ -80,6 +80,9 @@ impl Subscriptions {
             let ids: std::collections::HashSet<u64> = m.values().map(|c| c.id).collect();
             (m.len(), ids.len())
         };
-        (distinct(&lock(&self.queues)), distinct(&lock(&self.notifiers)))
+        (
+            distinct(&lock(&self.queues)),
+            distinct(&lock(&self.notifiers)),
+        )
     }
 }
