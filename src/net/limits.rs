@@ -178,9 +178,15 @@ mod tests {
         });
         let a1 = l.try_acquire(ip("10.0.0.1")).expect("a1");
         let a2 = l.try_acquire(ip("::ffff:10.0.0.1")).expect("a2");
-        assert_eq!(l.try_acquire(ip("10.0.0.1")).unwrap_err(), Refused::PerIp);
+        assert_eq!(
+            l.try_acquire(ip("10.0.0.1")).expect_err("refused"),
+            Refused::PerIp
+        );
         let b = l.try_acquire(ip("10.0.0.2")).expect("b");
-        assert_eq!(l.try_acquire(ip("10.0.0.3")).unwrap_err(), Refused::Total);
+        assert_eq!(
+            l.try_acquire(ip("10.0.0.3")).expect_err("refused"),
+            Refused::Total
+        );
         assert_eq!(l.refused(), (1, 1));
         assert_eq!(l.open(), 3);
         drop(a1);
@@ -199,7 +205,8 @@ mod tests {
         });
         let _a = l.try_acquire(ip("2001:db8:1:2::1")).expect("a");
         assert_eq!(
-            l.try_acquire(ip("2001:db8:1:2:ffff::9")).unwrap_err(),
+            l.try_acquire(ip("2001:db8:1:2:ffff::9"))
+                .expect_err("refused"),
             Refused::PerIp
         );
         let _b = l.try_acquire(ip("2001:db8:1:3::1")).expect("other /64");

@@ -29,6 +29,9 @@ mod queue;
 pub mod relay;
 pub mod subscriptions;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

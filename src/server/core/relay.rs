@@ -170,22 +170,23 @@ impl Core {
                 } else {
                     match super::auth::verify_transmission(self.store.as_ref(), &keys.dh, &st) {
                         Err(e) => Outgoing::new(&st.corr_id, &st.entity_id, BrokerMsg::Err(e)),
-                        Ok(queue) => match st.command {
-                            Command::Rslv(domain) => match self.rslv_admit() {
-                                Err(e) => Outgoing::new(&st.corr_id, &[], BrokerMsg::Err(e)),
-                                Ok(()) => {
-                                    fx.jobs.push(Job::Resolve {
-                                        domain,
-                                        answer: ResolveAnswer::Forwarded {
-                                            rfwd_corr: corr.to_vec(),
-                                            inner_corr: st.corr_id,
-                                            seal,
-                                        },
-                                    });
-                                    return Ok(None);
+                        Ok(queue) => {
+                            if let Command::Rslv(domain) = st.command {
+                                match self.rslv_admit() {
+                                    Err(e) => Outgoing::new(&st.corr_id, &[], BrokerMsg::Err(e)),
+                                    Ok(()) => {
+                                        fx.jobs.push(Job::Resolve {
+                                            domain,
+                                            answer: ResolveAnswer::Forwarded {
+                                                rfwd_corr: corr.to_vec(),
+                                                inner_corr: st.corr_id,
+                                                seal,
+                                            },
+                                        });
+                                        return Ok(None);
+                                    }
                                 }
-                            },
-                            command => {
+                            } else {
                                 // Sender commands reply once and deliver to other connections
                                 // only.
                                 let mut inner_fx = Effects::default();
@@ -193,7 +194,7 @@ impl Core {
                                 let t = VerifiedTransmission {
                                     corr_id: st.corr_id,
                                     entity_id: st.entity_id,
-                                    command,
+                                    command: st.command,
                                     queue,
                                 };
                                 self.apply(&inner, t, env, &mut inner_fx);
@@ -203,7 +204,7 @@ impl Core {
                                     Outgoing::new(&c, &e, BrokerMsg::Err(ErrorType::Internal))
                                 })
                             }
-                        },
+                        }
                     }
                 }
             }
