@@ -106,9 +106,26 @@ fn mode(p: &Path) -> u32 {
 #[test]
 fn version() {
     let s = Server::new();
-    let expected = format!("SMP server v{}\n", env!("CARGO_PKG_VERSION"));
-    assert_eq!(ok(&s.run(&["--version"])), expected);
-    assert_eq!(ok(&s.run(&["-v"])), expected);
+    let out = ok(&s.run(&["--version"]));
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("SMP server v{}", env!("CARGO_PKG_VERSION")).as_str()),
+        "the reference's first line"
+    );
+    let commit = lines.next().and_then(|l| l.strip_prefix("commit ")).expect("a commit line");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(head) => assert_eq!(commit, head, "the checkout's commit"),
+        None => assert!(commit.len() == 40 || commit == "unknown", "{commit}"),
+    }
+    assert_eq!(ok(&s.run(&["-v"])), out);
 }
 
 #[test]

@@ -67,7 +67,8 @@ impl Installed {
 
     fn version(&self) -> String {
         let out = self.run(&["--version"]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().next().unwrap_or_default().trim().to_string()
     }
 
     /// `self-update --yes` must fail, saying `why`, and leave the binary byte-identical.
@@ -121,6 +122,9 @@ fn sign(archive: &Path, context: &str, key: &Path) {
 
 #[test]
 fn older_binary_updates_to_newer_and_rolls_back() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| publish(root, &f.release_dir(NEW), &format!("v{NEW}")));
     assert_eq!(inst.version(), format!("SMP server v{OLD}"));
@@ -175,6 +179,9 @@ fn older_binary_updates_to_newer_and_rolls_back() {
 
 #[test]
 fn tampered_archive_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let inst = Installed::new(|root| {
         publish_new_with(root, |archive, _| {
             let mut bytes = std::fs::read(archive).expect("read");
@@ -188,12 +195,18 @@ fn tampered_archive_is_refused() {
 
 #[test]
 fn unsigned_archive_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let inst = Installed::new(|root| publish_new_with(root, |archive, _| unsign(archive)));
     inst.assert_refused("signature check");
 }
 
 #[test]
 fn archive_signed_by_another_key_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| {
         publish_new_with(root, |archive, asset| {
@@ -206,6 +219,9 @@ fn archive_signed_by_another_key_is_refused() {
 
 #[test]
 fn signature_for_another_file_name_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| {
         publish_new_with(root, |archive, _| {
@@ -218,6 +234,9 @@ fn signature_for_another_file_name_is_refused() {
 
 #[test]
 fn older_and_same_versions_are_refused_without_download() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     for tag in ["v0.0.9", &format!("v{OLD}")] {
         let inst = Installed::new(|root| {
@@ -246,6 +265,9 @@ fn older_and_same_versions_are_refused_without_download() {
 
 #[test]
 fn signed_binary_failing_its_smoke_test_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| {
         publish_new_with(root, |archive, asset| {
@@ -269,6 +291,9 @@ fn signed_binary_failing_its_smoke_test_is_refused() {
 
 #[test]
 fn build_without_keys_refuses_and_config_keys_are_used() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| publish(root, &f.release_dir(NEW), &format!("v{NEW}")));
     // The test harness's own binary: built without SMP_UPDATER_KEYS, release-keys.txt lists none.
@@ -307,6 +332,9 @@ fn build_without_keys_refuses_and_config_keys_are_used() {
 
 #[test]
 fn release_output_verifies_with_zipsign_and_openssl() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let rel = f.release_dir(NEW);
     let asset = rel.join(f.asset(NEW));

@@ -18,14 +18,10 @@ use smp_server::protocol::command::Command as Cmd;
 use smp_server::protocol::errors::ErrorType;
 use smp_server::protocol::response::BrokerMsg;
 
-/// Fail (never skip) when not root.
-fn require_root() {
-    let out = Command::new("id").arg("-u").output().expect("run id -u");
-    let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(
-        uid, "0",
-        "tests/persistence_disk.rs mounts tmpfs and switches users: run it as root (CI does)"
-    );
+/// Root (tmpfs mounts, `setpriv`), or a `skipped:` line (a failure under
+/// `SMP_TEST_REQUIRE_ALL=1`, as in CI).
+fn require_root() -> bool {
+    common::require::root("persistence_disk") && common::require::tools("persistence_disk", &["setpriv", "mount"])
 }
 
 /// A tmpfs mounted for the test; unmounted on drop.
@@ -334,7 +330,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let mut site = Site::new();
     let fs = Tmpfs::mount(&site.log, "4m");
     site.init(&[]); // the journal is the default for new servers
@@ -453,7 +451,9 @@ async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data()
 
 #[tokio::test]
 async fn full_disk_at_clean_stop_keeps_messages_until_they_are_saved() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let mut site = Site::new();
     let _fs = Tmpfs::mount(&site.log, "4m");
     site.init(&["--store-messages", "memory"]);
@@ -532,7 +532,9 @@ async fn full_disk_at_clean_stop_keeps_messages_until_they_are_saved() {
 
 #[tokio::test]
 async fn read_only_log_directory_stops_start_and_changes_nothing() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let mut site = Site::new();
     let fs = Tmpfs::mount(&site.log, "8m");
     site.init(&[]);
@@ -588,7 +590,9 @@ fn chown_r(p: &Path, owner: &str) {
 
 #[tokio::test]
 async fn log_directory_not_writable_by_the_server_user_stops_start() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let mut site = Site::new();
     site.init(&[]);
     let q = site.with_one_message().await;
@@ -685,7 +689,9 @@ async fn log_directory_not_writable_by_the_server_user_stops_start() {
 
 #[tokio::test]
 async fn second_stop_signal_gives_up_a_failing_save_with_an_error() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let mut site = Site::new();
     let _fs = Tmpfs::mount(&site.log, "4m");
     site.init(&["--store-messages", "memory"]);
@@ -712,7 +718,9 @@ async fn second_stop_signal_gives_up_a_failing_save_with_an_error() {
 
 #[tokio::test]
 async fn full_disk_at_start_puts_the_store_log_back_and_says_so() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let mut site = Site::new();
     let _fs = Tmpfs::mount(&site.log, "4m");
     site.init(&[]);

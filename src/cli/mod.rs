@@ -63,7 +63,7 @@ impl CliError {
 /// Run a parsed command line with the given directories.
 pub fn run(cli: Cli, paths: &Paths) -> Result<(), CliError> {
     if cli.version {
-        println!("{}", console::version_line());
+        println!("{}", console::version_text());
         return Ok(());
     }
     match cli.command {

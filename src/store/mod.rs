@@ -11,6 +11,7 @@ pub mod memory;
 pub mod msgfile;
 pub mod ratelog;
 pub mod storelog;
+pub mod stop_backups;
 pub mod storelog_file;
 pub mod strenc;
 pub mod types;

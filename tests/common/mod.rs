@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod require;
 #[allow(unused_imports)]
 pub use process::{connect_when_up, free_port, wait_for_file, Running};
 

@@ -28,7 +28,8 @@ pub fn smoke_test(binary: &Path, version: &str) -> Result<(), UpdateError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let reported = stdout.trim();
+    // the first line; later lines (the commit) are informational
+    let reported = stdout.lines().next().unwrap_or_default().trim();
     if !reported.ends_with(&format!("v{version}")) {
         return Err(UpdateError::SmokeTest(format!(
             "it reports '{reported}', expected version {version}"
