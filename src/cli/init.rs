@@ -33,6 +33,8 @@ struct Answers {
     fqdn: Option<String>,
     source_code: Option<String>,
     web_path: Option<PathBuf>,
+    /// Our ACME client manages web.crt (off when Caddy, certbot, ... does).
+    builtin_acme: bool,
 }
 
 impl Answers {
@@ -52,6 +54,7 @@ impl Answers {
             fqdn: a.fqdn.clone(),
             source_code: a.source_code.clone(),
             web_path: a.web_path.clone(),
+            builtin_acme: !a.no_acme,
         }
     }
 }
@@ -158,6 +161,17 @@ fn ask<R: BufRead>(
     ))?;
     if !w.trim().is_empty() {
         ans.web_path = Some(PathBuf::from(w.trim()));
+    }
+    // One certificate client for web.crt: ours, or the one the operator already runs.
+    if ans.builtin_acme
+        && !a.disable_web
+        && ans
+            .fqdn
+            .as_deref()
+            .is_some_and(crate::config::acme::is_dns_name)
+    {
+        let s = c.ask("Get the web certificate with the built-in ACME client (Let's Encrypt)? 'n' if Caddy or certbot manages web.crt (Y/n): ")?;
+        ans.builtin_acme = !matches!(s.trim(), "n" | "N" | "no");
     }
     Ok(())
 }
@@ -287,8 +301,15 @@ fn initialize(a: &InitArgs, ans: &Answers, paths: &Paths) -> Result<(), CliError
         web_static_path: ans.web_path.clone(),
         disable_web: a.disable_web,
         enable_tor: a.tor,
+        acme_email: a.acme_email.clone(),
         acme_domains: match &ans.fqdn {
-            Some(f) if !a.disable_web && crate::config::acme::is_dns_name(f) => vec![f.clone()],
+            Some(f)
+                if ans.builtin_acme
+                    && !a.disable_web
+                    && crate::config::acme::is_dns_name(f) =>
+            {
+                vec![f.clone()]
+            }
             _ => Vec::new(),
         },
     };

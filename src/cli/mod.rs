@@ -8,6 +8,7 @@ pub mod args;
 mod cert;
 pub mod console;
 mod delete;
+mod doctor;
 mod init;
 pub mod journal;
 mod self_update;
@@ -78,6 +79,7 @@ pub fn run(cli: Cli, paths: &Paths) -> Result<(), CliError> {
         Some(Command::Delete(a)) => delete::run(a, paths),
         Some(Command::Journal { cmd }) => journal::run(cmd, paths),
         Some(Command::SelfUpdate(a)) => self_update::run(a, paths),
+        Some(Command::Doctor) => doctor::run(paths),
         Some(Command::Database { .. }) => Err(CliError::Message(
             "Error: `smp-server database` is not supported by this server: PostgreSQL storage is not available.".into(),
         )),
