@@ -22,7 +22,9 @@ fn is_commit(s: &str) -> bool {
 fn main() {
     println!("cargo:rerun-if-env-changed=SMP_SERVER_COMMIT");
     println!("cargo:rerun-if-changed=packaging/COMMIT");
-    let from_env = std::env::var("SMP_SERVER_COMMIT").ok().filter(|s| !s.is_empty());
+    let from_env = std::env::var("SMP_SERVER_COMMIT")
+        .ok()
+        .filter(|s| !s.is_empty());
     let from_git = || {
         if !Path::new(".git").exists() {
             return None;

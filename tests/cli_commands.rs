@@ -113,7 +113,10 @@ fn version() {
         Some(format!("SMP server v{}", env!("CARGO_PKG_VERSION")).as_str()),
         "the reference's first line"
     );
-    let commit = lines.next().and_then(|l| l.strip_prefix("commit ")).expect("a commit line");
+    let commit = lines
+        .next()
+        .and_then(|l| l.strip_prefix("commit "))
+        .expect("a commit line");
     let head = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))

@@ -89,7 +89,10 @@ async fn healthy_running_server() {
         .0;
     assert!(ok, "{text}");
     assert!(text.contains("smp-server.ini is valid"), "{text}");
-    assert!(text.contains("answers an SMP handshake with its identity"), "{text}");
+    assert!(
+        text.contains("answers an SMP handshake with its identity"),
+        "{text}"
+    );
     assert!(text.contains("server certificate valid"), "{text}");
     assert!(text.contains("disk:"), "{text}");
     assert!(text.contains("0 error(s)"), "{text}");
@@ -106,7 +109,10 @@ fn broken_ini_is_an_error_with_the_fix() {
     std::fs::write(ini_path(&s), text).expect("ini");
     let (ok, out) = doctor(&s);
     assert!(!ok, "{out}");
-    assert!(out.contains("error:") && out.contains("cannot be used"), "{out}");
+    assert!(
+        out.contains("error:") && out.contains("cannot be used"),
+        "{out}"
+    );
     assert!(out.contains("fix:"), "{out}");
 }
 

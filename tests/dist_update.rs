@@ -327,7 +327,10 @@ fn build_without_keys_refuses_and_config_keys_are_used() {
     assert!(out.status.success(), "{out:?}");
     let v = inst.run_bin(&keyless, &["--version"]);
     assert_eq!(
-        String::from_utf8_lossy(&v.stdout).lines().next().unwrap_or_default(),
+        String::from_utf8_lossy(&v.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default(),
         format!("SMP server v{NEW}")
     );
 }
@@ -441,9 +444,15 @@ fn publish_crashing(root: &Path, version: &str) {
         let new_id = old_id + 1;
         a["id"] = new_id.into();
         a["name"] = asset.clone().into();
-        let url = a["url"].as_str().expect("url").replace(&old_id.to_string(), &new_id.to_string());
+        let url = a["url"]
+            .as_str()
+            .expect("url")
+            .replace(&old_id.to_string(), &new_id.to_string());
         a["url"] = url.into();
-        let dl = a["browser_download_url"].as_str().expect("dl").replace(NEW, version);
+        let dl = a["browser_download_url"]
+            .as_str()
+            .expect("dl")
+            .replace(NEW, version);
         a["browser_download_url"] = dl.into();
     }
     std::fs::write(dir.join("release.json"), rel.to_string()).expect("json");
@@ -527,10 +536,16 @@ async fn pinned_version_installs_and_a_release_that_cannot_start_is_rolled_back(
     answers(port, &inst.cfg).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while marker.exists() {
-        assert!(std::time::Instant::now() < deadline, "the new binary never confirmed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new binary never confirmed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill").arg("-INT").arg(server.0.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(server.0.id().to_string())
+        .status();
     let _ = server.0.wait();
     drop(server);
 
@@ -547,7 +562,10 @@ async fn pinned_version_installs_and_a_release_that_cannot_start_is_rolled_back(
     assert!(!marker.exists());
     let mut failed = inst.bin.clone().into_os_string();
     failed.push(".failed");
-    assert!(Path::new(&failed).exists(), "the failed binary is kept for a look");
+    assert!(
+        Path::new(&failed).exists(),
+        "the failed binary is kept for a look"
+    );
     answers(port, &inst.cfg).await;
     drop(server);
 }

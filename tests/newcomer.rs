@@ -67,9 +67,15 @@ async fn fresh_clone_check_and_quick_start_server_answers_smp() {
         .expect("scripts/test.sh --check");
     let text = String::from_utf8_lossy(&check.stdout);
     match check.status.code() {
-        Some(0) => assert!(text.contains("Everything the tests need is installed"), "{text}"),
+        Some(0) => assert!(
+            text.contains("Everything the tests need is installed"),
+            "{text}"
+        ),
         Some(1) => {
-            assert!(text.starts_with("Missing for the full test suite"), "{text}");
+            assert!(
+                text.starts_with("Missing for the full test suite"),
+                "{text}"
+            );
             assert!(text.lines().skip(1).all(|l| l.contains(": ")), "{text}");
             assert!(
                 std::env::var(require::REQUIRE_ALL).as_deref() != Ok("1"),
@@ -98,7 +104,10 @@ async fn fresh_clone_check_and_quick_start_server_answers_smp() {
     let addr = format!("127.0.0.1:{port}").parse().expect("addr");
     let c = connect_when_up(addr, fp.0, Duration::from_secs(300)).await;
     let r = create_queue(&c).await;
-    assert!(!r.rid().is_empty(), "the quick-start server creates a queue");
+    assert!(
+        !r.rid().is_empty(),
+        "the quick-start server creates a queue"
+    );
     drop(c);
     drop(server);
 }

@@ -21,7 +21,8 @@ use smp_server::protocol::response::BrokerMsg;
 /// Root (tmpfs mounts, `setpriv`), or a `skipped:` line (a failure under
 /// `SMP_TEST_REQUIRE_ALL=1`, as in CI).
 fn require_root() -> bool {
-    common::require::root("persistence_disk") && common::require::tools("persistence_disk", &["setpriv", "mount"])
+    common::require::root("persistence_disk")
+        && common::require::tools("persistence_disk", &["setpriv", "mount"])
 }
 
 /// A tmpfs mounted for the test; unmounted on drop.

@@ -55,7 +55,10 @@ pub fn run(paths: &Paths) -> Result<(), CliError> {
             Ok(c) => {
                 r.ok(format!("{} is valid", ini.display()));
                 for k in &c.unknown_keys {
-                    r.warn(format!("unknown INI key {k}"), "check its spelling; it is ignored");
+                    r.warn(
+                        format!("unknown INI key {k}"),
+                        "check its spelling; it is ignored",
+                    );
                 }
                 Some(c)
             }
@@ -76,12 +79,11 @@ pub fn run(paths: &Paths) -> Result<(), CliError> {
     }
     check_clock(&mut r, paths);
     check_disk(&mut r, paths.log_dir());
-    println!(
-        "{} error(s), {} warning(s)",
-        r.errors, r.warnings
-    );
+    println!("{} error(s), {} warning(s)", r.errors, r.warnings);
     if r.errors > 0 {
-        Err(CliError::Aborted("doctor found problems to fix (see above)".into()))
+        Err(CliError::Aborted(
+            "doctor found problems to fix (see above)".into(),
+        ))
     } else {
         Ok(())
     }
@@ -90,7 +92,9 @@ pub fn run(paths: &Paths) -> Result<(), CliError> {
 #[cfg(unix)]
 fn mode(p: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(p).ok().map(|m| m.permissions().mode() & 0o777)
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
 }
 
 #[cfg(not(unix))]
@@ -249,7 +253,11 @@ fn check_web(r: &mut Report, c: &Config) {
     let Some(_) = c.web.https else {
         return;
     };
-    let cert = c.web.cert.clone().unwrap_or_else(|| c.paths.web_cert_file());
+    let cert = c
+        .web
+        .cert
+        .clone()
+        .unwrap_or_else(|| c.paths.web_cert_file());
     let host = c
         .transport
         .host
@@ -330,6 +338,9 @@ fn check_disk(r: &mut Report, dir: &Path) {
             "free space: messages, the store log and backups are written there",
         ),
         Some(kb) => r.ok(format!("disk: {} MB free in {}", kb / 1024, dir.display())),
-        None => r.warn(format!("cannot tell the free space of {}", dir.display()), "check with df"),
+        None => r.warn(
+            format!("cannot tell the free space of {}", dir.display()),
+            "check with df",
+        ),
     }
 }

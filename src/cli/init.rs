@@ -304,9 +304,7 @@ fn initialize(a: &InitArgs, ans: &Answers, paths: &Paths) -> Result<(), CliError
         acme_email: a.acme_email.clone(),
         acme_domains: match &ans.fqdn {
             Some(f)
-                if ans.builtin_acme
-                    && !a.disable_web
-                    && crate::config::acme::is_dns_name(f) =>
+                if ans.builtin_acme && !a.disable_web && crate::config::acme::is_dns_name(f) =>
             {
                 vec![f.clone()]
             }

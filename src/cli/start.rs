@@ -254,7 +254,10 @@ async fn serve(config: Config, fingerprint: [u8; 32]) -> Result<(), CliError> {
         trigger.cancel();
     });
     crate::updates::spawn_checker(&config.update, shutdown.clone());
-    let first_port = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+    let first_port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port());
     crate::updates::confirm::spawn(first_port, fingerprint, shutdown.clone());
     crate::server::run(Arc::new(config), listeners, shutdown).await?;
     Ok(())

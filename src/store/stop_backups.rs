@@ -101,7 +101,11 @@ pub fn backup_state(paths: &Paths, now: SystemTime) -> Result<BackupReport, Back
         ("messages", paths.messages_file()),
         ("stats", paths.stats_file()),
     ] {
-        let Some(base) = file.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        let Some(base) = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         if !file.is_file() {

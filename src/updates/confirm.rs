@@ -34,7 +34,9 @@ pub fn spawn(port: Option<u16>, fingerprint: [u8; 32], shutdown: CancellationTok
                     break;
                 }
                 if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
-                    tracing::error!("the updated server did not answer on {addr}; the next start rolls it back");
+                    tracing::error!(
+                        "the updated server did not answer on {addr}; the next start rolls it back"
+                    );
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;

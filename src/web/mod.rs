@@ -239,7 +239,10 @@ pub fn start(
     let w = &config.web;
     let mut acme_cfg = config.acme.clone();
     if acme_cfg.enable {
-        let cert = w.cert.clone().unwrap_or_else(|| config.paths.web_cert_file());
+        let cert = w
+            .cert
+            .clone()
+            .unwrap_or_else(|| config.paths.web_cert_file());
         if let Some(why) = cert_owner::managed_elsewhere(&cert, config.paths.cfg_dir()) {
             tracing::warn!("{}", cert_owner::acme_off_message(&why));
             acme_cfg.enable = false;

@@ -70,7 +70,10 @@ pub fn on_path(tool: &str) -> bool {
 pub fn tools(suite: &str, tools: &[&str]) -> bool {
     match tools.iter().find(|t| !on_path(t)) {
         None => true,
-        Some(t) => skip(suite, &format!("`{t}` not found on PATH; {}", install_hint(t))),
+        Some(t) => skip(
+            suite,
+            &format!("`{t}` not found on PATH; {}", install_hint(t)),
+        ),
     }
 }
 
@@ -81,7 +84,11 @@ pub fn root(suite: &str) -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    uid == "0" || skip(suite, "needs root (mounts tmpfs, switches users); run it as root")
+    uid == "0"
+        || skip(
+            suite,
+            "needs root (mounts tmpfs, switches users); run it as root",
+        )
 }
 
 /// The interpreter from `SMP_TEST_PYTHON` (default `python3`) if it imports every module in
@@ -112,13 +119,12 @@ pub fn python(suite: &str, modules: &[&str]) -> Option<String> {
 
 /// An opt-in slow suite: runs only when `switch` is `1`.
 pub fn switch(suite: &str, switch: &str) -> bool {
-    std::env::var(switch).as_deref() == Ok("1")
-        || {
-            // Not a missing tool: a slow suite that is off unless asked for, even in strict mode.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {suite}: slow suite, set {switch}=1 to run it (scripts/test.sh does)"
-            );
-            false
-        }
+    std::env::var(switch).as_deref() == Ok("1") || {
+        // Not a missing tool: a slow suite that is off unless asked for, even in strict mode.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: {suite}: slow suite, set {switch}=1 to run it (scripts/test.sh does)"
+        );
+        false
+    }
 }

@@ -108,7 +108,10 @@ pub fn python() -> String {
 /// Parse exposition text with prometheus_client; panics with the parser's error if invalid.
 /// `None` (with a `skipped:` line) when prometheus_client is not installed.
 pub fn parse_metrics(text: &str) -> Option<serde_json::Value> {
-    crate::common::require::python("ops (Prometheus exposition parsed by prometheus_client)", &["prometheus_client"])?;
+    crate::common::require::python(
+        "ops (Prometheus exposition parsed by prometheus_client)",
+        &["prometheus_client"],
+    )?;
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("metrics.txt");
     std::fs::write(&p, text).expect("write");

@@ -91,7 +91,10 @@ pub fn install_binary(verified: &Verified, dest: &Path) -> Result<(), UpdateErro
     // guard (install.sh's smp-update-guard) rolls back a binary that fails to start.
     let marker = pending_path(dest);
     if let Err(e) = std::fs::write(&marker, format!("0\n{}\n", verified.release.version)) {
-        tracing::warn!("cannot write {}: {e}; no automatic rollback", marker.display());
+        tracing::warn!(
+            "cannot write {}: {e}; no automatic rollback",
+            marker.display()
+        );
     }
     tracing::info!(
         "installed smp-server {} at {} (previous binary kept at {})",
