@@ -91,7 +91,7 @@ pdir="$profile"; [ "$profile" = "dev" ] && pdir="debug"
 bin="$target_dir/$target/$pdir/smp-server"
 [ -x "$bin" ] || die "build produced no binary at $bin"
 if [ "$target" = "$host" ]; then
-  got="$("$bin" --version | head -n 1)"
+  got="$("$bin" --version | sed -n 1p)"
   [ "$got" = "SMP server v$version" ] || die "built binary reports '$got', expected v$version"
 fi
 

@@ -238,7 +238,7 @@ say "release $TAG: signature and checksum verified"
 
 mkdir -p "$WORK/x"
 tar -xzf "$WORK/$ASSET" -C "$WORK/x" smp-server || die "cannot unpack $ASSET"
-got="$("$WORK/x/smp-server" --version 2>/dev/null | head -n 1 || true)"
+got="$("$WORK/x/smp-server" --version 2>/dev/null | sed -n 1p || true)"
 [ "$got" = "SMP server v$VERSION" ] || die "the downloaded binary does not run here (it printed '$got'; glibc too old?)"
 
 # User and directories.

@@ -408,6 +408,14 @@ fn interactive_init() {
         c.information.source_code.as_deref(),
         Some("https://github.com/simplex-chat/simplexmq")
     );
+    // the reference's answers end before our ACME question: the default, our ACME, is on
+    assert!(c.acme.enable);
+
+    // answering 'n' (Caddy or certbot manages web.crt) leaves ACME off
+    let s = Server::new();
+    let o = s.run_with_input(&["init"], "\n\nn\nn\nsmp.test.example\n\n\nn\n");
+    ok(&o);
+    assert!(!s.config().acme.enable);
 }
 
 #[test]

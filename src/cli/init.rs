@@ -170,7 +170,11 @@ fn ask<R: BufRead>(
             .as_deref()
             .is_some_and(crate::config::acme::is_dns_name)
     {
-        let s = c.ask("Get the web certificate with the built-in ACME client (Let's Encrypt)? 'n' if Caddy or certbot manages web.crt (Y/n): ")?;
+        // Asked after the reference's questions; input scripted for the reference ends before
+        // it, and the end of input means the default (yes).
+        let s = c
+            .ask("Get the web certificate with the built-in ACME client (Let's Encrypt)? 'n' if Caddy or certbot manages web.crt (Y/n): ")
+            .unwrap_or_default();
         ans.builtin_acme = !matches!(s.trim(), "n" | "N" | "no");
     }
     Ok(())
