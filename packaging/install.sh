@@ -17,6 +17,8 @@
 #   --no-password        anyone may create queues                              [SMP_NO_PASSWORD=1]
 #   --port PORTS         SMP ports (default 5223,443)                          [SMP_PORTS]
 #   --update-mode MODE   [UPDATE] mode: off, check (default) or auto           [SMP_UPDATE_MODE]
+#   --version TAG        install this release (e.g. v1.2.3), not the newest   [VER, as the
+#                        reference's update script; default latest]
 #   --repo OWNER/NAME    release repository                                    [SMP_REPOSITORY]
 #   --api-url URL        GitHub-compatible API (default https://api.github.com)[SMP_API_URL]
 #   --root DIR           install into DIR instead of / (no user, systemctl or  [SMP_INSTALL_ROOT]
@@ -40,6 +42,7 @@ PASSWORD="${SMP_PASSWORD:-}"
 NO_PASSWORD="${SMP_NO_PASSWORD:-}"
 PORTS="${SMP_PORTS:-}"
 UPDATE_MODE="${SMP_UPDATE_MODE:-check}"
+VER="${VER:-latest}"
 ACTION=install
 PURGE=
 RESTART_STATUS=42
@@ -47,8 +50,34 @@ RESTART_STATUS=42
 say() { printf '%s\n' "smp-install: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+# The unit's start guard (ExecStartPre): after a self-update, a new binary that failed to start
+# (it never confirmed by answering a handshake on its port, which removes the marker) is
+# replaced by the previous one before the next start.
+guard_text() {
+  cat <<'GUARD'
+#!/bin/sh
+# smp-update-guard BINARY: roll back an update whose binary did not start (see install.sh).
+set -u
+bin="$1"
+marker="$bin.update-pending"
+[ -f "$marker" ] || exit 0
+tries="$(head -n 1 "$marker" 2>/dev/null || echo 0)"
+case "$tries" in ''|*[!0-9]*) tries=0 ;; esac
+if [ "$tries" -ge 1 ] && [ -f "$bin.previous" ]; then
+  cp -p "$bin" "$bin.failed" 2>/dev/null || true
+  cp -p "$bin.previous" "$bin.rollback" && mv -f "$bin.rollback" "$bin" || { echo "smp-update-guard: cannot restore $bin.previous" >&2; exit 0; }
+  rm -f "$marker"
+  echo "smp-update-guard: the updated binary did not start; rolled back to the previous one (kept the failed one as $bin.failed)" >&2
+  exit 0
+fi
+{ echo $((tries + 1)); sed -n '2,$p' "$marker"; } > "$marker.tmp" && mv -f "$marker.tmp" "$marker"
+exit 0
+GUARD
+}
+
 while [ $# -gt 0 ]; do
   case "$1" in
+    --print-update-guard) guard_text; exit 0 ;;
     --fqdn) FQDN="${2:?--fqdn needs a domain name}"; shift 2 ;;
     --ip) IP="${2:?--ip needs an address}"; shift 2 ;;
     --tor) TOR=1; shift ;;
@@ -56,12 +85,13 @@ while [ $# -gt 0 ]; do
     --no-password) NO_PASSWORD=1; shift ;;
     --port) PORTS="${2:?--port needs e.g. 5223,443}"; shift 2 ;;
     --update-mode) UPDATE_MODE="${2:?--update-mode needs off, check or auto}"; shift 2 ;;
+    --version) VER="${2:?--version needs a tag, e.g. v1.2.3}"; shift 2 ;;
     --repo) REPO="${2:?--repo needs owner/name}"; shift 2 ;;
     --api-url) API_URL="${2:?--api-url needs a URL}"; shift 2 ;;
     --root) ROOT="${2:?--root needs a directory}"; shift 2 ;;
     --uninstall) ACTION=uninstall; shift ;;
     --purge) PURGE=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -98,7 +128,8 @@ uninstall() {
   if [ -n "$SYSTEM" ] && command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now smp-server 2>/dev/null || true
   fi
-  rm -f "$ROOT$UNIT" "$ROOT$LINK" "$ROOT$BIN_DIR/smp-server" "$ROOT$BIN_DIR/smp-server.previous" "$ROOT$BIN_DIR/smp-server.new"
+  rm -f "$ROOT$UNIT" "$ROOT$LINK" "$ROOT$BIN_DIR/smp-server" "$ROOT$BIN_DIR/smp-server.previous" "$ROOT$BIN_DIR/smp-server.new" \
+    "$ROOT$BIN_DIR/smp-update-guard" "$ROOT$BIN_DIR/smp-server.update-pending" "$ROOT$BIN_DIR/smp-server.failed"
   rmdir "$ROOT$BIN_DIR" "$ROOT/opt/simplex" 2>/dev/null || true
   [ -n "$SYSTEM" ] && command -v systemctl >/dev/null 2>&1 && systemctl daemon-reload || true
   if [ -n "$PURGE" ]; then
@@ -152,8 +183,14 @@ TARGET="$ARCH-unknown-linux-gnu"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT INT TERM
 
-say "looking up the newest release of $REPO"
-fetch "$API_URL/repos/$REPO/releases/latest" "$WORK/release.json" || die "cannot fetch $API_URL/repos/$REPO/releases/latest"
+case "$VER" in
+  latest) rel_url="$API_URL/repos/$REPO/releases/latest"; say "looking up the newest release of $REPO" ;;
+  v[0-9]*|[0-9]*)
+    case "$VER" in *[!0-9A-Za-z.+-]*) die "VER '$VER' is not a release tag such as v1.2.3" ;; esac
+    rel_url="$API_URL/repos/$REPO/releases/tags/v${VER#v}"; say "looking up release v${VER#v} of $REPO" ;;
+  *) die "VER '$VER' is not a release tag such as v1.2.3 (or latest)" ;;
+esac
+fetch "$rel_url" "$WORK/release.json" || die "cannot fetch $rel_url (does release $VER exist?)"
 # No jq on a bare server: split the JSON at commas and braces and pick the fields.
 tr ',{}' '\n\n\n' < "$WORK/release.json" > "$WORK/fields"
 TAG="$(sed -n 's/^ *"tag_name" *: *"\([^"]*\)".*/\1/p' "$WORK/fields" | head -n 1)"
@@ -201,7 +238,7 @@ say "release $TAG: signature and checksum verified"
 
 mkdir -p "$WORK/x"
 tar -xzf "$WORK/$ASSET" -C "$WORK/x" smp-server || die "cannot unpack $ASSET"
-got="$("$WORK/x/smp-server" --version 2>/dev/null || true)"
+got="$("$WORK/x/smp-server" --version 2>/dev/null | sed -n 1p || true)"
 [ "$got" = "SMP server v$VERSION" ] || die "the downloaded binary does not run here (it printed '$got'; glibc too old?)"
 
 # User and directories.
@@ -223,6 +260,8 @@ chmod 0755 "$ROOT$BIN_DIR/smp-server.new"
 [ -z "$SYSTEM" ] || chown smp:smp "$ROOT$BIN_DIR/smp-server.new"
 mv -f "$ROOT$BIN_DIR/smp-server.new" "$ROOT$BIN_DIR/smp-server"
 ln -sf "$BIN_DIR/smp-server" "$ROOT$LINK"
+guard_text > "$ROOT$BIN_DIR/smp-update-guard"
+chmod 0755 "$ROOT$BIN_DIR/smp-update-guard"
 say "installed $BIN_DIR/smp-server ($TAG)"
 
 # systemd unit. unit_text PREFIX: PREFIX is empty for the real unit, ROOT for a copy that
@@ -242,10 +281,14 @@ User=smp
 Group=smp
 Environment=SMP_SERVER_CFG_PATH=$P$CFG_DIR
 Environment=SMP_SERVER_LOG_PATH=$P$LOG_DIR
+# Rolls back a self-update whose binary failed to start (it removes nothing otherwise).
+ExecStartPre=$P$BIN_DIR/smp-update-guard $P$BIN_DIR/smp-server
 ExecStart=$P$BIN_DIR/smp-server start
 # SIGINT lets the server save messages and close connections, as the reference expects.
 KillSignal=SIGINT
-TimeoutStopSec=60
+# A memory-store server saves every message at stop: never cut that short (the reference's unit
+# also waits without limit).
+TimeoutStopSec=infinity
 Restart=on-failure
 RestartSec=5
 # After a self-update the server exits with this status to be started as the new binary.

@@ -109,9 +109,29 @@ fn mode(p: &Path) -> u32 {
 #[test]
 fn version() {
     let s = Server::new();
-    let expected = format!("SMP server v{}\n", env!("CARGO_PKG_VERSION"));
-    assert_eq!(ok(&s.run(&["--version"])), expected);
-    assert_eq!(ok(&s.run(&["-v"])), expected);
+    let out = ok(&s.run(&["--version"]));
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("SMP server v{}", env!("CARGO_PKG_VERSION")).as_str()),
+        "the reference's first line"
+    );
+    let commit = lines
+        .next()
+        .and_then(|l| l.strip_prefix("commit "))
+        .expect("a commit line");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(head) => assert_eq!(commit, head, "the checkout's commit"),
+        None => assert!(commit.len() == 40 || commit == "unknown", "{commit}"),
+    }
+    assert_eq!(ok(&s.run(&["-v"])), out);
 }
 
 #[test]
@@ -400,6 +420,14 @@ fn interactive_init() {
         c.information.source_code,
         smp_server::config::defaults::source_code()
     );
+    // the reference's answers end before our ACME question: the default, our ACME, is on
+    assert!(c.acme.enable);
+
+    // answering 'n' (Caddy or certbot manages web.crt) leaves ACME off
+    let s = Server::new();
+    let o = s.run_with_input(&["init"], "\n\nn\nn\nsmp.test.example\n\n\nn\n");
+    ok(&o);
+    assert!(!s.config().acme.enable);
 }
 
 #[test]

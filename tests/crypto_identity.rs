@@ -2,6 +2,9 @@
 //! and OpenSSL (an independent implementation; tests may run it, the product never does)
 //! accepts what we write.
 
+#[path = "common/require.rs"]
+mod require;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -138,13 +141,9 @@ fn fingerprint_text_forms() {
     assert!(Fingerprint::from_base64url("+/+/").is_err());
 }
 
+/// The OpenSSL cross-checks run when the CLI is there; otherwise a `skipped:` line says so.
 fn openssl() -> Option<&'static str> {
-    Command::new("openssl")
-        .arg("version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| "openssl")
+    require::tools("crypto_identity (OpenSSL cross-checks)", &["openssl"]).then_some("openssl")
 }
 
 fn run_openssl(args: &[&str], dir: &Path) -> String {
@@ -194,11 +193,6 @@ fn created_identities_round_trip_renew_and_pass_openssl() {
         // Refuses to replace an identity.
         assert!(create_identity(&dir, alg, "x").is_err());
 
-        if openssl().is_none() {
-            eprintln!(
-                "NOTE: no openssl binary; OpenSSL cross-checks not run (apt-get install openssl)"
-            );
-        }
         if openssl().is_some() {
             let verified = run_openssl(&["verify", "-CAfile", CA_CRT_FILE, SERVER_CRT_FILE], &dir);
             assert!(verified.contains("OK"), "{verified}");

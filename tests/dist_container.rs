@@ -188,3 +188,90 @@ async fn container_entrypoint_initialises_once_and_runs_the_server() {
     };
     assert!(status.success(), "clean exit on SIGINT: {status:?}");
 }
+
+/// The reference's other variables on a first start: a domain sets --own-domains to its base
+/// domain; WEB_MANUAL leaves SMP on 5223 without the web server and without ACME; ACME_EMAIL
+/// reaches [ACME]; Caddy's certificate mounted at /certificates is used and keeps our ACME off;
+/// a name without a dot is refused.
+#[test]
+fn container_entrypoint_takes_every_variable_of_the_reference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stub = stub_start_path(dir.path());
+    let first = |name: &str, env: &[(&str, &str)]| {
+        let cfg = dir.path().join(name).join("etc");
+        let log = dir.path().join(name).join("var");
+        let out = run(&stub, &cfg, &log, env);
+        (out, cfg)
+    };
+    let section = |ini: &str, name: &str| -> String {
+        let s = ini.split(&format!("[{name}]")).nth(1).expect("section");
+        s.split("\n[").next().unwrap_or_default().to_string()
+    };
+
+    let (out, cfg) = first(
+        "manual",
+        &[("ADDR", "smp1.example.org"), ("WEB_MANUAL", "1")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let ini = std::fs::read_to_string(cfg.join("smp-server.ini")).expect("ini");
+    assert!(ini.contains("\nport = 5223\n"), "{ini}");
+    assert!(!ini.lines().any(|l| l.starts_with("https")), "{ini}");
+    assert!(!ini.lines().any(|l| l.starts_with("cert =")), "{ini}");
+    assert!(section(&ini, "ACME").contains("\nenable = off"), "{ini}");
+    assert!(ini.contains("own_server_domains = example.org"), "{ini}");
+    // --daily-stats and --source-code, as the reference's entrypoint
+    assert!(ini.contains("log_stats = on"), "{ini}");
+    assert!(
+        section(&ini, "INFORMATION").contains("\nsource_code = "),
+        "{ini}"
+    );
+
+    let (out, cfg) = first(
+        "acme",
+        &[
+            ("ADDR", "smp2.example.org"),
+            ("ACME_EMAIL", "ops@example.org"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let ini = std::fs::read_to_string(cfg.join("smp-server.ini")).expect("ini");
+    let acme = section(&ini, "ACME");
+    assert!(acme.contains("\nenable = on"), "{acme}");
+    assert!(acme.contains("\nemail = ops@example.org"), "{acme}");
+
+    let certs = dir.path().join("certificates");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::write(certs.join("smp3.example.org.crt"), b"caddy's").expect("crt");
+    let cfg = dir.path().join("caddy/etc");
+    let mut c = Command::new("sh");
+    c.arg(entrypoint())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                stub.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("SMP_SERVER_CFG_PATH", &cfg)
+        .env("SMP_SERVER_LOG_PATH", dir.path().join("caddy/var"))
+        .env("SMP_CERT_PATH", &certs)
+        .env("ADDR", "smp3.example.org");
+    let out = c.output().expect("entrypoint");
+    assert!(out.status.success(), "{}", text(&out));
+    let ini = std::fs::read_to_string(cfg.join("smp-server.ini")).expect("ini");
+    assert!(
+        ini.contains(&format!("cert = {}/smp3.example.org.crt", certs.display())),
+        "{ini}"
+    );
+    assert!(section(&ini, "ACME").contains("\nenable = off"), "{ini}");
+
+    let (out, cfg) = first("bad", &[("ADDR", "localhost")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is not a domain name"),
+        "{}",
+        text(&out)
+    );
+    assert!(!cfg.join("smp-server.ini").exists());
+}

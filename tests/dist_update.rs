@@ -6,6 +6,8 @@
 //! 0.2.0), both trusting the TEST key through the build-time variable `SMP_UPDATER_KEYS`.
 //! Needs zipsign, openssl and python3 (.ci/setup-dist.sh installs them).
 
+#[allow(unused)]
+mod common;
 mod dist_support;
 
 use std::path::{Path, PathBuf};
@@ -67,7 +69,8 @@ impl Installed {
 
     fn version(&self) -> String {
         let out = self.run(&["--version"]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().next().unwrap_or_default().trim().to_string()
     }
 
     /// `self-update --yes` must fail, saying `why`, and leave the binary byte-identical.
@@ -121,6 +124,9 @@ fn sign(archive: &Path, context: &str, key: &Path) {
 
 #[test]
 fn older_binary_updates_to_newer_and_rolls_back() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| publish(root, &f.release_dir(NEW), &format!("v{NEW}")));
     assert_eq!(inst.version(), format!("SMP server v{OLD}"));
@@ -175,6 +181,9 @@ fn older_binary_updates_to_newer_and_rolls_back() {
 
 #[test]
 fn tampered_archive_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let inst = Installed::new(|root| {
         publish_new_with(root, |archive, _| {
             let mut bytes = std::fs::read(archive).expect("read");
@@ -188,12 +197,18 @@ fn tampered_archive_is_refused() {
 
 #[test]
 fn unsigned_archive_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let inst = Installed::new(|root| publish_new_with(root, |archive, _| unsign(archive)));
     inst.assert_refused("signature check");
 }
 
 #[test]
 fn archive_signed_by_another_key_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| {
         publish_new_with(root, |archive, asset| {
@@ -206,6 +221,9 @@ fn archive_signed_by_another_key_is_refused() {
 
 #[test]
 fn signature_for_another_file_name_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| {
         publish_new_with(root, |archive, _| {
@@ -218,6 +236,9 @@ fn signature_for_another_file_name_is_refused() {
 
 #[test]
 fn older_and_same_versions_are_refused_without_download() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     for tag in ["v0.0.9", &format!("v{OLD}")] {
         let inst = Installed::new(|root| {
@@ -246,6 +267,9 @@ fn older_and_same_versions_are_refused_without_download() {
 
 #[test]
 fn signed_binary_failing_its_smoke_test_is_refused() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| {
         publish_new_with(root, |archive, asset| {
@@ -269,6 +293,9 @@ fn signed_binary_failing_its_smoke_test_is_refused() {
 
 #[test]
 fn build_without_keys_refuses_and_config_keys_are_used() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let inst = Installed::new(|root| publish(root, &f.release_dir(NEW), &format!("v{NEW}")));
     // The test harness's own binary: built without SMP_UPDATER_KEYS, release-keys.txt lists none.
@@ -300,13 +327,19 @@ fn build_without_keys_refuses_and_config_keys_are_used() {
     assert!(out.status.success(), "{out:?}");
     let v = inst.run_bin(&keyless, &["--version"]);
     assert_eq!(
-        String::from_utf8_lossy(&v.stdout).trim(),
+        String::from_utf8_lossy(&v.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default(),
         format!("SMP server v{NEW}")
     );
 }
 
 #[test]
 fn release_output_verifies_with_zipsign_and_openssl() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
     let f = fixture();
     let rel = f.release_dir(NEW);
     let asset = rel.join(f.asset(NEW));
@@ -370,4 +403,169 @@ fn release_output_verifies_with_zipsign_and_openssl() {
         .as_str()
         .expect("browser url")
         .ends_with(&f.asset(NEW)));
+}
+
+/// A signed release `version` whose binary passes the `--version` smoke test but exits with an
+/// error on `start`: what a broken release looks like to the updater.
+fn publish_crashing(root: &Path, version: &str) {
+    let f = fixture();
+    let tag = format!("v{version}");
+    let dir = root.join(&tag);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let asset = f.asset(version);
+    let stage = dir.join("stage");
+    std::fs::create_dir_all(&stage).expect("mkdir");
+    let script = stage.join("smp-server");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'SMP server v{version}'; exit 0; fi\necho 'crashed at start' >&2\nexit 3\n"
+        ),
+    )
+    .expect("script");
+    run(Command::new("chmod").arg("755").arg(&script));
+    let archive = dir.join(&asset);
+    run(Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&stage)
+        .arg("smp-server"));
+    sign(&archive, &asset, &f.key);
+    // The release JSON of NEW, renamed; asset ids moved so the mock cannot mix them up.
+    let text = std::fs::read_to_string(f.release_dir(NEW).join("release.json")).expect("json");
+    let mut rel: serde_json::Value = serde_json::from_str(&text).expect("json");
+    rel["tag_name"] = format!("v{version}").into();
+    rel["name"] = format!("v{version}").into();
+    let assets = rel["assets"].as_array_mut().expect("assets");
+    assets.retain(|a| a["name"] == f.asset(NEW));
+    for a in assets.iter_mut() {
+        let old_id = a["id"].as_u64().expect("id");
+        let new_id = old_id + 1;
+        a["id"] = new_id.into();
+        a["name"] = asset.clone().into();
+        let url = a["url"]
+            .as_str()
+            .expect("url")
+            .replace(&old_id.to_string(), &new_id.to_string());
+        a["url"] = url.into();
+        let dl = a["browser_download_url"]
+            .as_str()
+            .expect("dl")
+            .replace(NEW, version);
+        a["browser_download_url"] = dl.into();
+    }
+    std::fs::write(dir.join("release.json"), rel.to_string()).expect("json");
+}
+
+/// The unit's start guard, as install.sh installs it (ExecStartPre).
+fn guard(dir: &Path) -> PathBuf {
+    let text = run(Command::new("sh")
+        .arg(repo_root().join("packaging/install.sh"))
+        .arg("--print-update-guard"));
+    let p = dir.join("smp-update-guard");
+    std::fs::write(&p, text).expect("guard");
+    run(Command::new("chmod").arg("755").arg(&p));
+    p
+}
+
+impl Installed {
+    /// What systemd does at each start of the unit: the guard, then `smp-server start`.
+    fn systemd_start(&self, guard: &Path) -> std::process::Child {
+        run(Command::new(guard).arg(&self.bin));
+        Command::new(&self.bin)
+            .arg("start")
+            .env("SMP_SERVER_CFG_PATH", &self.cfg)
+            .env("SMP_SERVER_LOG_PATH", self.cfg.join("log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start")
+    }
+}
+
+async fn answers(port: u16, cfg: &Path) {
+    let fp = std::fs::read_to_string(cfg.join("fingerprint")).expect("fingerprint");
+    let fp = smp_server::crypto::identity::Fingerprint::from_base64url(fp.trim()).expect("fp");
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let c = common::connect_when_up(addr, fp.0, std::time::Duration::from_secs(60)).await;
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_version_installs_and_a_release_that_cannot_start_is_rolled_back() {
+    if !tools("dist_update", &[]) {
+        return;
+    }
+    let f = fixture();
+    let inst = Installed::new(|root| {
+        publish(root, &f.release_dir(NEW), &format!("v{NEW}"));
+        publish_crashing(root, "0.3.0");
+        std::fs::write(root.join("latest"), "v0.3.0").expect("latest");
+    });
+    // A real server configuration on a free port, with the [UPDATE] of the fixture.
+    let update_ini = std::fs::read_to_string(inst.cfg.join("smp-server.ini")).expect("ini");
+    std::fs::remove_file(inst.cfg.join("smp-server.ini")).expect("rm");
+    let out = inst.run(&["init", "-y", "--ip", "127.0.0.1", "--no-password"]);
+    assert!(out.status.success(), "{out:?}");
+    let port = common::free_port();
+    let ini = std::fs::read_to_string(inst.cfg.join("smp-server.ini")).expect("ini");
+    let ini: String = ini
+        .lines()
+        .map(|l| {
+            if l.starts_with("port") {
+                format!("port = {port}\n")
+            } else if l.starts_with("https") || l.starts_with("control_port") {
+                format!("# {l}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(inst.cfg.join("smp-server.ini"), ini + &update_ini).expect("ini");
+    let guard = guard(inst.cfg.as_path());
+    let marker = smp_updater::pending_path(&inst.bin);
+
+    // Pinned: v0.2.0, although v0.3.0 is the latest.
+    let out = inst.run(&["self-update", "--yes", "--version", &format!("v{NEW}")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(inst.version(), format!("SMP server v{NEW}"));
+    assert!(marker.exists(), "an update is unconfirmed until it serves");
+    // It starts, answers its own handshake and confirms.
+    let mut server = common::Running(inst.systemd_start(&guard));
+    answers(port, &inst.cfg).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new binary never confirmed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(server.0.id().to_string())
+        .status();
+    let _ = server.0.wait();
+    drop(server);
+
+    // Pinned to the broken v0.3.0: installed (its --version is right), then it cannot start.
+    let out = inst.run(&["self-update", "--yes", "--version", "v0.3.0"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(inst.version(), "SMP server v0.3.0");
+    let mut crashing = inst.systemd_start(&guard);
+    let status = crashing.wait().expect("wait");
+    assert!(!status.success(), "the broken release exits at start");
+    // systemd's Restart=on-failure: the guard rolls back, the previous binary serves again.
+    let server = common::Running(inst.systemd_start(&guard));
+    assert_eq!(inst.version(), format!("SMP server v{NEW}"));
+    assert!(!marker.exists());
+    let mut failed = inst.bin.clone().into_os_string();
+    failed.push(".failed");
+    assert!(
+        Path::new(&failed).exists(),
+        "the failed binary is kept for a look"
+    );
+    answers(port, &inst.cfg).await;
+    drop(server);
 }

@@ -80,7 +80,9 @@ async fn ack_first(c: &smp_server::client::SmpClient, q: &Recipient, n: usize) {
 
 #[tokio::test]
 async fn bit_flip_in_a_middle_record_length_stops_start_and_changes_nothing() {
-    require_root();
+    if !require_root("persistence_damage") {
+        return;
+    }
     let mut site = Site::new();
     site.init(&[]);
     let (srv, c) = site.start().await;
@@ -130,7 +132,9 @@ async fn bit_flip_in_a_middle_record_length_stops_start_and_changes_nothing() {
 
 #[tokio::test]
 async fn torn_tail_is_cut_with_a_copy_kept_and_every_ok_message_delivered() {
-    require_root();
+    if !require_root("persistence_damage") {
+        return;
+    }
     let mut site = Site::new();
     site.init(&[]);
     let (srv, c) = site.start().await;
@@ -178,7 +182,9 @@ async fn torn_tail_is_cut_with_a_copy_kept_and_every_ok_message_delivered() {
 
 #[tokio::test]
 async fn disabled_emptied_or_missing_store_log_with_a_journal_is_refused_unchanged() {
-    require_root();
+    if !require_root("persistence_damage") {
+        return;
+    }
     let mut site = Site::new();
     site.init(&[]);
     let q = site.with_one_message().await;
@@ -266,7 +272,9 @@ fn chattr(flag: &str, p: &Path) {
 
 #[tokio::test]
 async fn failed_journal_clear_after_a_logged_delete_deletes_now_and_after_restart() {
-    require_root();
+    if !require_root("persistence_damage") {
+        return;
+    }
     let mut site = Site::new();
     let _fs = Ext4Loop::mount(&site.log, &site.dir.path().join("img"), 64);
     site.init(&[]);
@@ -325,7 +333,9 @@ async fn failed_journal_clear_after_a_logged_delete_deletes_now_and_after_restar
 
 #[tokio::test]
 async fn failed_fsync_refuses_writes_to_that_file_until_a_restart() {
-    require_root();
+    if !require_root("persistence_damage") {
+        return;
+    }
     let mut site = Site::new();
     // The log directory's device sits on another ext4, whose file (the device's image) can be
     // made immutable: every write of the device then fails with EIO.
@@ -446,7 +456,9 @@ fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
 
 #[tokio::test]
 async fn every_state_file_is_0600_in_0700_directories_and_wider_ones_are_narrowed() {
-    require_root();
+    if !require_root("persistence_damage") {
+        return;
+    }
     let mut site = Site::new();
     site.init(&["--store-messages", "memory"]);
     // Statistics, the daily CSV and Prometheus metrics on, so they are written too.

@@ -20,7 +20,9 @@ use smp_server::protocol::response::BrokerMsg;
 
 #[tokio::test]
 async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data() {
-    require_root();
+    if !require_root("persistence_disk") {
+        return;
+    }
     let mut site = Site::new();
     let fs = Tmpfs::mount(&site.log, "4m");
     site.init(&[]); // the journal is the default for new servers
@@ -139,7 +141,9 @@ async fn full_disk_refuses_journal_sends_and_new_queues_and_keeps_earlier_data()
 
 #[tokio::test]
 async fn full_disk_at_clean_stop_keeps_messages_until_they_are_saved() {
-    require_root();
+    if !require_root("persistence_disk") {
+        return;
+    }
     let mut site = Site::new();
     let _fs = Tmpfs::mount(&site.log, "4m");
     site.init(&["--store-messages", "memory"]);
@@ -218,7 +222,9 @@ async fn full_disk_at_clean_stop_keeps_messages_until_they_are_saved() {
 
 #[tokio::test]
 async fn read_only_log_directory_stops_start_and_changes_nothing() {
-    require_root();
+    if !require_root("persistence_disk") {
+        return;
+    }
     let mut site = Site::new();
     let fs = Tmpfs::mount(&site.log, "8m");
     site.init(&[]);
@@ -274,7 +280,9 @@ fn chown_r(p: &Path, owner: &str) {
 
 #[tokio::test]
 async fn log_directory_not_writable_by_the_server_user_stops_start() {
-    require_root();
+    if !require_root("persistence_disk") {
+        return;
+    }
     let mut site = Site::new();
     site.init(&[]);
     let q = site.with_one_message().await;
@@ -371,7 +379,9 @@ async fn log_directory_not_writable_by_the_server_user_stops_start() {
 
 #[tokio::test]
 async fn second_stop_signal_gives_up_a_failing_save_with_an_error() {
-    require_root();
+    if !require_root("persistence_disk") {
+        return;
+    }
     let mut site = Site::new();
     let _fs = Tmpfs::mount(&site.log, "4m");
     site.init(&["--store-messages", "memory"]);
@@ -398,7 +408,9 @@ async fn second_stop_signal_gives_up_a_failing_save_with_an_error() {
 
 #[tokio::test]
 async fn full_disk_at_start_puts_the_store_log_back_and_says_so() {
-    require_root();
+    if !require_root("persistence_disk") {
+        return;
+    }
     let mut site = Site::new();
     let _fs = Tmpfs::mount(&site.log, "4m");
     site.init(&[]);

@@ -4,6 +4,8 @@
 //! `python3`) connects to our server and reports OpenSSL's own `get_finished()`, which must equal
 //! the session ID our server computed. The `openssl` CLI checks the key-exchange group too.
 
+#[path = "common/require.rs"]
+mod require;
 mod tls_support;
 
 use std::sync::Arc;
@@ -22,6 +24,11 @@ struct Outcome {
     alpn: Option<Vec<u8>>,
     facts: HandshakeFacts,
     report: serde_json::Value,
+}
+
+/// pyOpenSSL is there, or the test is skipped saying how to install it.
+fn have_pyopenssl() -> bool {
+    require::python("tls_openssl", &["OpenSSL"]).is_some()
 }
 
 /// One connection: our server on port 0, the pyOpenSSL client against it.
@@ -102,6 +109,9 @@ fn check_common(o: &Outcome) {
 
 #[tokio::test]
 async fn openssl_x448_first_like_reference_client() {
+    if !have_pyopenssl() {
+        return;
+    }
     for sub in ["", "ed25519"] {
         let o = run_case(config(sub), "X448:X25519", "smp/1").await;
         check_common(&o);
@@ -118,6 +128,9 @@ async fn openssl_x448_first_like_reference_client() {
 
 #[tokio::test]
 async fn openssl_hello_retry_path() {
+    if !have_pyopenssl() {
+        return;
+    }
     // OpenSSL sends a P-256 share first, which we do not speak: HRR to X448.
     let o = run_case(config(""), "P-256:X448", "smp/1").await;
     check_common(&o);
@@ -127,6 +140,9 @@ async fn openssl_hello_retry_path() {
 
 #[tokio::test]
 async fn openssl_defaults_without_alpn() {
+    if !have_pyopenssl() {
+        return;
+    }
     let o = run_case(config("ed25519"), "", "").await;
     check_common(&o);
     assert!(o.report["alpn"].is_null());
@@ -137,12 +153,13 @@ async fn openssl_defaults_without_alpn() {
 /// The system `openssl s_client` as a second, independent look at the key exchange.
 #[tokio::test]
 async fn openssl_cli_reports_x448() {
-    let which = std::process::Command::new("openssl")
+    if !require::tools("tls_openssl", &["openssl"]) {
+        return;
+    }
+    let version = std::process::Command::new("openssl")
         .arg("version")
-        .output();
-    let Ok(version) = which else {
-        panic!("the openssl CLI is required (apt-get install -y openssl)");
-    };
+        .output()
+        .expect("run openssl version");
     eprintln!("{}", String::from_utf8_lossy(&version.stdout).trim());
     let cfg = config("");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -105,8 +105,9 @@ fn fingerprint_of(dir: &std::path::Path) -> Fingerprint {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onion_service_and_onion_egress_on_a_private_tor_network() {
-    if std::env::var(SWITCH).as_deref() != Ok("1") {
-        eprintln!("{SWITCH} is not 1: the private Tor network suite is not run");
+    if !common::require::switch("tor_network", SWITCH)
+        || !common::require::tools("tor_network", &["tor", "tor-gencert"])
+    {
         return;
     }
     let t0 = Instant::now();

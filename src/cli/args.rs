@@ -38,6 +38,8 @@ pub enum Command {
     /// Install the newest signed release of this server (see [UPDATE] in smp-server.ini)
     #[command(name = "self-update")]
     SelfUpdate(SelfUpdateArgs),
+    /// Check the configuration, files, ports, certificates, ACME, Tor, clock and disk, and say what to fix
+    Doctor,
     /// Import/export messages to/from journal storage
     Journal {
         /// What to do.
@@ -227,6 +229,12 @@ pub struct InitArgs {
     /// Also serve the relay as a Tor onion service with embedded Tor (writes [TOR] enable = on)
     #[arg(long = "tor")]
     pub tor: bool,
+    /// Another client (Caddy, certbot) manages web.crt: leave the built-in ACME off
+    #[arg(long = "no-acme")]
+    pub no_acme: bool,
+    /// Contact e-mail for the ACME account (expiry notices), written to [ACME] email
+    #[arg(long = "acme-email", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
     /// Where undelivered messages are kept: journal (default with the store log; written before
     /// each command is answered) or memory (saved at a clean stop, the reference's default)
     #[arg(long = "store-messages", value_name = "STORE", value_parser = ["journal", "memory"])]
@@ -314,6 +322,9 @@ pub struct SelfUpdateArgs {
     /// Put back the binary replaced by the last update
     #[arg(long = "rollback")]
     pub rollback: bool,
+    /// Install this release (e.g. v6.4.0) instead of the newest, also an older one
+    #[arg(long = "version", value_name = "TAG", conflicts_with = "rollback")]
+    pub version: Option<String>,
 }
 
 /// `smp-server delete`.

@@ -11,6 +11,15 @@ pub fn version_line() -> String {
     format!("SMP server v{}", crate::updates::VERSION)
 }
 
+/// The git commit this binary was built from (`build.rs`), or `unknown`.
+pub const COMMIT: &str = env!("SMP_SERVER_COMMIT");
+
+/// What `--version` prints: the reference's first line (scripts compare it), then the commit,
+/// so an operator can match a binary to its source and to a reproduced build.
+pub fn version_text() -> String {
+    format!("{}\ncommit {COMMIT}", version_line())
+}
+
 /// Reads answers from standard input.
 pub struct Console<R: BufRead> {
     input: R,

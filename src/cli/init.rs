@@ -33,6 +33,8 @@ struct Answers {
     fqdn: Option<String>,
     source_code: Option<String>,
     web_path: Option<PathBuf>,
+    /// Our ACME client manages web.crt (off when Caddy, certbot, ... does).
+    builtin_acme: bool,
 }
 
 impl Answers {
@@ -55,6 +57,7 @@ impl Answers {
                 s => s.map(str::to_string),
             },
             web_path: a.web_path.clone(),
+            builtin_acme: !a.no_acme,
         }
     }
 }
@@ -163,6 +166,21 @@ fn ask<R: BufRead>(
     ))?;
     if !w.trim().is_empty() {
         ans.web_path = Some(PathBuf::from(w.trim()));
+    }
+    // One certificate client for web.crt: ours, or the one the operator already runs.
+    if ans.builtin_acme
+        && !a.disable_web
+        && ans
+            .fqdn
+            .as_deref()
+            .is_some_and(crate::config::acme::is_dns_name)
+    {
+        // Asked after the reference's questions; input scripted for the reference ends before
+        // it, and the end of input means the default (yes).
+        let s = c
+            .ask("Get the web certificate with the built-in ACME client (Let's Encrypt)? 'n' if Caddy or certbot manages web.crt (Y/n): ")
+            .unwrap_or_default();
+        ans.builtin_acme = !matches!(s.trim(), "n" | "N" | "no");
     }
     Ok(())
 }
@@ -293,8 +311,13 @@ fn initialize(a: &InitArgs, ans: &Answers, paths: &Paths) -> Result<(), CliError
         web_static_path: ans.web_path.clone(),
         disable_web: a.disable_web,
         enable_tor: a.tor,
+        acme_email: a.acme_email.clone(),
         acme_domains: match &ans.fqdn {
-            Some(f) if !a.disable_web && crate::config::acme::is_dns_name(f) => vec![f.clone()],
+            Some(f)
+                if ans.builtin_acme && !a.disable_web && crate::config::acme::is_dns_name(f) =>
+            {
+                vec![f.clone()]
+            }
             _ => Vec::new(),
         },
     };

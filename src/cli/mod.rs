@@ -9,6 +9,7 @@ mod cert;
 pub mod console;
 pub mod database;
 mod delete;
+mod doctor;
 mod init;
 pub mod journal;
 pub mod rts;
@@ -65,7 +66,7 @@ impl CliError {
 /// Run a parsed command line with the given directories.
 pub fn run(cli: Cli, paths: &Paths) -> Result<(), CliError> {
     if cli.version {
-        println!("{}", console::version_line());
+        println!("{}", console::version_text());
         return Ok(());
     }
     match cli.command {
@@ -81,6 +82,7 @@ pub fn run(cli: Cli, paths: &Paths) -> Result<(), CliError> {
         Some(Command::Journal { cmd }) => journal::run(cmd, paths),
         Some(Command::SelfUpdate(a)) => self_update::run(a, paths),
         Some(Command::Database { cmd, table, db }) => database::run(cmd, &table, &db, paths),
+        Some(Command::Doctor) => doctor::run(paths),
     }
 }
 

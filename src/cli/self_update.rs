@@ -1,5 +1,5 @@
-//! `smp-server self-update [--check] [--yes] [--rollback]`: install the newest signed release
-//! by hand, or put back the binary the last update replaced.
+//! `smp-server self-update [--check] [--yes] [--rollback] [--version TAG]`: install the newest
+//! (or a pinned) signed release by hand, or put back the binary the last update replaced.
 
 use std::io::IsTerminal;
 
@@ -48,15 +48,25 @@ pub fn run(args: SelfUpdateArgs, paths: &Paths) -> Result<(), CliError> {
     if args.check {
         println!("Trusted release keys: {}", keys.describe().join(", "));
     }
-    let available = match smp_updater::check(&source) {
-        Ok(a) => a,
-        Err(e @ smp_updater::UpdateError::NotNewer { .. }) => {
-            println!("{e}");
-            return Ok(());
+    let available = match args.version.as_deref() {
+        Some(tag) => {
+            let a = smp_updater::check_version(&source, tag)
+                .map_err(|e| fail(&format!("cannot install release {tag}"), e))?;
+            println!("Release v{} found (running v{VERSION}).", a.version);
+            a
         }
-        Err(e) => return Err(fail("cannot update", e)),
+        None => match smp_updater::check(&source) {
+            Ok(a) => {
+                println!("A newer release is available: v{}", a.version);
+                a
+            }
+            Err(e @ smp_updater::UpdateError::NotNewer { .. }) => {
+                println!("{e}");
+                return Ok(());
+            }
+            Err(e) => return Err(fail("cannot update", e)),
+        },
     };
-    println!("A newer release is available: v{}", available.version);
     if args.check {
         return Ok(());
     }

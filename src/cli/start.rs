@@ -34,7 +34,7 @@ pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, identity.fingerprint.0));
     drop(runtime);
     crate::updates::restart_if_updated();
     result
@@ -249,7 +249,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
-async fn serve(config: Config) -> Result<(), CliError> {
+async fn serve(config: Config, fingerprint: [u8; 32]) -> Result<(), CliError> {
     let signal = shutdown_signal()
         .map_err(|e| CliError::Message(format!("Error: cannot install signal handlers: {e}")))?;
     let listeners = if config.start.maintenance || config.tor.onion_only_active() {
@@ -270,6 +270,11 @@ async fn serve(config: Config) -> Result<(), CliError> {
         trigger.cancel();
     });
     crate::updates::spawn_checker(&config.update, shutdown.clone());
+    let first_port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port());
+    crate::updates::confirm::spawn(first_port, fingerprint, shutdown.clone());
     crate::server::run(Arc::new(config), listeners, shutdown).await?;
     Ok(())
 }

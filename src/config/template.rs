@@ -58,6 +58,8 @@ pub struct IniTemplate {
     pub enable_tor: bool,
     /// `[ACME] domains`; `enable = on` when not empty (`init --fqdn`).
     pub acme_domains: Vec<String>,
+    /// `[ACME] email` (`init --acme-email`, the container's ACME_EMAIL).
+    pub acme_email: Option<String>,
 }
 
 impl Default for IniTemplate {
@@ -86,6 +88,7 @@ impl Default for IniTemplate {
             disable_web: false,
             enable_tor: false,
             acme_domains: Vec::new(),
+            acme_email: None,
         }
     }
 }
@@ -431,8 +434,12 @@ fn acme_section(out: &mut String, t: &IniTemplate) {
         on.then_some(domains.as_str()),
         "smp.example.com",
     );
+    out.push_str("# Contact for expiry notices from the CA (optional).\n");
+    opt_line(out, "email", t.acme_email.as_deref(), "admin@example.com");
     out.push_str(
-        "# Contact for expiry notices from the CA (optional).\n# email = admin@example.com\n",
+        "# Only one client may write the [WEB] cert: keep enable = off when Caddy or certbot\n\
+         # manages it (init --no-acme). A cert that is a symlink or lies outside the configuration\n\
+         # directory is taken as managed elsewhere, and ACME then stays off (docs/acme.md).\n",
     );
     out.push_str(
         "# CA directory: Let's Encrypt production by default, `staging` for tests, or any URL.\n\

@@ -204,6 +204,7 @@ impl Ops {
             let save_path = config.paths.stats_file();
             let log_stats = config.store_log.log_stats;
             let (save_cfg, save_state) = (config.clone(), state.clone());
+            let backup_paths = config.paths.clone();
             let ctx = Arc::new(ControlContext {
                 state: state.clone(),
                 auth: RwLock::new(control_auth(&config)),
@@ -212,10 +213,14 @@ impl Ops {
                         .map_err(|e| e.to_string())?;
                     if log_stats {
                         crate::stats::backup::save(&save_path, &save_stats)
-                            .map_err(|e| e.to_string())
-                    } else {
-                        Ok(())
+                            .map_err(|e| e.to_string())?;
                     }
+                    // dated copies, as at a clean stop
+                    crate::store::stop_backups::backup_and_log(
+                        &backup_paths,
+                        std::time::SystemTime::now(),
+                    )
+                    .map(drop)
                 }),
             });
             if let Some(a) = bound_control {
@@ -290,6 +295,11 @@ impl Ops {
                 Err(e) => tracing::error!("saving server stats to {}: {e}", path.display()),
             }
         }
+        // Everything is saved: dated copies into <log dir>/backups, as the reference's stop script.
+        let _ = crate::store::stop_backups::backup_and_log(
+            &self.config.paths,
+            std::time::SystemTime::now(),
+        );
     }
 }
 

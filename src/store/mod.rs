@@ -11,6 +11,7 @@ pub mod memory;
 pub mod msgfile;
 pub mod postgres;
 pub mod ratelog;
+pub mod stop_backups;
 pub mod storelog;
 pub mod storelog_file;
 pub mod strenc;

@@ -2,6 +2,7 @@
 //! source from `[UPDATE]`, and the restart after an update (see the `smp-updater` crate for
 //! download, verification and the binary swap).
 
+pub mod confirm;
 mod service;
 
 use std::sync::atomic::{AtomicBool, Ordering};

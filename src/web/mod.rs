@@ -9,6 +9,7 @@
 //! `acme-tls/1` gets the TLS-ALPN-01 certificate, a client sending SNI (a browser) gets the
 //! web certificate and the page, and everything else (SMP clients send no SNI) stays SMP.
 
+pub mod cert_owner;
 pub mod certs;
 pub mod http;
 pub mod page;
@@ -255,7 +256,18 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Option<Arc<WebService>> {
     let w = &config.web;
-    let acme = &config.acme;
+    let mut acme_cfg = config.acme.clone();
+    if acme_cfg.enable {
+        let cert = w
+            .cert
+            .clone()
+            .unwrap_or_else(|| config.paths.web_cert_file());
+        if let Some(why) = cert_owner::managed_elsewhere(&cert, config.paths.cfg_dir()) {
+            tracing::warn!("{}", cert_owner::acme_off_message(&why));
+            acme_cfg.enable = false;
+        }
+    }
+    let acme = &acme_cfg;
     if w.static_path.is_none() && w.http.is_none() && w.https.is_none() && !acme.enable {
         return None;
     }

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod pg;
 pub mod process;
+pub mod require;
 pub mod site;
 #[allow(unused_imports)]
 pub use process::{connect_when_up, free_port, wait_for_file, Running};

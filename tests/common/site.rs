@@ -12,14 +12,11 @@ use smp_server::crypto::identity::Fingerprint;
 use smp_server::protocol::command::Command as Cmd;
 use smp_server::protocol::response::BrokerMsg;
 
-/// Fail (never skip) when not root.
-pub fn require_root() {
-    let out = Command::new("id").arg("-u").output().expect("run id -u");
-    let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(
-        uid, "0",
-        "this test mounts file systems and switches users: run it as root (CI does)"
-    );
+/// Root with `mount` and `setpriv`, or a `skipped:` line (a failure under
+/// `SMP_TEST_REQUIRE_ALL=1`, as in CI).
+pub fn require_root(suite: &str) -> bool {
+    crate::common::require::root(suite)
+        && crate::common::require::tools(suite, &["setpriv", "mount"])
 }
 
 /// A tmpfs mounted for the test; unmounted on drop.

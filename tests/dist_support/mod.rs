@@ -48,18 +48,15 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-pub fn require_tool(name: &str) {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "`{name}` is required by the distribution tests: run .ci/setup-dist.sh (installs zipsign, systemd, openssl)"
-    );
+#[path = "../common/require.rs"]
+pub mod require;
+
+/// What every distribution test needs (zipsign, openssl, python3 for the release mock, and
+/// `extra`), or a `skipped:` line and `false`.
+pub fn tools(suite: &str, extra: &[&str]) -> bool {
+    let mut all = vec!["zipsign", "openssl", "python3", "tar", "sha256sum"];
+    all.extend_from_slice(extra);
+    require::tools(suite, &all)
 }
 
 pub fn run(cmd: &mut Command) -> String {
@@ -122,9 +119,6 @@ fn source_stamp() -> String {
 pub fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        require_tool("zipsign");
-        require_tool("openssl");
-        require_tool("python3");
         let dir = target_dir().join("dist-fixture");
         let stamp = source_stamp();
         let stamp_file = dir.join("stamp");

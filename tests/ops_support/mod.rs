@@ -106,7 +106,12 @@ pub fn python() -> String {
 }
 
 /// Parse exposition text with prometheus_client; panics with the parser's error if invalid.
-pub fn parse_metrics(text: &str) -> serde_json::Value {
+/// `None` (with a `skipped:` line) when prometheus_client is not installed.
+pub fn parse_metrics(text: &str) -> Option<serde_json::Value> {
+    crate::common::require::python(
+        "ops (Prometheus exposition parsed by prometheus_client)",
+        &["prometheus_client"],
+    )?;
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("metrics.txt");
     std::fs::write(&p, text).expect("write");
@@ -121,7 +126,7 @@ pub fn parse_metrics(text: &str) -> serde_json::Value {
         "prometheus_client rejected the metrics (is `pip install prometheus-client` done? see tests/py/requirements.txt): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("parser output")
+    Some(serde_json::from_slice(&out.stdout).expect("parser output"))
 }
 
 /// The value of a sample by name and labels (`[]` for none). The parser names counter

@@ -9,6 +9,7 @@ packaging/build-release.sh:
 
 Routes (as GitHub's, under any path prefix such as /api/v3):
   GET .../repos/<owner>/<repo>/releases/latest       the JSON of ROOT/<contents of ROOT/latest>
+  GET .../repos/<owner>/<repo>/releases/tags/<tag>   the JSON of ROOT/<tag> (a pinned version)
   GET .../repos/<owner>/<repo>/releases/assets/<id>  the asset (requires Accept: application/octet-stream)
   GET .../<owner>/<repo>/releases/download/<tag>/<name>   the asset (browser_download_url)
 The release JSON is built with URLs on the placeholder origin http://releases.invalid; the mock
@@ -52,9 +53,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(404, b'{"message":"Not Found"}')
         i = parts.index("releases")
         rest = parts[i + 1:]
-        if rest == ["latest"]:
+        if rest == ["latest"] or (len(rest) == 2 and rest[0] == "tags"):
             try:
-                tag = open(os.path.join(ROOT, "latest")).read().strip()
+                tag = open(os.path.join(ROOT, "latest")).read().strip() if rest == ["latest"] else rest[1]
+                if "/" in tag or tag.startswith("."):
+                    raise OSError("bad tag")
                 body = open(os.path.join(ROOT, tag, "release.json"), "rb").read()
                 origin = "http://127.0.0.1:%d" % self.server.server_address[1]
                 body = body.replace(PLACEHOLDER, origin.encode())

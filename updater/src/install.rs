@@ -28,7 +28,8 @@ pub fn smoke_test(binary: &Path, version: &str) -> Result<(), UpdateError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let reported = stdout.trim();
+    // the first line; later lines (the commit) are informational
+    let reported = stdout.lines().next().unwrap_or_default().trim();
     if !reported.ends_with(&format!("v{version}")) {
         return Err(UpdateError::SmokeTest(format!(
             "it reports '{reported}', expected version {version}"
@@ -86,6 +87,15 @@ pub fn install_binary(verified: &Verified, dest: &Path) -> Result<(), UpdateErro
         return Err(UpdateError::io(format!("replacing {}", dest.display()), e));
     }
     sync_dir(dest);
+    // Until the new binary has started and answered its own health check, the unit's start
+    // guard (install.sh's smp-update-guard) rolls back a binary that fails to start.
+    let marker = pending_path(dest);
+    if let Err(e) = std::fs::write(&marker, format!("0\n{}\n", verified.release.version)) {
+        tracing::warn!(
+            "cannot write {}: {e}; no automatic rollback",
+            marker.display()
+        );
+    }
     tracing::info!(
         "installed smp-server {} at {} (previous binary kept at {})",
         verified.release.version,
@@ -119,7 +129,22 @@ pub fn rollback(dest: &Path) -> Result<(), UpdateError> {
     std::fs::rename(&staged, dest)
         .map_err(|e| UpdateError::io(format!("restoring {}", dest.display()), e))?;
     sync_dir(dest);
+    let _ = std::fs::remove_file(pending_path(dest));
     Ok(())
+}
+
+/// `<dest>.update-pending`: present from an update until the new binary has started and
+/// answered a handshake on its own port. Its first line counts start attempts (the start guard
+/// increments it; a second attempt without confirmation means the new binary failed to start).
+pub fn pending_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".update-pending");
+    dest.with_file_name(name)
+}
+
+/// The running binary started and serves: drop the marker. Returns whether there was one.
+pub fn confirm_started(dest: &Path) -> bool {
+    std::fs::remove_file(pending_path(dest)).is_ok()
 }
 
 #[cfg(test)]

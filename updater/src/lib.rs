@@ -16,9 +16,13 @@ mod release;
 
 use std::path::PathBuf;
 
-pub use install::{install_binary, previous_path, rollback, smoke_test};
+pub use install::{
+    confirm_started, install_binary, pending_path, previous_path, rollback, smoke_test,
+};
 pub use keys::{parse_key, TrustedKeys};
-pub use release::{asset_name, check, download_and_verify, verify_archive, Available, Verified};
+pub use release::{
+    asset_name, check, check_version, download_and_verify, verify_archive, Available, Verified,
+};
 
 /// Exit status with which `smp-server` ends after installing an update; the systemd unit lists
 /// it in `RestartForceExitStatus=` so the new binary starts.

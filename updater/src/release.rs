@@ -86,6 +86,44 @@ pub fn check(source: &Source) -> Result<Available, UpdateError> {
     })
 }
 
+/// Ask for one release by tag (`v1.2.3` or `1.2.3`): an operator pinning a version, newer or
+/// older than the running one (a deliberate downgrade is allowed; its archive is verified like
+/// any other). Errors when the tag does not exist or has no archive for this target.
+pub fn check_version(source: &Source, tag: &str) -> Result<Available, UpdateError> {
+    let (owner, name) = source.owner_name()?;
+    let wanted_version = parse_version(tag)?;
+    let update = github::Update::configure()
+        .repo_owner(owner)
+        .repo_name(name)
+        .api_base_url(source.api_url.trim_end_matches('/'))
+        .bin_name(BIN_NAME)
+        .target(source.target.as_str())
+        .current_version(parse_version(&source.current_version)?.to_string())
+        .build()
+        .map_err(UpdateError::Fetch)?;
+    let release = update
+        .get_release_version(&format!("v{wanted_version}"))
+        .map_err(UpdateError::Fetch)?;
+    let version = parse_version(release.version())?;
+    if version != wanted_version {
+        return Err(UpdateError::BadVersion(release.version().to_string()));
+    }
+    let wanted = asset_name(&version.to_string(), &source.target);
+    let asset = release
+        .assets()
+        .iter()
+        .find(|a| a.name() == wanted)
+        .ok_or_else(|| UpdateError::NoAsset {
+            version: version.to_string(),
+            asset: wanted.clone(),
+        })?;
+    Ok(Available {
+        version: version.to_string(),
+        asset: wanted,
+        url: asset.download_url().to_string(),
+    })
+}
+
 /// Verify a zipsign-signed `.tar.gz` whose published name is `asset` against `keys`.
 /// Returns the index of the matching key.
 pub fn verify_archive(path: &Path, asset: &str, keys: &TrustedKeys) -> Result<usize, UpdateError> {
