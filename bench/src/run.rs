@@ -18,6 +18,10 @@ use crate::{conns, Args};
 /// Bytes a queue's IDs, keys and secret take at the least: recipient and sender IDs (24 each),
 /// recipient and sender Ed25519 keys (32 each), the DH secret (32).
 const QUEUE_FLOOR_BYTES: f64 = 144.0;
+/// A "16 KB message": 15 KB of body, so that a signed SEND, its encodings and the block
+/// encryption's tag and padding fit one 16 KB block with room to spare (16,048 bytes unsigned
+/// is the protocol's limit).
+const BODY_16K: usize = 15 * 1024;
 /// Issue 15's goal for an idle client.
 const CONN_GOAL_BYTES: f64 = 12.0 * 1024.0;
 
