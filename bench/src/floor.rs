@@ -165,7 +165,7 @@ pub fn measure(reps: usize, min_loop: Duration) -> Result<Floors> {
             std::hint::black_box(keys::verify(&ed_pub, &sig, &msg));
         })
     };
-    let ed25519_verify_16k = verify_of(16 * 1024 + SEND_OVERHEAD);
+    let ed25519_verify_16k = verify_of(15 * 1024 + SEND_OVERHEAD);
     let ed25519_verify_1k = verify_of(1024 + SEND_OVERHEAD);
     let ed25519_verify_small = verify_of(SMALL_CMD);
     let ed25519_verify_new = verify_of(NEW_CMD);
@@ -198,7 +198,7 @@ pub fn measure(reps: usize, min_loop: Duration) -> Result<Floors> {
 
     let secret = [9u8; 32];
     let nonce = [4u8; 24];
-    let plain = vec![b'x'; 16 * 1024 + 10];
+    let plain = vec![b'x'; 15 * 1024 + 10];
     let body_encryption = time_op(reps, min_loop, || {
         std::hint::black_box(cbox::cb_encrypt(
             &secret,

@@ -180,7 +180,9 @@ pub async fn subscribe_all(server: &Server, keys: &Arc<Keys>, rcv_ids: &[Vec<u8>
     let cpu0 = server.cpu()?;
     let answers = batched(&clients, keys, cmds, SMALL_PER_BATCH, false).await?;
     let cpu = server.cpu()?.saturating_sub(cpu0);
-    if let Some(bad) = answers.iter().find(|a| **a != BrokerMsg::Ok) {
+    // v18 answers SUB with SOK (service ID, none here); older versions with OK.
+    let ok = |a: &BrokerMsg| matches!(a, BrokerMsg::Ok | BrokerMsg::Sok(_));
+    if let Some(bad) = answers.iter().find(|a| !ok(a)) {
         bail!("SUB answered {bad:?}");
     }
     Ok(cpu.as_secs_f64() * 1e6 / rcv_ids.len().max(1) as f64)

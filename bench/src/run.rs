@@ -196,7 +196,7 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
         &floors,
         &sz,
         "memory",
-        16 * 1024,
+        BODY_16K,
         &sz.loads_16k,
     )
     .await?;
@@ -305,7 +305,7 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
         &floors,
         &sz,
         "journal",
-        16 * 1024,
+        BODY_16K,
         &sz.loads_16k,
     )
     .await?;
