@@ -1,0 +1,139 @@
+//! `smp-bench`: the release `smp-server` binary measured from outside, over loopback TLS, with
+//! every figure divided by a crypto floor measured in the same run (see docs/benchmarks.md).
+//!
+//! `smp-bench` prints the table of issue 15 (quick sizes); `--full` uses the full sizes
+//! (1,000,000 queues); `--ci` runs the short mode and fails when a ratio is more than 25 %
+//! above `bench/baseline.json`; `--write-baseline` stores this run's ratios there.
+
+mod conns;
+mod delivery;
+mod floor;
+mod queues;
+mod report;
+mod run;
+mod server;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(
+    name = "smp-bench",
+    about = "Benchmark the smp-server binary against its crypto floor"
+)]
+pub struct Args {
+    /// The server binary (default: smp-server next to this binary, i.e. the same target dir).
+    #[arg(long)]
+    pub server: Option<PathBuf>,
+    /// Full sizes: 1,000,000 queues for SUB, RSS and restart; more loads and repeats.
+    #[arg(long, conflicts_with = "ci")]
+    pub full: bool,
+    /// Short mode for CI: compare the ratios with the baseline, fail on a regression > 25 %.
+    #[arg(long)]
+    pub ci: bool,
+    /// Baseline file for --ci and --write-baseline.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/baseline.json"))]
+    pub baseline: PathBuf,
+    /// Store this run's ratios as the baseline.
+    #[arg(long)]
+    pub write_baseline: bool,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Where servers keep their files (a real disk, for the journal).
+    #[arg(long, default_value = "/var/tmp")]
+    pub scratch: PathBuf,
+    /// Pin the server to these CPUs (`taskset -c`), e.g. 0.
+    #[arg(long)]
+    pub pin_server: Option<String>,
+    /// Extra environment of the server, KEY=VALUE (repeatable), e.g. to compare allocators
+    /// with LD_PRELOAD or GLIBC_TUNABLES without rebuilding.
+    #[arg(long, value_parser = parse_env)]
+    pub server_env: Vec<(String, String)>,
+    /// Only the memory-store phase (delivery, handshakes, idle connections and queues, memory
+    /// after load): for comparing server builds or allocators quickly.
+    #[arg(long)]
+    pub memory_only: bool,
+    /// Repeats of each CPU figure (the median is kept); default 3.
+    #[arg(long)]
+    pub repeat: Option<usize>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s}: expected KEY=VALUE"))
+}
+
+fn server_binary(args: &Args) -> Result<PathBuf> {
+    if let Some(p) = &args.server {
+        return Ok(p.clone());
+    }
+    let me = std::env::current_exe().context("own path")?;
+    let p = me.with_file_name("smp-server");
+    if !p.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release -p smp-server) or pass --server",
+            p.display()
+        );
+    }
+    if me.parent().and_then(|d| d.file_name()) != Some(std::ffi::OsStr::new("release")) {
+        eprintln!(
+            "warning: {} is not a release build; its figures mean little",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = server_binary(&args)?;
+    // One thread for all clients: the client never takes more than one of the two cores, and
+    // its cost per message is about the server's, so the server keeps the other one.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run::all(&args, &bin))?;
+    println!("\n{}", report.markdown());
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    if args.write_baseline {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let measured = format!(
+            "smp-bench {}, load average before the end: {}",
+            if args.full {
+                "--full"
+            } else if args.ci {
+                "--ci"
+            } else {
+                "(quick)"
+            },
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        report::write_baseline(&args.baseline, &report, measured)?;
+        println!("baseline written to {}", args.baseline.display());
+    }
+    if args.ci {
+        let base = report::read_baseline(&args.baseline)?;
+        let bad = report::compare(&report, &base);
+        if !bad.is_empty() {
+            for b in &bad {
+                eprintln!("REGRESSION {b}");
+            }
+            bail!("{} ratio(s) regressed by more than 25 %", bad.len());
+        }
+        println!(
+            "smp-bench --ci: every ratio within 25 % of {}",
+            args.baseline.display()
+        );
+    }
+    Ok(())
+}
