@@ -20,8 +20,10 @@ use crate::protocol::command::{dh_key, Command};
 use crate::protocol::encoding::{Decoder, Encoder};
 use crate::protocol::errors::{BrokerError, CommandError, ErrorType, ProxyError, TransportError};
 use crate::protocol::response::BrokerMsg;
+use crate::crypto::keys::PublicKey;
 use crate::protocol::transmission::{
-    batch, decode_server, encode_server, parse_transmission, split_batch, THParams,
+    batch, decode_server, encode_server, parse_transmission, split_batch, Rejected,
+    SignedTransmission, THParams,
 };
 use crate::protocol::version::{PADDED_PROXIED_T_LENGTH, SMP_BLOCK_SIZE};
 
@@ -33,6 +35,30 @@ pub struct RelaySession<'a> {
     pub dh: &'a DhKeyPair,
     /// DH secret with the proxy's session key.
     pub session_secret: Option<[u8; 32]>,
+}
+
+/// Split a decrypted RFWD body into (fwdCorrId, version, client's DH key, encrypted
+/// transmission). Public so the fuzz targets reach it without the session encryption.
+pub fn parse_forwarded(plain: &[u8]) -> Result<(Vec<u8>, u16, PublicKey, &[u8]), ErrorType> {
+    let syntax = ErrorType::Cmd(CommandError::Syntax);
+    let mut d = Decoder::new(plain);
+    let fwd_corr = d.short_bytes().map_err(|_| syntax.clone())?.to_vec();
+    let fwd_version = d.u16().map_err(|_| syntax.clone())?;
+    let fwd_key = dh_key(&mut d).map_err(|_| syntax.clone())?;
+    Ok((fwd_corr, fwd_version, fwd_key, d.tail()))
+}
+
+/// Decode the decrypted forwarded block content: exactly one transmission, at the version the
+/// client chose (`params.version`). Public so the fuzz targets reach it without the encryption.
+pub fn decode_forwarded(
+    params: &THParams,
+    content: &[u8],
+) -> Result<Result<SignedTransmission, Rejected>, ErrorType> {
+    let ts = split_batch(content).map_err(|_| ErrorType::Block)?;
+    if ts.len() != 1 {
+        return Err(ErrorType::Block);
+    }
+    Ok(decode_server(params, parse_transmission(params, ts[0])))
 }
 
 fn no_server_auth() -> ErrorType {
@@ -60,12 +86,7 @@ impl Conn<'_> {
         let proxy_nonce = cbox::cb_nonce(corr);
         let plain =
             cbox::secret_box_open(&secret, &proxy_nonce, enc).map_err(|_| ErrorType::Crypto)?;
-        let syntax = ErrorType::Cmd(CommandError::Syntax);
-        let mut d = Decoder::new(&plain);
-        let fwd_corr = d.short_bytes().map_err(|_| syntax.clone())?.to_vec();
-        let fwd_version = d.u16().map_err(|_| syntax.clone())?;
-        let fwd_key = dh_key(&mut d).map_err(|_| syntax.clone())?;
-        let et = d.tail();
+        let (fwd_corr, fwd_version, fwd_key, et) = parse_forwarded(&plain)?;
         let client_secret = relay.dh.dh(&fwd_key).map_err(|_| ErrorType::Crypto)?;
         let client_nonce = cbox::cb_nonce(&fwd_corr);
         let b =
@@ -74,18 +95,14 @@ impl Conn<'_> {
             session_id: relay.params.session_id.clone(),
             version: fwd_version,
         };
-        // Exactly one forwarded transmission.
-        let ts = split_batch(&b).map_err(|_| ErrorType::Block)?;
-        if ts.len() != 1 {
-            return Err(ErrorType::Block);
-        }
+        let decoded = decode_forwarded(&params, &b)?;
         let conn = Conn {
             state: self.state,
             client: self.client,
             version: fwd_version,
             relay: None,
         };
-        let (rc, re, msg) = match decode_server(&params, parse_transmission(&params, ts[0])) {
+        let (rc, re, msg) = match decoded {
             Err((c, e, err)) => (c, e, BrokerMsg::Err(err)),
             Ok(st) => {
                 let allowed = matches!(
