@@ -65,18 +65,22 @@ for t in "${selected[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   seeds="$here/seeds/$t"; [ -d "$seeds" ] || seeds=""
   log="$work/$t.log"
-  start=$(date +%s)
   # The first directory collects new inputs; the committed seeds are read only.
   set +e
-  nice -n "$nice_level" "$bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  TIMEFORMAT='%R %U %S'
+  { time nice -n "$nice_level" "$bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -max_len=65536 -print_final_stats=1 -artifact_prefix="$artifacts/" \
-    "$corpus" ${seeds:+"$seeds"} >"$log" 2>&1
+    "$corpus" ${seeds:+"$seeds"} >"$log" 2>&1 ; } 2>"$log.time"
   rc=$?
   set -e
-  cpu=$(awk '/stat::number_of_executed_units/ {n=$2} END {print n+0}' "$log")
+  read -r wall user sys <"$log.time" || true
+  cpu=$(awk -v u="${user:-0}" -v s="${sys:-0}" 'BEGIN {printf "%.0f", u + s}')
+  runs=$(awk '/stat::number_of_executed_units/ {n=$2} END {print n+0}' "$log")
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  # One line per run in the work dir: what a campaign's CPU time per target is added up from.
+  echo "$(date -u +%FT%TZ) $t rc=$rc wall=${wall:-?} cpu=$cpu runs=$runs cov=${cov:-?}" >>"$work/history.txt"
   if [ $rc -eq 0 ]; then
-    echo "fuzz: $t ok: $(( $(date +%s) - start )) s, ${cpu} runs, coverage ${cov:-?} edges"
+    echo "fuzz: $t ok: ${wall%.*} s wall, $cpu s CPU, $runs runs, coverage ${cov:-?}"
   else
     failed+=("$t")
     echo "fuzz: $t FAILED (exit $rc); last lines of $log:"
