@@ -5,7 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use smp_server::crypto::cbox;
-use smp_server::protocol::transmission::{decode_client, decode_server, parse_transmission, split_batch};
+use smp_server::protocol::transmission::{
+    decode_client, decode_server, parse_transmission, split_batch,
+};
 use smp_server_fuzz::{params, split_version};
 
 fuzz_target!(|data: &[u8]| {

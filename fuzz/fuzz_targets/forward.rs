@@ -8,10 +8,10 @@ use smp_server::server::forward::{decode_forwarded, parse_forwarded};
 use smp_server_fuzz::params;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok((_corr, version, _key, tail)) = parse_forwarded(data) else {
+    let Ok(f) = parse_forwarded(data) else {
         return;
     };
-    if let Ok(Ok(st)) = decode_forwarded(&params(version), tail) {
+    if let Ok(Ok(st)) = decode_forwarded(&params(f.version), f.transmission) {
         let _ = st.command.party();
     }
 });

@@ -24,8 +24,11 @@ fn env() -> &'static Env {
         // A small site like the generated one: a page, a style sheet, a nested file.
         let root = scratch("www");
         std::fs::create_dir_all(root.join("media")).expect("site dir");
-        std::fs::write(root.join("index.html"), "<html><body>SMP server</body></html>\n".repeat(20))
-            .expect("index");
+        std::fs::write(
+            root.join("index.html"),
+            "<html><body>SMP server</body></html>\n".repeat(20),
+        )
+        .expect("index");
         std::fs::write(root.join("style.css"), "body { margin: 0 }\n").expect("css");
         std::fs::write(root.join("media").join("logo.svg"), "<svg/>").expect("svg");
         std::fs::write(root.join("404.html"), "not here").expect("404");

@@ -27,7 +27,11 @@ fn framed(mut rest: &[u8]) -> Vec<u8> {
             let frame = encode_frame(&rec).expect("a decoded record encodes");
             match read_frame(&frame) {
                 Frame::Ok { payload: p, .. } => {
-                    assert_eq!(decode_payload(p).ok(), Some(rec), "re-encoded record differs")
+                    assert_eq!(
+                        decode_payload(p).ok(),
+                        Some(rec),
+                        "re-encoded record differs"
+                    )
                 }
                 other => panic!("re-encoded record does not frame: {other:?}"),
             }

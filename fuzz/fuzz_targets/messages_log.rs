@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     for line in data.split(|b| *b == b'\n') {
         if let Ok((rid, m)) = parse_msg(line) {
             let again = parse_msg(&encode_msg(&rid, &m));
-            assert_eq!(again.ok(), Some((rid, m)), "re-encoded message line differs");
+            assert_eq!(
+                again.ok(),
+                Some((rid, m)),
+                "re-encoded message line differs"
+            );
         }
     }
     let path = scratch("smp-server-messages.log");

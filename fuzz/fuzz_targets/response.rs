@@ -1,5 +1,5 @@
 //! Server messages as the client (and the proxy, from its relays) parses them, and that what
-//! we parse we encode back to the same message.
+//! we encode parses back to the same encoding.
 //! Input: one version byte, then the message (`TAG fields...`).
 #![no_main]
 
@@ -15,8 +15,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(msg) = BrokerMsg::parse(v, s) else {
         return;
     };
+    // Encoding is lossy across versions on purpose (DELD is END before v10, SOK is OK before
+    // v16), so the check is that an encoding parses and encodes back to itself.
     let mut e = Encoder::new();
     msg.encode(v, &mut e);
-    let again = BrokerMsg::parse(v, &e.finish());
-    assert_eq!(again.as_ref().ok(), Some(&msg), "re-encoded message parses differently at v{v}");
+    let first = e.finish();
+    let again = BrokerMsg::parse(v, &first)
+        .unwrap_or_else(|err| panic!("our encoding of {msg:?} does not parse at v{v}: {err:?}"));
+    let mut e = Encoder::new();
+    again.encode(v, &mut e);
+    assert_eq!(e.finish(), first, "re-encoded message differs at v{v}");
 });

@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     for line in data.split(|b| *b == b'\n') {
         if let Ok(rec) = StoreLogRecord::parse(line) {
             let again = StoreLogRecord::parse(&rec.encode());
-            assert_eq!(again.as_ref().ok(), Some(&rec), "re-encoded record parses differently");
+            assert_eq!(
+                again.as_ref().ok(),
+                Some(&rec),
+                "re-encoded record parses differently"
+            );
         }
     }
     let path = scratch("smp-server-store.log");

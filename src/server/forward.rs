@@ -16,11 +16,11 @@ use super::commands::{Conn, Output};
 use super::verify::verify_transmission;
 use crate::crypto::cbox;
 use crate::crypto::keys::DhKeyPair;
+use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{dh_key, Command};
 use crate::protocol::encoding::{Decoder, Encoder};
 use crate::protocol::errors::{BrokerError, CommandError, ErrorType, ProxyError, TransportError};
 use crate::protocol::response::BrokerMsg;
-use crate::crypto::keys::PublicKey;
 use crate::protocol::transmission::{
     batch, decode_server, encode_server, parse_transmission, split_batch, Rejected,
     SignedTransmission, THParams,
@@ -37,15 +37,32 @@ pub struct RelaySession<'a> {
     pub session_secret: Option<[u8; 32]>,
 }
 
-/// Split a decrypted RFWD body into (fwdCorrId, version, client's DH key, encrypted
-/// transmission). Public so the fuzz targets reach it without the session encryption.
-pub fn parse_forwarded(plain: &[u8]) -> Result<(Vec<u8>, u16, PublicKey, &[u8]), ErrorType> {
+/// A decrypted RFWD body, split.
+pub struct Forwarded<'a> {
+    /// The client's correlation ID: the nonce of the inner encryption.
+    pub corr_id: Vec<u8>,
+    /// The version the client speaks to this relay.
+    pub version: u16,
+    /// The client's per-message DH key.
+    pub key: PublicKey,
+    /// The client's encrypted transmission.
+    pub transmission: &'a [u8],
+}
+
+/// Split a decrypted RFWD body. Public so the fuzz targets reach it without the session
+/// encryption.
+pub fn parse_forwarded(plain: &[u8]) -> Result<Forwarded<'_>, ErrorType> {
     let syntax = ErrorType::Cmd(CommandError::Syntax);
     let mut d = Decoder::new(plain);
-    let fwd_corr = d.short_bytes().map_err(|_| syntax.clone())?.to_vec();
-    let fwd_version = d.u16().map_err(|_| syntax.clone())?;
-    let fwd_key = dh_key(&mut d).map_err(|_| syntax.clone())?;
-    Ok((fwd_corr, fwd_version, fwd_key, d.tail()))
+    let corr_id = d.short_bytes().map_err(|_| syntax.clone())?.to_vec();
+    let version = d.u16().map_err(|_| syntax.clone())?;
+    let key = dh_key(&mut d).map_err(|_| syntax.clone())?;
+    Ok(Forwarded {
+        corr_id,
+        version,
+        key,
+        transmission: d.tail(),
+    })
 }
 
 /// Decode the decrypted forwarded block content: exactly one transmission, at the version the
@@ -86,7 +103,12 @@ impl Conn<'_> {
         let proxy_nonce = cbox::cb_nonce(corr);
         let plain =
             cbox::secret_box_open(&secret, &proxy_nonce, enc).map_err(|_| ErrorType::Crypto)?;
-        let (fwd_corr, fwd_version, fwd_key, et) = parse_forwarded(&plain)?;
+        let Forwarded {
+            corr_id: fwd_corr,
+            version: fwd_version,
+            key: fwd_key,
+            transmission: et,
+        } = parse_forwarded(&plain)?;
         let client_secret = relay.dh.dh(&fwd_key).map_err(|_| ErrorType::Crypto)?;
         let client_nonce = cbox::cb_nonce(&fwd_corr);
         let b =

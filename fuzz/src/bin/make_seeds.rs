@@ -116,7 +116,10 @@ fn commands(k: &Keys) -> Vec<(&'static str, Command)> {
         ("sub", Command::Sub),
         ("subs", Command::Subs),
         ("key", Command::Key(auth.clone())),
-        ("rkey", Command::Rkey(vec![auth.clone(), k.sign448.public()])),
+        (
+            "rkey",
+            Command::Rkey(vec![auth.clone(), k.sign448.public()]),
+        ),
         ("lset", Command::Lset(vec![6; 24], link.clone())),
         ("ldel", Command::Ldel),
         ("nkey", Command::Nkey(auth.clone(), dh.clone())),
@@ -174,10 +177,16 @@ fn responses(k: &Keys, chain: &CertChainPubKey) -> Vec<(&'static str, BrokerMsg)
                 ntf_creds: Some((vec![5; 24], dh.clone())),
             }),
         ),
-        ("lnk", BrokerMsg::Lnk(vec![2; 24], (b"fixed".to_vec(), b"user".to_vec()))),
+        (
+            "lnk",
+            BrokerMsg::Lnk(vec![2; 24], (b"fixed".to_vec(), b"user".to_vec())),
+        ),
         ("sok", BrokerMsg::Sok(Some(vec![4; 16]))),
         ("soks", BrokerMsg::Soks(12)),
-        ("msg", BrokerMsg::Msg(vec![6; 24], b"encrypted body".repeat(8))),
+        (
+            "msg",
+            BrokerMsg::Msg(vec![6; 24], b"encrypted body".repeat(8)),
+        ),
         ("nid", BrokerMsg::Nid(vec![5; 24], dh.clone())),
         ("nmsg", BrokerMsg::Nmsg([7; 24], b"encrypted meta".to_vec())),
         (
@@ -189,17 +198,28 @@ fn responses(k: &Keys, chain: &CertChainPubKey) -> Vec<(&'static str, BrokerMsg)
         ("end", BrokerMsg::End),
         ("ends", BrokerMsg::Ends(3)),
         ("deld", BrokerMsg::Deld),
-        ("info", BrokerMsg::Info(br#"{"qiSnd":true,"qiNtf":false,"qiSize":0}"#.to_vec())),
+        (
+            "info",
+            BrokerMsg::Info(br#"{"qiSnd":true,"qiNtf":false,"qiSize":0}"#.to_vec()),
+        ),
         ("ok", BrokerMsg::Ok),
         ("pong", BrokerMsg::Pong),
         ("err-auth", BrokerMsg::Err(ErrorType::Auth)),
-        ("err-cmd", BrokerMsg::Err(ErrorType::Cmd(CommandError::Syntax))),
+        (
+            "err-cmd",
+            BrokerMsg::Err(ErrorType::Cmd(CommandError::Syntax)),
+        ),
         ("err-blocked", BrokerMsg::Err(ErrorType::Blocked(blocked))),
         (
             "err-proxy",
-            BrokerMsg::Err(ErrorType::Proxy(ProxyError::Protocol(Box::new(ErrorType::Quota)))),
+            BrokerMsg::Err(ErrorType::Proxy(ProxyError::Protocol(Box::new(
+                ErrorType::Quota,
+            )))),
         ),
-        ("err-store", BrokerMsg::Err(ErrorType::Store("disk full".into()))),
+        (
+            "err-store",
+            BrokerMsg::Err(ErrorType::Store("disk full".into())),
+        ),
     ]
 }
 
@@ -231,7 +251,11 @@ fn block_of(content: &[u8]) -> Vec<u8> {
 }
 
 fn main() {
-    let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/seeds".into()));
+    let root = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "fuzz/seeds".into()),
+    );
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     if root.exists() {
         std::fs::remove_dir_all(&root).expect("clear the old seeds");
@@ -261,12 +285,20 @@ fn main() {
         for (name, c) in &cmds {
             let mut e = Encoder::new();
             c.encode(v, &mut e);
-            out.put("command", &format!("{name}-v{v}"), &with_version(v, &e.finish()));
+            out.put(
+                "command",
+                &format!("{name}-v{v}"),
+                &with_version(v, &e.finish()),
+            );
         }
         for (name, m) in &resps {
             let mut e = Encoder::new();
             m.encode(v, &mut e);
-            out.put("response", &format!("{name}-v{v}"), &with_version(v, &e.finish()));
+            out.put(
+                "response",
+                &format!("{name}-v{v}"),
+                &with_version(v, &e.finish()),
+            );
         }
     }
 
@@ -276,15 +308,27 @@ fn main() {
             .iter()
             .enumerate()
             .map(|(i, (_, c))| {
-                let entity = if matches!(c, Command::New(_) | Command::Ping) { vec![] } else { vec![i as u8; 24] };
+                let entity = if matches!(c, Command::New(_) | Command::Ping) {
+                    vec![]
+                } else {
+                    vec![i as u8; 24]
+                };
                 client_transmission(&k, v, &[i as u8; 24], &entity, c)
             })
             .collect();
         for (i, b) in batch(&ts[..8], SMP_BLOCK_SIZE).into_iter().enumerate() {
-            out.put("block", &format!("commands-a{i}-v{v}"), &with_version(v, &block_of(&b.expect("fits"))));
+            out.put(
+                "block",
+                &format!("commands-a{i}-v{v}"),
+                &with_version(v, &block_of(&b.expect("fits"))),
+            );
         }
         for (i, b) in batch(&ts[8..], SMP_BLOCK_SIZE).into_iter().enumerate() {
-            out.put("block", &format!("commands-b{i}-v{v}"), &with_version(v, &block_of(&b.expect("fits"))));
+            out.put(
+                "block",
+                &format!("commands-b{i}-v{v}"),
+                &with_version(v, &block_of(&b.expect("fits"))),
+            );
         }
         let p = params(v);
         let rs: Vec<Vec<u8>> = resps
@@ -293,7 +337,11 @@ fn main() {
             .map(|(i, (_, m))| encode_server(&p, &[i as u8; 24], &[1; 24], m))
             .collect();
         for (i, b) in batch(&rs, SMP_BLOCK_SIZE).into_iter().enumerate() {
-            out.put("block", &format!("responses-{i}-v{v}"), &with_version(v, &block_of(&b.expect("fits"))));
+            out.put(
+                "block",
+                &format!("responses-{i}-v{v}"),
+                &with_version(v, &block_of(&b.expect("fits"))),
+            );
         }
     }
 
@@ -306,7 +354,11 @@ fn main() {
         };
         let mut b = vec![1];
         b.extend_from_slice(&sh.encode());
-        out.put("handshake", &format!("server-{}-{}", range.min, range.max), &b);
+        out.put(
+            "handshake",
+            &format!("server-{}-{}", range.min, range.max),
+            &b,
+        );
     }
     for &v in &VERSIONS {
         for proxy in [false, true] {
@@ -319,13 +371,20 @@ fn main() {
             };
             let mut b = vec![0];
             b.extend_from_slice(&ch.encode());
-            out.put("handshake", &format!("client-v{v}-proxy{}", u8::from(proxy)), &b);
+            out.put(
+                "handshake",
+                &format!("client-v{v}-proxy{}", u8::from(proxy)),
+                &b,
+            );
         }
     }
 
     // Forwarded commands: the decrypted RFWD body a proxy sends for a client's SEND/SKEY/LGET.
     for &v in &[8u16, 11, 14, 15, 18] {
-        for (name, c) in cmds.iter().filter(|(n, _)| matches!(*n, "send" | "skey" | "lkey" | "lget" | "sub")) {
+        for (name, c) in cmds
+            .iter()
+            .filter(|(n, _)| matches!(*n, "send" | "skey" | "lkey" | "lget" | "sub"))
+        {
             let t = client_transmission(&k, v, &[9; 24], &[2; 24], c);
             let content = batch(&[t], SMP_BLOCK_SIZE).remove(0).expect("fits");
             let mut e = Encoder::new();
@@ -379,7 +438,11 @@ fn main() {
         log.push(b'\n');
     }
     out.put("store_log", "history", &log);
-    out.put("store_log", "create", &[history[0].encode(), b"\n".to_vec()].concat());
+    out.put(
+        "store_log",
+        "create",
+        &[history[0].encode(), b"\n".to_vec()].concat(),
+    );
     out.put(
         "store_log",
         "reference",
@@ -400,10 +463,22 @@ fn main() {
         },
     ];
     let records = [
-        Record::Write { rid: rid.clone(), msg: msgs[0].clone() },
-        Record::Write { rid: vec![9; 24], msg: msgs[0].clone() },
-        Record::Remove { rid: rid.clone(), msg_id: vec![7; 24] },
-        Record::Write { rid: rid.clone(), msg: msgs[1].clone() },
+        Record::Write {
+            rid: rid.clone(),
+            msg: msgs[0].clone(),
+        },
+        Record::Write {
+            rid: vec![9; 24],
+            msg: msgs[0].clone(),
+        },
+        Record::Remove {
+            rid: rid.clone(),
+            msg_id: vec![7; 24],
+        },
+        Record::Write {
+            rid: rid.clone(),
+            msg: msgs[1].clone(),
+        },
         Record::Clear { rid: rid.clone() },
     ];
     let mut on_disk = vec![0u8];
@@ -479,7 +554,11 @@ fn main() {
     s.active_queues.update(&[2; 24]);
     s.active_queues_ntf.update(&[1; 24]);
     out.put("stats", "saved", backup::encode(&s).as_bytes());
-    out.put("stats", "fresh", backup::encode(&ServerStats::new(0)).as_bytes());
+    out.put(
+        "stats",
+        "fresh",
+        backup::encode(&ServerStats::new(0)).as_bytes(),
+    );
 
     // Control port: each command word, with the arguments it takes.
     let qid = "AQEBAQEBAQEBAQEBAQEBAQEBAQEB";
@@ -507,7 +586,10 @@ fn main() {
     }
 
     // HTTP: requests as real clients (hyper's HTTP/1.1 and HTTP/2 clients) put them on the wire.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     for (i, (h2, path, gzip)) in [
         (false, "/", true),
         (false, "/style.css", false),
@@ -551,24 +633,33 @@ async fn capture_request(h2: bool, path: &str, gzip: bool) -> Vec<u8> {
     let io = hyper_util::rt::TokioIo::new(client_io);
     let send = async move {
         if h2 {
-            let (mut s, conn) = hyper::client::conn::http2::handshake(
-                hyper_util::rt::TokioExecutor::new(),
-                io,
-            )
-            .await
-            .expect("h2 handshake");
+            let (mut s, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .expect("h2 handshake");
             tokio::spawn(conn);
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(300), s.send_request(req)).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(300), s.send_request(req))
+                    .await;
         } else {
-            let (mut s, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1 handshake");
+            let (mut s, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("h1 handshake");
             tokio::spawn(conn);
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(300), s.send_request(req)).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(300), s.send_request(req))
+                    .await;
         }
     };
     let mut wire = Vec::new();
     let read = async {
         let mut buf = [0u8; 4096];
-        while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(200), server_io.read(&mut buf)).await {
+        while let Ok(Ok(n)) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            server_io.read(&mut buf),
+        )
+        .await
+        {
             if n == 0 {
                 break;
             }
