@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(parse_iso_time("-99999999999999-01-01T00:00:00Z"), None);
         assert_eq!(parse_iso_time("2024-01-01T-1:00:00Z"), None);
         assert_eq!(parse_iso_time("2024-01-01T00:-5:00Z"), None);
-        assert_eq!(parse_iso_time("9999-12-31T23:59:60Z"), Some(253_402_300_800));
+        assert_eq!(
+            parse_iso_time("9999-12-31T23:59:60Z"),
+            Some(253_402_300_800)
+        );
     }
 
     #[test]
