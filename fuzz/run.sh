@@ -26,6 +26,7 @@ work="${FUZZ_WORK:-$FUZZ_TARGET_DIR/work}"
 nice_level="${FUZZ_NICE:-0}"
 
 build() {
+  # Not --locked: fuzz/Cargo.lock pins what it has; a crate new to the workspace is added to it.
   # --target keeps RUSTFLAGS (and so the instrumentation) off build scripts and proc macros.
   RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
 -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -33,7 +34,7 @@ build() {
 -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares" \
   CARGO_TARGET_DIR="$FUZZ_TARGET_DIR" \
-    cargo build --release ${FUZZ_LOCKED:---locked} --target "$triple" ${FUZZ_JOBS:+-j "$FUZZ_JOBS"} \
+    cargo build --release --target "$triple" ${FUZZ_JOBS:+-j "$FUZZ_JOBS"} \
       $(printf -- '--bin %s ' "${TARGETS[@]}")
 }
 
@@ -42,7 +43,7 @@ case "${1:-}" in
   --build) build; exit 0 ;;
   --seeds)
     # Plain (uninstrumented) build: the generator is an ordinary program.
-    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}" cargo run --locked --quiet --bin make-seeds -- "$here/seeds"
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}" cargo run --quiet --bin make-seeds -- "$here/seeds"
     exit 0 ;;
   ''|-h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
