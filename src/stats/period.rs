@@ -119,7 +119,14 @@ pub fn parse_iso_time(s: &str) -> Option<i64> {
     let hh: i64 = tp.next()?.parse().ok()?;
     let mm: i64 = tp.next()?.parse().ok()?;
     let ss: i64 = tp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+    // Four-digit years only (what the reference writes): a larger year overflowed the seconds.
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(0..=23).contains(&hh)
+        || !(0..=59).contains(&mm)
+        || !(0..=60).contains(&ss)
+    {
         return None;
     }
     Some(days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss)
@@ -184,6 +191,20 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(parse_iso_time("garbage"), None);
+    }
+
+    /// Found by the `stats` fuzz target: a huge year overflowed (a panic with overflow checks,
+    /// a wrapped time without), and negative hours were accepted.
+    #[test]
+    fn parse_iso_time_rejects_out_of_range_fields() {
+        assert_eq!(parse_iso_time("99999999999999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_iso_time("-99999999999999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_iso_time("2024-01-01T-1:00:00Z"), None);
+        assert_eq!(parse_iso_time("2024-01-01T00:-5:00Z"), None);
+        assert_eq!(
+            parse_iso_time("9999-12-31T23:59:60Z"),
+            Some(253_402_300_800)
+        );
     }
 
     #[test]

@@ -19,10 +19,53 @@ use crate::protocol::command::{dh_key, Command};
 use crate::protocol::encoding::{Decoder, Encoder};
 use crate::protocol::errors::{BrokerError, CommandError, ErrorType, ProxyError, TransportError};
 use crate::protocol::response::BrokerMsg;
+use crate::crypto::keys::PublicKey;
 use crate::protocol::transmission::{
-    batch, decode_server, encode_server, parse_transmission, split_batch, THParams,
+    batch, decode_server, encode_server, parse_transmission, split_batch, Rejected,
+    SignedTransmission, THParams,
 };
 use crate::protocol::version::{PADDED_PROXIED_T_LENGTH, SMP_BLOCK_SIZE};
+
+/// A decrypted RFWD body, split.
+pub struct Forwarded<'a> {
+    /// The client's correlation ID: the nonce of the inner encryption.
+    pub corr_id: Vec<u8>,
+    /// The version the client speaks to this relay.
+    pub version: u16,
+    /// The client's per-message DH key.
+    pub key: PublicKey,
+    /// The client's encrypted transmission.
+    pub transmission: &'a [u8],
+}
+
+/// Split a decrypted RFWD body. Public so the fuzz targets reach it without the session
+/// encryption.
+pub fn parse_forwarded(plain: &[u8]) -> Result<Forwarded<'_>, ErrorType> {
+    let syntax = ErrorType::Cmd(CommandError::Syntax);
+    let mut d = Decoder::new(plain);
+    let corr_id = d.short_bytes().map_err(|_| syntax.clone())?.to_vec();
+    let version = d.u16().map_err(|_| syntax.clone())?;
+    let key = dh_key(&mut d).map_err(|_| syntax.clone())?;
+    Ok(Forwarded {
+        corr_id,
+        version,
+        key,
+        transmission: d.tail(),
+    })
+}
+
+/// Decode the decrypted forwarded block content: exactly one transmission, at the version the
+/// client chose (`params.version`). Public so the fuzz targets reach it without the encryption.
+pub fn decode_forwarded(
+    params: &THParams,
+    content: &[u8],
+) -> Result<Result<SignedTransmission, Rejected>, ErrorType> {
+    let ts = split_batch(content).map_err(|_| ErrorType::Block)?;
+    if ts.len() != 1 {
+        return Err(ErrorType::Block);
+    }
+    Ok(decode_server(params, parse_transmission(params, ts[0])))
+}
 
 fn no_server_auth() -> ErrorType {
     ErrorType::Proxy(ProxyError::Broker(BrokerError::Transport(
@@ -120,12 +163,12 @@ impl Core {
         let proxy_nonce = cbox::cb_nonce(corr);
         let plain =
             cbox::secret_box_open(&secret, &proxy_nonce, enc).map_err(|_| ErrorType::Crypto)?;
-        let syntax = ErrorType::Cmd(CommandError::Syntax);
-        let mut d = Decoder::new(&plain);
-        let fwd_corr = d.short_bytes().map_err(|_| syntax.clone())?.to_vec();
-        let fwd_version = d.u16().map_err(|_| syntax.clone())?;
-        let fwd_key = dh_key(&mut d).map_err(|_| syntax.clone())?;
-        let et = d.tail();
+        let Forwarded {
+            corr_id: fwd_corr,
+            version: fwd_version,
+            key: fwd_key,
+            transmission: et,
+        } = parse_forwarded(&plain)?;
         let client_secret = keys.dh.dh(&fwd_key).map_err(|_| ErrorType::Crypto)?;
         let client_nonce = cbox::cb_nonce(&fwd_corr);
         let b =
@@ -142,18 +185,14 @@ impl Core {
             },
         };
         let params = &seal.params;
-        // Exactly one forwarded transmission.
-        let ts = split_batch(&b).map_err(|_| ErrorType::Block)?;
-        if ts.len() != 1 {
-            return Err(ErrorType::Block);
-        }
+        let decoded = decode_forwarded(params, &b)?;
         let inner = Session {
             client: s.client,
             version: fwd_version,
             keys,
             forwarded: true,
         };
-        let out = match decode_server(params, parse_transmission(params, ts[0])) {
+        let out = match decoded {
             Err((c, e, err)) => Outgoing::new(&c, &e, BrokerMsg::Err(err)),
             Ok(st) => {
                 let allowed = matches!(
