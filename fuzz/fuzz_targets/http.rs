@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
             server,
             env.site.clone(),
             flags & 1 == 1,
+            smp_server::net::http::HttpTimeouts::default(),
             CancellationToken::new(),
         ));
         // Write and read at once: a response may be larger than the duplex buffer.

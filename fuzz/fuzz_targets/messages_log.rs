@@ -21,5 +21,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let path = scratch("smp-server-messages.log");
     std::fs::write(&path, data).expect("write scratch messages file");
-    let _ = restore_messages(&path, &MemoryStore::new(), Some(0));
+    // both ways a bad line is handled: refused, or skipped with a warning
+    let _ = restore_messages(&path, &MemoryStore::new(), Some(0), data.len() % 2 == 1);
 });
