@@ -15,11 +15,11 @@
 
 use super::{Core, Effects, Env, Job, Outgoing, ResolveAnswer, Session, VerifiedTransmission};
 use crate::crypto::cbox;
+use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{dh_key, Command};
 use crate::protocol::encoding::{Decoder, Encoder};
 use crate::protocol::errors::{BrokerError, CommandError, ErrorType, ProxyError, TransportError};
 use crate::protocol::response::BrokerMsg;
-use crate::crypto::keys::PublicKey;
 use crate::protocol::transmission::{
     batch, decode_server, encode_server, parse_transmission, split_batch, Rejected,
     SignedTransmission, THParams,
