@@ -48,8 +48,7 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-#[path = "../common/require.rs"]
-pub mod require;
+pub use crate::common::require;
 
 /// What every distribution test needs (zipsign, openssl, python3 for the release mock, and
 /// `extra`), or a `skipped:` line and `false`.
