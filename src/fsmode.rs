@@ -125,6 +125,22 @@ pub fn restrict_state(log_dir: &Path, web_root: Option<&Path>) -> std::io::Resul
                     note(&f.path(), restrict(&f.path(), FILE_MODE), FILE_MODE)?;
                 }
             }
+        } else if ty.is_dir() && name == "backups" {
+            // dated copies made at stop: `backups/<kind>/<file>.<time>`
+            note(&p, restrict(&p, DIR_MODE), DIR_MODE)?;
+            for k in std::fs::read_dir(&p)? {
+                let k = k?;
+                if !k.file_type()?.is_dir() {
+                    continue;
+                }
+                note(&k.path(), restrict(&k.path(), DIR_MODE), DIR_MODE)?;
+                for f in std::fs::read_dir(k.path())? {
+                    let f = f?;
+                    if f.file_type()?.is_file() {
+                        note(&f.path(), restrict(&f.path(), FILE_MODE), FILE_MODE)?;
+                    }
+                }
+            }
         }
     }
     Ok(changed)

@@ -112,10 +112,14 @@ pub fn backup_state(paths: &Paths, now: SystemTime) -> Result<BackupReport, Back
             continue;
         }
         let dir = root.join(sub);
-        std::fs::create_dir_all(&dir).map_err(|source| BackupError::Io {
+        // Owner-only directories, like the log directory: the copies hold queue keys.
+        crate::fsmode::create_dir(&dir).map_err(|source| BackupError::Io {
             path: dir.clone(),
             source,
         })?;
+        for d in [root.as_path(), dir.as_path()] {
+            let _ = crate::fsmode::restrict(d, crate::fsmode::DIR_MODE);
+        }
         let out = dir.join(format!("{base}.{stamp}"));
         std::fs::copy(&file, &out).map_err(|source| BackupError::Io {
             path: out.clone(),
