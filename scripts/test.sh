@@ -9,7 +9,8 @@
 # zipsign, tor) and a Python venv with tests/py/requirements.txt (SMP_CI_VENV, default
 # /var/tmp/smp-server-ci-venv). Everything is idempotent: a second run installs nothing.
 # The tests then run with SMP_TEST_REQUIRE_ALL=1 (a missing tool is a failure, never a skip)
-# and SMP_TEST_TOR_NETWORK=1 (the slow private Tor network suite), then the relay scenarios
+# and SMP_TEST_TOR_NETWORK=1 (the slow private Tor network suite) and SMP_TEST_AUTH_TIMING=1
+# (tests/auth_timing.rs, a few minutes of timed requests), then the relay scenarios
 # again on PostgreSQL (SMP_TEST_STORE=database); extra arguments go to `cargo test` (and skip
 # the PostgreSQL re-run). Without this script, plain `cargo test --workspace` also passes: suites whose
 # tools are missing print `skipped: <suite>: <why>`.
@@ -92,6 +93,7 @@ fi
 export SMP_TEST_PYTHON="$VENV/bin/python"
 export SMP_TEST_REQUIRE_ALL=1
 export SMP_TEST_TOR_NETWORK="${SMP_TEST_TOR_NETWORK:-1}"
+export SMP_TEST_AUTH_TIMING="${SMP_TEST_AUTH_TIMING:-1}"
 cargo test --workspace "$@"
 # The relay core's scenarios again on the PostgreSQL stores (a throwaway cluster per test
 # process, .ci/setup-postgres.sh); only for the full run, not when given a selection.

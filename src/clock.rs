@@ -17,6 +17,11 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (statistics files, backups' names, the control port).
+pub fn iso_time(secs: i64) -> String {
+    format!("{}Z", iso_datetime(secs))
+}
+
 /// A source of time that can also wait; the server uses [`SystemClock`], tests a manual one.
 pub trait Clock: Send + Sync + 'static {
     /// Now, in Unix seconds.

@@ -14,13 +14,17 @@
 //! - [`client`]: an SMP client used by tests, the benchmark and (later) the proxy role.
 //! - [`config`]: `smp-server.ini` to a typed, validated `Config`.
 //! - [`stats`]: event counters, the daily CSV, the stats backup file, Prometheus; counts only.
-//! - [`control`]: the operator's control port, signals and service lifecycle; no SMP I/O.
+//! - [`control`]: the operator's control port, SIGHUP reload, systemd notifications; no SMP I/O.
 //! - [`web`]: the information page over HTTP/HTTPS and automatic certificates; no SMP logic.
 //! - [`names`]: the REST resolver client of the names role (`[NAMES]`, RSLV); no SMP.
+//! - [`service`]: the [`service::Service`] lifecycle (readiness latch, ordered start, one bounded
+//!   drain); no SMP.
+//! - [`app`]: the composition root: builds every service from `Config`, `READY=1`, drain, persist.
 //! - [`cli`]: the `init`/`start`/`cert`/`delete` commands with the reference's flags.
 //! - [`updates`]: the version, `[UPDATE]` wiring and the periodic update checker; no HTTP itself.
 //! - [`fsmode`]: modes of the state files and directories the server writes (0600 / 0700).
 
+pub mod app;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -31,6 +35,7 @@ pub mod fsmode;
 pub mod names;
 pub mod net;
 pub mod server;
+pub mod service;
 pub mod stats;
 pub mod store;
 pub mod sync;

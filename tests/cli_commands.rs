@@ -661,3 +661,64 @@ fn start_listens_and_stops_on_sigterm() {
     };
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn start_check_config_prints_the_plan_or_every_problem() {
+    let s = Server::new();
+    ok(&s.run(&["init", "-y"]));
+    let ini = std::fs::read_to_string(s.paths.ini_file()).expect("ini");
+    // a port that something else holds: --check-config must not bind, so it still passes
+    let held = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let held_port = held.local_addr().expect("addr").port();
+    s.write_ini(&ini.replace("port = 5223,443", &format!("port = {held_port}")));
+    let out = ok(&s.run(&["start", "--check-config"]));
+    let fp = s.fingerprint();
+    assert!(out.contains(&format!("smp://{fp}")), "{out}");
+    for l in [
+        "Listeners:",
+        &format!("  SMP on port {held_port} (TLS)"),
+        "Stores:",
+        &format!(
+            "  queues: memory, store log {}",
+            s.paths.store_log_file().display()
+        ),
+        "Roles:",
+        "  relay: new queues require a password",
+        "Configuration OK.",
+    ] {
+        assert!(out.lines().any(|x| x == l), "no line {l:?} in:\n{out}");
+    }
+    assert!(
+        !s.paths.store_log_file().exists(),
+        "the check opened no store"
+    );
+    drop(held);
+
+    // two listeners on one port, and a damaged key: both reported, exit status 1
+    let two = ini
+        .replace("# control_port = 5224", "control_port = 5224")
+        .replace(
+            "# prometheus_address = 127.0.0.1:9090",
+            "prometheus_address = 127.0.0.1:5224",
+        );
+    assert_ne!(two, ini, "the template has these commented lines");
+    s.write_ini(&two);
+    std::fs::write(s.paths.server_key_file(), "not a key").expect("damage key");
+    let out = failed(&s.run(&["start", "--check-config"]));
+    assert!(
+        out.contains(
+            "Error: port 5224 is used by [TRANSPORT] control_port and [STORE_LOG] prometheus_address at once"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("Error: server identity in "), "{out}");
+    assert!(
+        out.contains("Error: configuration check failed: 2 problem(s)"),
+        "{out}"
+    );
+
+    // an invalid INI value: the same message as `start`, naming section and key
+    s.write_ini(&ini.replace("new_queues = on", "new_queues = yes"));
+    let out = failed(&s.run(&["start", "--check-config"]));
+    assert!(out.contains("[AUTH] new_queues: 'yes'"), "{out}");
+}

@@ -160,6 +160,7 @@ async fn sni_only_when_asked() {
             alpn: Some(SMP_ALPN),
             sni: true,
             timeout: T,
+            client_cert: None,
         },
     )
     .await

@@ -292,6 +292,10 @@ pub struct StartArgs {
     /// Apply PostgreSQL migrations without asking: up, or down
     #[arg(long = "confirm-migrations", value_name = "CONFIRM_MIGRATIONS")]
     pub confirm_migrations: Option<ConfirmMigrationsArg>,
+    /// Check the configuration and the files it names, print what would run, and exit
+    /// (status 1 on a problem) without binding ports or opening stores
+    #[arg(long = "check-config")]
+    pub check_config: bool,
 }
 
 /// `smp-server cert`.

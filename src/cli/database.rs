@@ -265,7 +265,7 @@ pub fn run(cmd: StoreCmd, table: &str, args: &DbArgs, paths: &Paths) -> Result<(
             )?;
             let db = setup::open_db(&o, false).map_err(db_err)?;
             let mem = transfer::load_queues(&db).map_err(db_err)?;
-            let n = crate::store::storelog_file::write_compacted(&log, &mem, &[])
+            let n = crate::store::storelog_file::write_compacted(&log, &mem, &Default::default())
                 .map_err(|e| CliError::Message(format!("Error: {e}")))?;
             println!("Exported: 0 services, {n} queues");
             if table == Table::All {

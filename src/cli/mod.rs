@@ -6,6 +6,7 @@
 
 pub mod args;
 mod cert;
+mod check_config;
 pub mod console;
 pub mod database;
 mod delete;
@@ -51,6 +52,9 @@ pub enum CliError {
     /// The server stopped with an error.
     #[error("Error: server stopped: {0}")]
     Server(#[from] crate::server::ServerError),
+    /// The server process stopped with an error.
+    #[error("Error: server stopped: {0}")]
+    App(#[from] crate::app::AppError),
 }
 
 impl CliError {

@@ -14,6 +14,7 @@ use crate::config::{Config, ConfirmMigrations, Paths, QueueStoreType, StartOptio
 /// Run `start` until SIGINT/SIGTERM.
 pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
     init_tracing(args.log_level);
+    let check_only = args.check_config;
     require_initialized(paths)?;
     let mut config = Config::load_from(paths.clone())?;
     config.start = StartOptions {
@@ -27,6 +28,9 @@ pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
         }),
     };
     check_supported(&config)?;
+    if check_only {
+        return super::check_config::run(&config);
+    }
     let identity = crate::crypto::identity::load_identity(&paths.cfg_dir)?;
     print_start_info(&config, &identity.fingerprint.to_base64url());
 
@@ -34,7 +38,7 @@ pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
-    let result = runtime.block_on(serve(config, identity.fingerprint.0));
+    let result = runtime.block_on(serve(config));
     drop(runtime);
     crate::updates::restart_if_updated();
     result
@@ -249,7 +253,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
-async fn serve(config: Config, fingerprint: [u8; 32]) -> Result<(), CliError> {
+async fn serve(config: Config) -> Result<(), CliError> {
     let signal = shutdown_signal()
         .map_err(|e| CliError::Message(format!("Error: cannot install signal handlers: {e}")))?;
     let listeners = if config.start.maintenance || config.tor.onion_only_active() {
@@ -269,13 +273,7 @@ async fn serve(config: Config, fingerprint: [u8; 32]) -> Result<(), CliError> {
         tracing::info!("shutting down");
         trigger.cancel();
     });
-    crate::updates::spawn_checker(&config.update, shutdown.clone());
-    let first_port = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .map(|a| a.port());
-    crate::updates::confirm::spawn(first_port, fingerprint, shutdown.clone());
-    crate::server::run(Arc::new(config), listeners, shutdown).await?;
+    crate::app::run(Arc::new(config), listeners, shutdown).await?;
     Ok(())
 }
 

@@ -21,10 +21,11 @@ use crate::crypto::keys::{DhKeyPair, PrivateSignKey, PublicKey};
 use crate::protocol::command::Command;
 use crate::protocol::response::BrokerMsg;
 use crate::protocol::transmission::{
-    batch, decode_client, encode_client, split_batch, with_auth, THParams,
+    batch, decode_client, encode_client, split_batch, with_service_auth, THParams,
 };
 use crate::protocol::version::{VersionRange, SMP_BLOCK_SIZE};
-use crate::transport::smp::{client_handshake, BlockWriter, SmpTransportError};
+use crate::transport::service::ServiceCredentials;
+use crate::transport::smp::{client_handshake_service, BlockWriter, SmpTransportError};
 use crate::transport::{self, Recording, TlsError};
 
 type Stream = tokio_rustls::client::TlsStream<Recording<crate::transport::stream::BoxedStream>>;
@@ -85,6 +86,8 @@ pub struct ClientOptions {
     /// Unsolicited messages kept until [`SmpClient::next_event`] reads them; more are dropped
     /// (and counted), so a server cannot grow this process's memory.
     pub event_capacity: usize,
+    /// Connect as a service: present its TLS certificate and do the service handshake.
+    pub service: Option<Arc<ServiceCredentials>>,
 }
 
 impl Default for ClientOptions {
@@ -95,6 +98,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(20),
             proxy: false,
             event_capacity: 4096,
+            service: None,
         }
     }
 }
@@ -111,6 +115,9 @@ pub struct SmpClient {
     pub session_secret: Option<[u8; 32]>,
     /// The server's certificate chain and signed session key.
     pub server_auth: Option<crate::protocol::handshake::CertChainPubKey>,
+    /// The service ID the server assigned, in a service session.
+    pub service_id: Option<Vec<u8>>,
+    service: Option<Arc<ServiceCredentials>>,
     closed: Arc<std::sync::atomic::AtomicBool>,
     writer: tokio::sync::Mutex<BlockWriter<WriteHalf<Stream>>>,
     dispatch: Arc<Dispatch>,
@@ -155,11 +162,22 @@ impl SmpClient {
         } else {
             None
         };
-        let tls = transport::connect(tcp, fingerprint, "localhost", alpn, opts.timeout).await?;
+        let tls = transport::connect_with(
+            tcp,
+            transport::ConnectOptions {
+                fingerprint,
+                server_name: "localhost",
+                alpn,
+                sni: false,
+                timeout: opts.timeout,
+                client_cert: opts.service.as_ref().map(|c| c.tls_cert()),
+            },
+        )
+        .await?;
         let (r, w) = tokio::io::split(tls.stream);
         let sess = tokio::time::timeout(
             opts.timeout,
-            client_handshake(
+            client_handshake_service(
                 r,
                 w,
                 tls.session_id,
@@ -167,6 +185,7 @@ impl SmpClient {
                 opts.versions,
                 &tls.peer_chain,
                 opts.proxy,
+                opts.service.as_deref(),
             ),
         )
         .await
@@ -210,6 +229,8 @@ impl SmpClient {
             server_range: sess.server_range,
             session_secret,
             server_auth: sess.server_auth,
+            service_id: sess.service_id,
+            service: opts.service.clone(),
             closed,
             writer: tokio::sync::Mutex::new(sess.writer),
             dispatch,
@@ -217,6 +238,15 @@ impl SmpClient {
             timeout: opts.timeout,
             reader_task,
         })
+    }
+
+    /// A copy of the service session key (it signs SUBS/NSUBS), in a service session.
+    pub fn service_session_key(&self) -> Option<PrivateSignKey> {
+        let c = self
+            .service
+            .as_ref()
+            .filter(|_| self.service_id.is_some())?;
+        PrivateSignKey::from_pkcs8_der(&c.session_key.to_pkcs8_der()).ok()
     }
 
     /// Whether the connection has ended.
@@ -257,21 +287,41 @@ impl SmpClient {
         key: Option<&AuthKey>,
     ) -> Result<Vec<u8>, ClientError> {
         let ct = encode_client(&self.params, corr, entity, cmd);
+        // In a service session, NEW/SUB/NSUB are signed by the service key too, and the queue
+        // key then signs the certificate hash with the transmission (as the reference client).
+        let svc = self
+            .service
+            .as_ref()
+            .filter(|_| self.service_id.is_some() && cmd.uses_service_auth() && key.is_some());
+        let hashed;
+        let for_auth: &[u8] = match svc {
+            Some(c) => {
+                hashed = [c.cert_hash().as_slice(), ct.for_auth.as_slice()].concat();
+                &hashed
+            }
+            None => &ct.for_auth,
+        };
         let auth = match key {
             None => None,
-            Some(AuthKey::Sign(k)) => Some(k.sign(&ct.for_auth)),
+            Some(AuthKey::Sign(k)) => Some(k.sign(for_auth)),
             Some(AuthKey::Dh(k)) => {
                 let srv = self
                     .server_dh_key
                     .as_ref()
                     .ok_or(ClientError::Auth("server sent no session key"))?;
                 Some(
-                    cbox::cb_authenticate(srv, k, &cbox::cb_nonce(corr), &ct.for_auth)
+                    cbox::cb_authenticate(srv, k, &cbox::cb_nonce(corr), for_auth)
                         .map_err(|_| ClientError::Auth("bad key"))?,
                 )
             }
         };
-        Ok(with_auth(&self.params, auth.as_deref(), &ct.to_send))
+        let service_sig = svc.map(|c| c.session_key.sign(&ct.for_auth));
+        Ok(with_service_auth(
+            &self.params,
+            auth.as_deref(),
+            service_sig.as_deref(),
+            &ct.to_send,
+        ))
     }
 
     /// Send a command and wait for its response: (entity ID, message).

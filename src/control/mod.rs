@@ -1,29 +1,32 @@
 //! Operations: the control port, statistics services, reload on SIGHUP, systemd
 //! notifications and the orderly stop that saves statistics.
 //!
-//! [`Ops::start`] runs beside the SMP listeners; [`Ops::stop`] drains connections for a
-//! bounded time and persists what it owns.
+//! [`Ops::prepare`] restores the statistics and binds the ports, handing its services to the
+//! composition root ([`crate::app`]), which runs them beside the SMP listeners and calls
+//! [`Ops::persist`] after the drain. [`Ops::start`] runs them by itself (tests).
 
 pub mod notify;
 pub mod port;
 pub mod protocol;
 pub mod reload;
+mod reports;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::server::state::ServerState;
+use crate::service::{Ready, Service, Services};
 use crate::stats::daily::{Clock, SystemClock};
 use port::{ControlAuth, ControlContext};
 use reload::{ReloadHook, Reloader};
 
-/// How long [`Ops::stop`] waits for connections to finish their in-flight commands.
+/// How long a stop waits for connections to finish their in-flight commands and for the
+/// services to end: the one grace period of the drain.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Errors starting the operations services.
@@ -37,6 +40,9 @@ pub enum OpsError {
         /// Why.
         source: std::io::Error,
     },
+    /// A service stopped before it was ready.
+    #[error("{0}")]
+    Start(String),
     /// The statistics backup file is unreadable.
     #[error("restoring statistics from {path}: {source}; fix or move the file away")]
     Restore {
@@ -51,8 +57,8 @@ pub enum OpsError {
 pub struct Ops {
     state: Arc<ServerState>,
     config: Arc<Config>,
-    tasks: Vec<JoinHandle<()>>,
-    stop: CancellationToken,
+    /// The services when this `Ops` runs them itself ([`Ops::start_with`]).
+    services: Option<Services>,
     /// The control port's context (when `control_port` is set).
     pub control: Option<Arc<ControlContext>>,
     /// Where the control port listens.
@@ -95,7 +101,9 @@ impl Ops {
     }
 
     /// As [`Ops::start`], with a clock for the daily log and optional addresses overriding the
-    /// configured control and metrics ports (tests bind port 0).
+    /// configured control and metrics ports (tests bind port 0). The services run under
+    /// this `Ops` and [`Ops::stop`] drains them; the server's composition root uses
+    /// [`Ops::prepare`] instead and runs them beside its other services.
     pub async fn start_with(
         config: Arc<Config>,
         state: Arc<ServerState>,
@@ -104,7 +112,28 @@ impl Ops {
         control_addr: Option<SocketAddr>,
         metrics_addr: Option<SocketAddr>,
     ) -> Result<Ops, OpsError> {
-        let stop = shutdown.child_token();
+        let (mut ops, svcs) =
+            Self::prepare(config, state, clock, control_addr, metrics_addr).await?;
+        let mut services = Services::new(shutdown.child_token());
+        services
+            .start_all(svcs)
+            .await
+            .map_err(|e| OpsError::Start(e.to_string()))?;
+        ops.services = Some(services);
+        Ok(ops)
+    }
+
+    /// Restore statistics and bind the ports the configuration enables (control port,
+    /// Prometheus), returning the operations state and the services to start: the daily
+    /// statistics log, the Prometheus file writer and endpoint, the control port. Nothing runs
+    /// yet; in maintenance mode the list is empty.
+    pub async fn prepare(
+        config: Arc<Config>,
+        state: Arc<ServerState>,
+        clock: Arc<dyn Clock>,
+        control_addr: Option<SocketAddr>,
+        metrics_addr: Option<SocketAddr>,
+    ) -> Result<(Ops, Vec<Box<dyn Service>>), OpsError> {
         let stats = state.stats.clone();
         let store = state.store.clone();
         // counts from the store are the truth; restored counters add the history
@@ -135,22 +164,23 @@ impl Ops {
         stats
             .msg_count
             .set(crate::stats::stored_messages(store.as_ref()) as i64);
-        let mut tasks = Vec::new();
+        let mut tasks: Vec<Box<dyn Service>> = Vec::new();
         // maintenance mode runs the start and stop tasks only: no services, no ports
         let serving = !config.start.maintenance;
         if serving && config.store_log.log_stats {
-            let st = store.clone();
+            let st = state.clone();
             let counts_fn: Arc<dyn Fn() -> crate::stats::EntityCounts + Send + Sync> =
-                Arc::new(move || crate::stats::entity_counts(st.as_ref()));
+                Arc::new(move || crate::stats::ServerView::entity_counts(st.as_ref()));
             let path = config.paths.stats_daily_file();
             println!("server stats log enabled: {}", path.display());
-            tasks.push(tokio::spawn(crate::stats::daily::run_daily_log(
-                stats.clone(),
-                counts_fn,
-                clock.clone(),
-                path,
-                stop.clone(),
-            )));
+            let (stats, clock) = (stats.clone(), clock.clone());
+            tasks.push(crate::service::from_fn(
+                "daily statistics",
+                move |sd, mut ready| {
+                    ready.ready();
+                    crate::stats::daily::run_daily_log(stats, counts_fn, clock, path, sd)
+                },
+            ));
         }
         if let Some(secs) = config
             .store_log
@@ -162,12 +192,19 @@ impl Ops {
                 "Prometheus metrics saved every {secs} seconds to {}",
                 path.display()
             );
-            tasks.push(tokio::spawn(crate::stats::prometheus::run_file_writer(
-                state.clone(),
-                path,
-                Duration::from_secs(secs as u64),
-                stop.clone(),
-            )));
+            let st = state.clone();
+            tasks.push(crate::service::from_fn(
+                "Prometheus file",
+                move |sd, mut ready| {
+                    ready.ready();
+                    crate::stats::prometheus::run_file_writer(
+                        st,
+                        path,
+                        Duration::from_secs(secs as u64),
+                        sd,
+                    )
+                },
+            ));
         }
         let mut bound_metrics = None;
         if let Some(addr) = metrics_addr
@@ -180,16 +217,23 @@ impl Ops {
                 println!("Serving Prometheus metrics on http://{a}/metrics");
             }
             let cap = config.limits.prometheus;
-            tasks.push(tokio::spawn(crate::stats::prometheus::run_http(
-                state.clone(),
-                l,
-                crate::net::ConnLimits::new(crate::config::limits::ConnCaps {
-                    total: cap,
-                    per_ip: cap,
-                }),
-                config.limits.http,
-                stop.clone(),
-            )));
+            let (st, http) = (state.clone(), config.limits.http);
+            tasks.push(crate::service::from_fn(
+                "Prometheus endpoint",
+                move |sd, mut ready| {
+                    ready.ready();
+                    crate::stats::prometheus::run_http(
+                        st,
+                        l,
+                        crate::net::ConnLimits::new(crate::config::limits::ConnCaps {
+                            total: cap,
+                            per_ip: cap,
+                        }),
+                        http,
+                        sd,
+                    )
+                },
+            ));
         }
         let mut control = None;
         let mut bound_control = None;
@@ -231,28 +275,37 @@ impl Ops {
                 total: cap,
                 per_ip: cap,
             });
-            tasks.push(tokio::spawn(port::serve(
-                ctx.clone(),
-                l,
-                limits,
-                stop.clone(),
-            )));
+            let c = ctx.clone();
+            tasks.push(crate::service::from_fn(
+                "control port",
+                move |sd, mut ready| {
+                    ready.ready();
+                    port::serve(c, l, limits, sd)
+                },
+            ));
             control = Some(ctx);
         }
         let information = Arc::new(RwLock::new(config.information.clone()));
         let ops = Ops {
             state,
             config,
-            tasks,
-            stop,
+            services: None,
             control,
             control_addr: bound_control,
             metrics_addr: bound_metrics,
             information,
             hooks: Arc::default(),
         };
-        notify::sd_notify("READY=1\nSTATUS=serving");
-        Ok(ops)
+        Ok((ops, tasks))
+    }
+
+    /// The service reloading the configuration on SIGHUP (Unix), started by the composition
+    /// root once the other services run.
+    pub fn reload_service(&self) -> Box<dyn Service> {
+        let r = self.reloader();
+        crate::service::from_fn("SIGHUP reload", move |sd, ready| {
+            reload_on_sighup(r, sd, ready)
+        })
     }
 
     /// Apply a reloaded configuration: what can change live changes, the rest is logged.
@@ -274,9 +327,9 @@ impl Ops {
         }
     }
 
-    /// Stop: wait up to [`DRAIN_GRACE`] for connections to close, stop the services and save
-    /// the statistics (when `log_stats` is on).
-    pub async fn stop(self) {
+    /// Stop (when started by [`Ops::start_with`]): wait up to [`DRAIN_GRACE`] for connections
+    /// to close, stop the services within the same deadline and persist.
+    pub async fn stop(mut self) {
         notify::sd_notify("STOPPING=1\nSTATUS=saving state");
         let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
         while self.state.client_count() > 0 && tokio::time::Instant::now() < deadline {
@@ -284,10 +337,17 @@ impl Ops {
         }
         // a closed session's writer may still be flushing its last answers
         tokio::time::sleep(Duration::from_millis(100)).await;
-        self.stop.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        if let Some(services) = self.services.take() {
+            services
+                .drain(deadline.max(tokio::time::Instant::now()))
+                .await;
         }
+        self.persist();
+    }
+
+    /// Save the statistics (when `log_stats` is on) and make the dated copies of the state
+    /// files, as the reference's stop script. Call after the queue state is saved.
+    pub fn persist(&self) {
         if self.config.store_log.log_stats {
             let path = self.config.paths.stats_file();
             match crate::stats::backup::save(&path, &self.state.stats) {
@@ -303,14 +363,17 @@ impl Ops {
     }
 }
 
-/// Reload on SIGHUP until `shutdown` (Unix only).
-async fn reload_on_sighup(ops: Reloader, shutdown: CancellationToken) {
+/// Reload on SIGHUP until `shutdown` (Unix only); ready once the handler is installed.
+async fn reload_on_sighup(ops: Reloader, shutdown: CancellationToken, mut ready: Ready) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install the SIGHUP handler: reload by restarting");
+            ready.ready();
             return;
         };
+        ready.ready();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -326,20 +389,8 @@ async fn reload_on_sighup(ops: Reloader, shutdown: CancellationToken) {
     }
     #[cfg(not(unix))]
     {
-        let _ = (ops, shutdown);
+        ready.ready();
+        let _ = ops;
+        shutdown.cancelled().await;
     }
-}
-
-/// Run `serving` (the SMP listeners until shutdown) with configuration reload on SIGHUP,
-/// then hand the services back so the caller saves its state before [`Ops::stop`].
-pub async fn while_serving<F>(ops: Ops, shutdown: CancellationToken, serving: F) -> Ops
-where
-    F: std::future::Future<Output = ()>,
-{
-    let hup = tokio::spawn(reload_on_sighup(ops.reloader(), shutdown.clone()));
-    serving.await;
-    tracing::info!("stopping: saving server state");
-    hup.abort();
-    let _ = hup.await;
-    ops
 }

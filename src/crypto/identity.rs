@@ -231,6 +231,12 @@ fn issue_ca(ca_key: &PrivateSignKey) -> Result<Vec<u8>, CryptoError> {
     )
 }
 
+/// A self-signed certificate for `key`, as the reference's agents make for their service
+/// credentials (one certificate that is its own identity).
+pub fn self_signed_certificate(key: &PrivateSignKey) -> Result<Vec<u8>, CryptoError> {
+    issue_ca(key)
+}
+
 fn issue_server(
     ca_key: &PrivateSignKey,
     ca_cert: &[u8],

@@ -36,16 +36,27 @@ pub struct SmpCredentials {
     pub identity: Arc<Identity>,
     /// The TLS configuration presenting `identity.chain`.
     pub tls: Arc<rustls::ServerConfig>,
+    /// Clients are asked for a certificate (services).
+    pub ask_client_cert: bool,
 }
 
 impl SmpCredentials {
-    /// TLS configuration for `identity`.
+    /// TLS configuration for `identity`, without client certificates.
     pub fn new(identity: Identity) -> Result<Self, ServerError> {
+        Self::with_client_certs(identity, false)
+    }
+
+    /// TLS configuration for `identity`, asking clients for a certificate when `ask`.
+    pub fn with_client_certs(identity: Identity, ask: bool) -> Result<Self, ServerError> {
         let identity = Arc::new(identity);
         let signer: Arc<dyn HandshakeSigner> = Arc::new(IdentitySigner(identity.clone()));
-        let tls = tls::server_config(identity.chain.clone(), signer, &[])
+        let tls = tls::server_config_with(identity.chain.clone(), signer, &[], ask)
             .map_err(|e| ServerError::Tls(e.to_string()))?;
-        Ok(SmpCredentials { identity, tls })
+        Ok(SmpCredentials {
+            identity,
+            tls,
+            ask_client_cert: ask,
+        })
     }
 }
 
@@ -96,7 +107,7 @@ impl LiveCredentials {
         if identity.chain == cur.identity.chain {
             return CredentialsReload::Unchanged;
         }
-        match SmpCredentials::new(identity) {
+        match SmpCredentials::with_client_certs(identity, cur.ask_client_cert) {
             Ok(c) => {
                 self.0.store(Arc::new(c));
                 CredentialsReload::Replaced

@@ -1,8 +1,10 @@
 //! Sessions, subscriptions, delivery and notifications: the SMP relay itself.
 //!
 //! [`Server`] owns the shared state; [`Server::serve`] runs accept loops on bound listeners
-//! until cancelled, so tests start the whole server on port 0 and the CLI on configured ports.
+//! until cancelled, so tests start the whole server on port 0; the process runs the same loops
+//! as [`Server::smp_service`] under the composition root ([`crate::app`]).
 
+pub mod blocks;
 pub mod connector;
 pub mod core;
 pub mod counting;
@@ -16,6 +18,7 @@ pub mod persist;
 pub mod proxy;
 pub mod proxy_jobs;
 pub mod relays;
+pub mod service_jobs;
 pub mod session;
 pub mod state;
 mod view;
@@ -29,9 +32,16 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto::identity::Identity;
 use crate::protocol::version::VersionRange;
 use crate::store::memory::MemoryStore;
-use crate::transport::smp::{server_handshake, HandshakeCredentials, HANDSHAKE_TIMEOUT};
+use crate::transport::smp::{
+    server_handshake, HandshakeCredentials, ServiceLookup, HANDSHAKE_TIMEOUT,
+};
 use crate::transport::tls;
 pub use state::{ServerState, Settings};
+
+use crate::service::Service;
+
+/// How long [`Server::serve`] lets sessions finish after shutdown.
+pub const SESSION_GRACE: Duration = Duration::from_secs(10);
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +55,6 @@ pub enum ServerError {
     /// Listening failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
-    /// The control port, statistics or metrics could not start.
-    #[error("{0}")]
-    Ops(#[from] crate::control::OpsError),
     /// Restoring or saving queues and messages failed.
     #[error("{0}")]
     Persist(#[from] persist::PersistError),
@@ -85,7 +92,10 @@ impl Server {
         identity: Identity,
         store: Arc<dyn crate::store::Store>,
     ) -> Result<Self, ServerError> {
-        let creds = credentials::SmpCredentials::new(identity)?;
+        let creds = credentials::SmpCredentials::with_client_certs(
+            identity,
+            settings.accept_service_credentials,
+        )?;
         Ok(Server {
             state: Arc::new(ServerState::new(settings, store)),
             creds: Arc::new(credentials::LiveCredentials::new(creds)),
@@ -118,35 +128,81 @@ impl Server {
         &self.creds
     }
 
+    /// The connection tasks, so streams from other listeners (the onion service) are drained
+    /// with the SMP sessions.
+    pub fn sessions(&self) -> &tokio_util::task::TaskTracker {
+        &self.sessions
+    }
+
     /// The web service, when one runs (SIGHUP reloads its certificate).
     pub fn web(&self) -> Option<&Arc<crate::web::WebService>> {
         self.web.as_ref()
     }
 
-    /// Accept connections on all listeners until `shutdown` is cancelled.
+    /// Accept connections on all listeners until `shutdown` is cancelled, then let the
+    /// sessions finish for up to [`SESSION_GRACE`] (tests and benchmarks; the server process
+    /// runs [`Server::smp_service`] under the composition root's one grace period instead).
     pub async fn serve(self: Arc<Self>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
-        let mut tasks = Vec::new();
-        for l in listeners {
-            let me = self.clone();
-            let sd = shutdown.clone();
-            tasks.push(tokio::spawn(async move { me.accept_loop(l, sd).await }));
-        }
+        let loops = self.clone().accepting(listeners, &shutdown);
         shutdown.cancelled().await;
-        self.state
-            .active
-            .store(false, std::sync::atomic::Ordering::Release);
-        for t in tasks {
-            let _ = t.await;
-        }
-        // Let sessions finish the block they are processing, so every answered command is in
-        // the state saved after this returns; bounded so a stuck peer can't hold shutdown.
-        self.sessions.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.sessions.wait())
+        self.stop_accepting(loops).await;
+        if tokio::time::timeout(SESSION_GRACE, self.sessions_done())
             .await
             .is_err()
         {
             tracing::warn!("some connections did not close within 10 s");
         }
+    }
+
+    /// The SMP listeners as one service: ready once every accept loop runs (the listeners are
+    /// bound already, so the kernel queues connections from then on); after shutdown it waits
+    /// for the sessions to finish their in-flight block, bounded by the caller's drain deadline.
+    pub fn smp_service(self: Arc<Self>, listeners: Vec<TcpListener>) -> Box<dyn Service> {
+        crate::service::from_fn("SMP listeners", move |shutdown, mut ready| async move {
+            let loops = self.clone().accepting(listeners, &shutdown);
+            ready.ready();
+            shutdown.cancelled().await;
+            self.stop_accepting(loops).await;
+            self.sessions_done().await;
+            // a closed session's writer may still be flushing its last answers
+            while self.state.client_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+    }
+
+    fn accepting(
+        self: Arc<Self>,
+        listeners: Vec<TcpListener>,
+        shutdown: &CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        listeners
+            .into_iter()
+            .map(|l| {
+                let me = self.clone();
+                let sd = shutdown.clone();
+                tokio::spawn(async move { me.accept_loop(l, sd).await })
+            })
+            .collect()
+    }
+
+    /// After shutdown: mark the server inactive and wait for the accept loops to end.
+    async fn stop_accepting(&self, loops: Vec<tokio::task::JoinHandle<()>>) {
+        self.state
+            .active
+            .store(false, std::sync::atomic::Ordering::Release);
+        for t in loops {
+            let _ = t.await;
+        }
+    }
+
+    /// Let sessions finish the block they are processing, so every answered command is in
+    /// the state saved afterwards. Unbounded: the caller bounds it, so a stuck peer can't
+    /// hold shutdown.
+    async fn sessions_done(&self) {
+        self.sessions.close();
+        self.sessions.wait().await;
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
@@ -206,15 +262,37 @@ impl Server {
             }
         };
         let alpn_smp = conn.alpn.as_deref() == Some(tls::SMP_ALPN);
+        let ask_client_cert = creds.ask_client_cert;
         let (r, w) = tokio::io::split(conn.stream);
         let creds = HandshakeCredentials {
             chain: &creds.identity.chain,
             sign_key: &creds.identity.server_key,
             key_hash: &creds.identity.fingerprint.0,
         };
+        let core = &self.state.core;
+        let get_service = |role, chain: &[Vec<u8>], fp: &[u8; 32]| {
+            let id_len = core.settings.queue_id_bytes;
+            core.services()
+                .get_or_create(role, chain, fp, crate::clock::now_secs(), &mut || {
+                    crate::crypto::random_bytes(id_len)
+                })
+                .map_err(|_| ())
+        };
+        let services = ask_client_cert.then_some(ServiceLookup {
+            tls_chain: &conn.peer_chain,
+            get_service: &get_service,
+        });
         let hs = tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
-            server_handshake(r, w, conn.session_id, alpn_smp, &creds, self.versions),
+            server_handshake(
+                r,
+                w,
+                conn.session_id,
+                alpn_smp,
+                &creds,
+                self.versions,
+                services,
+            ),
         )
         .await;
         let sess = match hs {
@@ -227,115 +305,4 @@ impl Server {
         };
         session::run_session(self.state.clone(), sess, shutdown).await;
     }
-}
-
-/// Run the SMP service from a loaded configuration on already-bound listeners until
-/// `shutdown` is cancelled. Taking bound listeners lets tests bind port 0 and lets `start`
-/// report bind errors itself.
-pub async fn run(
-    config: Arc<crate::config::Config>,
-    listeners: Vec<TcpListener>,
-    shutdown: CancellationToken,
-) -> Result<(), ServerError> {
-    let identity = crate::crypto::identity::load_identity(&config.paths.cfg_dir)?;
-    let settings = Settings::from_config(&config);
-    let store = persist::Persistence::open(&config)?;
-    let fingerprint = identity.fingerprint.to_base64url();
-    let mut server = Server::with_store(settings, identity, store.serving_store())?;
-    let caps = config.limits.smp_caps(crate::net::descriptor_limit());
-    tracing::info!(
-        "SMP: at most {} connections, {} per address",
-        caps.total,
-        caps.per_ip
-    );
-    server.set_conn_limits(crate::net::ConnLimits::new(caps));
-    server.set_versions(VersionRange {
-        min: crate::protocol::version::MIN_SERVER_VERSION,
-        max: config.transport.max_smp_version,
-    });
-    names::start(&server.state, config.names.as_ref());
-    let mut tor = if config.tor.enable && !config.start.maintenance {
-        Some(onion::launch(&config, &fingerprint).await?)
-    } else {
-        None
-    };
-    if !config.start.maintenance {
-        let web_config = onion::web_config(&config);
-        server.set_web(crate::web::start(
-            &web_config,
-            &fingerprint,
-            tor.as_ref().map(|t| t.address.clone()),
-            shutdown.clone(),
-        ));
-    }
-    let server = Arc::new(server);
-    server.state.proxy.set_route(proxy::Route {
-        egress: onion::egress(&config, tor.as_ref().map(|t| t.tor.clone())),
-        host_mode: config.proxy.host_mode,
-        required_host_mode: config.proxy.required_host_mode,
-        limits: config.limits.egress,
-    });
-    if let Some(t) = &mut tor {
-        let _ = server.state.onion_address.set(t.address.clone());
-        let _ = server.state.tor_status.set(t.status());
-        let other = server.web.clone().map(|w| {
-            let http = config.web.http;
-            let sd = shutdown.clone();
-            let tracker = server.sessions.clone();
-            Arc::new(move |port: u16, stream: connector::BoxedStream| {
-                let (w, sd) = (w.clone(), sd.clone());
-                if Some(port) == http {
-                    tracker.spawn(async move { w.serve_onion_http(stream, sd).await });
-                } else {
-                    tracker.spawn(w.serve_https_stream(stream, sd));
-                }
-            }) as onion::StreamHandler
-        });
-        t.serve(server.clone(), other, shutdown.clone());
-    }
-    let result = serve_persisted(server, &store, listeners, shutdown, config).await;
-    drop(tor);
-    result
-}
-
-/// Restore saved state, serve until `shutdown` (unless in maintenance mode), then save state.
-/// Saving happens after the listeners stopped, so nothing changes while it runs. The
-/// operations services (statistics, control port, metrics, SIGHUP) run around the serving.
-pub async fn serve_persisted(
-    server: Arc<Server>,
-    store: &persist::Persistence,
-    listeners: Vec<TcpListener>,
-    shutdown: CancellationToken,
-    config: Arc<crate::config::Config>,
-) -> Result<(), ServerError> {
-    let now = crate::clock::now_secs();
-    store.restore(&server.state, now)?;
-    // after the restore, so the statistics count the restored queues and messages
-    let ops =
-        crate::control::Ops::start(config.clone(), server.state.clone(), shutdown.clone()).await?;
-    ops.add_reload_hooks(crate::control::reload::server_hooks(&server, &config));
-    let s = &server.state.settings;
-    if s.expire_messages_on_start {
-        if let Some(ttl) = s.message_ttl {
-            let n = expire::expire_messages(&server.state, now - ttl);
-            tracing::info!("expired messages at start: {n}");
-        }
-    }
-    let ops = if config.start.maintenance {
-        println!("Server started in 'maintenance' mode, exiting");
-        tracing::info!("server started in maintenance mode, exiting");
-        ops
-    } else {
-        let exp = tokio::spawn(expire::run(server.state.clone(), shutdown.clone()));
-        let serving = server.clone().serve(listeners, shutdown.clone());
-        let ops = crate::control::while_serving(ops, shutdown, serving).await;
-        let _ = exp.await;
-        ops
-    };
-    tracing::info!("saving server state...");
-    let saved = store.save_until_done(&server.state).await;
-    ops.stop().await;
-    saved?;
-    tracing::info!("server stopped");
-    Ok(())
 }

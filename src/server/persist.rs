@@ -57,6 +57,8 @@ pub struct Persistence {
     pub journal: Option<Arc<crate::store::journal::Journal>>,
     /// The PostgreSQL store, with `store_queues = database` (then `store` stays empty).
     pub db: Option<Arc<crate::store::postgres::PgStore>>,
+    /// Client services and their queues (restored from the store log, appended to it).
+    pub services: Arc<crate::store::services::ServiceStore>,
     messages_file: Option<PathBuf>,
     ntfs_file: Option<PathBuf>,
     /// `start --skip-warnings`: restore despite a bad last line or messages of deleted queues.
@@ -91,6 +93,8 @@ impl Persistence {
                 store_log: None,
                 journal: None,
                 db: Some(Arc::new(db)),
+                // Not kept in the database yet: services live as long as the process.
+                services: Default::default(),
                 messages_file: None,
                 ntfs_file: config
                     .store_log
@@ -105,6 +109,7 @@ impl Persistence {
         // The journal is read (and refused if damaged) before the store log is compacted.
         let opened = journal_start::open_before_store_log(config, existed)?;
         let mut deleted = std::collections::HashSet::new();
+        let mut services = None;
         let store_log = if config.store_log.enable {
             let check = |m: &MemoryStore, s: &crate::store::storelog_file::ReplayStats| {
                 journal_start::check_orphans(config, opened.as_ref(), m, &s.deleted)
@@ -117,7 +122,9 @@ impl Persistence {
                 stats.not_applied
             );
             deleted = stats.deleted;
-            Some(Arc::new(w))
+            let w = Arc::new(w);
+            services = Some(stats.services);
+            Some(w)
         } else {
             None
         };
@@ -128,8 +135,13 @@ impl Persistence {
             .map(|j| j as Arc<dyn crate::store::MessageLog>);
         let restore = config.store_log.restore_messages_enabled();
         let qlog = store_log.clone().map(|w| w as Arc<dyn QueueLog>);
+        let services = Arc::new(crate::store::services::ServiceStore::new(
+            services.unwrap_or_default(),
+            store_log.clone(),
+        ));
         Ok(Persistence {
             store: Arc::new(DurableStore::new(mem, qlog, mlog)),
+            services,
             store_log,
             // With the journal, messages are never saved to or restored from the messages file.
             messages_file: (restore && journal.is_none()).then(|| config.paths.messages_file()),
@@ -159,6 +171,7 @@ impl Persistence {
             store_log: None,
             journal: None,
             db: None,
+            services: Default::default(),
             messages_file,
             ntfs_file,
             skip_warnings: false,

@@ -222,6 +222,7 @@ impl ProxyAgent {
             timeout: self.timeout,
             proxy: true,
             event_capacity: RELAY_EVENT_CAPACITY,
+            service: None,
         };
         SmpClient::connect_stream(stream, fingerprint, opts)
             .await

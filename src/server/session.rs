@@ -14,14 +14,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::core::{Effects, Env, Job, Outgoing, Session, SessionKeys};
+use super::blocks::{run as run_block, Conn, Decoded};
+use super::core::{Effects, Job, SessionKeys};
 use super::state::{ClientHandle, ServerState};
 use crate::clock::now_secs;
-use crate::protocol::errors::ErrorType;
-use crate::protocol::response::BrokerMsg;
-use crate::protocol::transmission::{
-    batch, decode_server, encode_server, parse_transmission, split_batch, THParams,
-};
+use crate::protocol::transmission::{batch, encode_server, THParams};
 use crate::protocol::version::SMP_BLOCK_SIZE;
 use crate::transport::smp::{BlockWriter, ServerSession};
 
@@ -29,6 +26,11 @@ use crate::transport::smp::{BlockWriter, ServerSession};
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve an SMP session until the peer leaves, an I/O error happens or `shutdown` fires.
+///
+/// One block at a time: its effects are carried out before the next block is read, so one
+/// connection's commands take effect and are answered in order, and the clock is read once
+/// per block (the core gets it in `Env`, as it gets the RNG). The client is removed from the
+/// shared state before its writer stops, so deliveries stop targeting it first.
 pub async fn run_session<R, W>(
     state: Arc<ServerState>,
     sess: ServerSession<R, W>,
@@ -43,21 +45,26 @@ pub async fn run_session<R, W>(
         params,
         dh_key,
         session_secret,
+        service,
         ..
     } = sess;
-    let keys = SessionKeys {
+    let keys = Arc::new(SessionKeys {
         session_id: params.session_id.clone(),
         dh: dh_key,
         session_secret,
-    };
+    });
     let client = state.add_client(params.version, now_secs());
     let _ = client.session_id.set(params.session_id.clone());
+    if let Some(svc) = service {
+        let _ = client.core.service.set(svc);
+    }
     let writer_task = tokio::spawn(write_loop(writer, params.clone(), client.clone()));
-    let session = Session {
-        client: &client.core,
+    let conn = Conn {
+        state: state.clone(),
+        client: client.clone(),
+        keys,
         version: params.version,
-        keys: &keys,
-        forwarded: false,
+        shutdown: shutdown.clone(),
     };
     let mut inactive = Box::pin(super::inactive::expired(&state, &client));
     loop {
@@ -76,7 +83,11 @@ pub async fn run_session<R, W>(
         if !state.active.load(Ordering::Acquire) {
             break;
         }
-        let fx = handle_block(&state, &session, &params, block, now);
+        // Verification may run off this worker (`server::blocks`); the next block is read only
+        // after this one's effects are carried out, so they stay in order.
+        let Some(fx) = run_block(&conn, Decoded::new(&params, block), now).await else {
+            break;
+        };
         if !carry_out(&state, &client, fx).await {
             break;
         }
@@ -92,47 +103,6 @@ pub async fn run_session<R, W>(
     {
         abort.abort();
     }
-}
-
-/// Decode a block and run each transmission through the core, in order.
-fn handle_block(
-    state: &ServerState,
-    session: &Session<'_>,
-    params: &THParams,
-    block: Result<Vec<u8>, crate::protocol::errors::TransportError>,
-    now: i64,
-) -> Effects {
-    let mut fx = Effects::default();
-    let content = match block {
-        Ok(c) => c,
-        Err(_) => {
-            fx.replies
-                .push(Outgoing::new(&[], &[], BrokerMsg::Err(ErrorType::Block)));
-            return fx;
-        }
-    };
-    let ts = match split_batch(&content) {
-        Ok(ts) => ts,
-        Err(_) => {
-            fx.replies
-                .push(Outgoing::new(&[], &[], BrokerMsg::Err(ErrorType::Block)));
-            return fx;
-        }
-    };
-    let batched = ts.len() > 1;
-    let mut rng = rand::thread_rng();
-    let mut env = Env { now, rng: &mut rng };
-    for (i, t) in ts.into_iter().enumerate() {
-        match decode_server(params, parse_transmission(params, t)) {
-            Err((corr, ent, e)) => fx
-                .replies
-                .push(Outgoing::new(&corr, &ent, BrokerMsg::Err(e))),
-            Ok(st) => state
-                .core
-                .receive(session, st, batched && i == 0, &mut env, &mut fx),
-        }
-    }
-    fx
 }
 
 /// Carry out a block's effects: deliveries to other connections, this connection's replies
@@ -153,6 +123,7 @@ async fn carry_out(state: &Arc<ServerState>, client: &Arc<ClientHandle>, fx: Eff
     for job in jobs {
         match job {
             Job::Resolve { domain, answer } => super::names::spawn(state, client, domain, answer),
+            Job::ServiceMessages { queues } => super::service_jobs::spawn(state, client, queues),
             Job::Proxy(job) => {
                 if !super::proxy_jobs::spawn(state, client, job).await {
                     return false;
@@ -181,6 +152,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         for content in batch(&encoded, SMP_BLOCK_SIZE).into_iter().flatten() {
             let w = tokio::time::timeout(WRITE_TIMEOUT, writer.write_block(&content)).await;
             if !matches!(w, Ok(Ok(()))) {
+                // Closing the outbox too wakes a read loop waiting there for room, which
+                // would otherwise wait for this writer forever.
+                client.outbox.close();
                 client.closed.cancel();
                 return;
             }

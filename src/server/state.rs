@@ -41,6 +41,9 @@ pub struct Settings {
     pub inactive_clients: Option<(u64, u64)>,
     /// `[TRANSPORT] log_tls_errors`: failed TLS handshakes at warning level, else debug.
     pub log_tls_errors: bool,
+    /// `[TRANSPORT] accept_service_credentials` (stable; 7.0 always on): ask clients for a TLS
+    /// certificate so services can do the service handshake.
+    pub accept_service_credentials: bool,
     /// Serve as a proxy for private message routing (PRXY/PFWD); the reference always does.
     pub allow_proxy: bool,
     /// Proxied commands in flight per connection (`[PROXY] client_concurrency`).
@@ -70,6 +73,7 @@ impl Default for Settings {
             ntf_ttl: 24 * 3600,
             inactive_clients: None,
             log_tls_errors: false,
+            accept_service_credentials: true,
             allow_proxy: true,
             proxy_concurrency: 32,
             expire_messages_interval: std::time::Duration::from_secs(7200),
@@ -151,6 +155,8 @@ pub struct ServerState {
     pub proxy: Arc<super::proxy::ProxyAgent>,
     /// The names role's resolver, when `[NAMES] enable = on`.
     pub names: std::sync::OnceLock<Arc<crate::names::Resolver>>,
+    /// Threads that verify blocks off the runtime workers (`server::blocks`).
+    pub verify_pool: super::blocks::VerifyPool,
 }
 
 impl ServerState {
@@ -171,6 +177,7 @@ impl ServerState {
                 std::time::Duration::from_secs(20),
             )),
             names: std::sync::OnceLock::new(),
+            verify_pool: super::blocks::VerifyPool::new(),
         }
     }
 
@@ -253,6 +260,7 @@ impl Settings {
                 .as_ref()
                 .map(|i| (i.ttl_secs, i.check_interval_secs)),
             log_tls_errors: c.transport.log_tls_errors,
+            accept_service_credentials: c.transport.accept_service_credentials,
             proxy_concurrency: c.proxy.client_concurrency as usize,
             expire_messages_on_start: c.store_log.expire_messages_on_start,
             own_server_domains: c.proxy.own_server_domains.clone(),

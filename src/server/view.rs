@@ -10,7 +10,11 @@ impl ServerView for ServerState {
     }
 
     fn entity_counts(&self) -> EntityCounts {
-        crate::stats::entity_counts(self.store.as_ref())
+        let (r, n, rq, nq) = self.core.services().counts();
+        EntityCounts {
+            services: [r, n, rq, nq],
+            ..crate::stats::entity_counts(self.store.as_ref())
+        }
     }
 
     fn realtime(&self, now: i64) -> crate::stats::RealTime {

@@ -247,11 +247,8 @@ pub fn take_daily_line(s: &ServerStats, counts: &EntityCounts, now: i64) -> Stri
         msg_ntfs_b,
         msg_ntf_expired,
         s.ntf_count.get().to_string(),
-        "0".into(),
-        "0".into(),
-        "0".into(),
-        "0".into(),
     ]);
+    cols.extend(counts.services.iter().map(|n| n.to_string()));
     cols.extend(service(&s.rcv_services));
     cols.extend(service(&s.ntf_services));
     // 7.0: name resolution, reset daily

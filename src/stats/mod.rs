@@ -22,12 +22,19 @@ pub struct EntityCounts {
     pub queues: usize,
     /// Queues with notifier credentials.
     pub notifiers: usize,
+    /// Services and their queues: `rcvServiceCount`, `ntfServiceCount`,
+    /// `rcvServiceQueuesCount`, `ntfServiceQueuesCount`.
+    pub services: [usize; 4],
 }
 
 /// Count the store's queues and notifiers.
 pub fn entity_counts(store: &dyn Store) -> EntityCounts {
     let (queues, notifiers) = store.count_queues();
-    EntityCounts { queues, notifiers }
+    EntityCounts {
+        queues,
+        notifiers,
+        services: [0; 4],
+    }
 }
 
 /// Counts of stored messages (the gauge `msgCount` after a restore).

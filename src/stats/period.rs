@@ -94,17 +94,7 @@ pub fn weekday_monday1(days: i64) -> i64 {
 
 pub use smp_proto::calendar::{civil_from_days, days_from_civil, iso_date};
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
-pub fn iso_time(secs: i64) -> String {
-    let r = secs.rem_euclid(86400);
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        iso_date(secs),
-        r / 3600,
-        r % 3600 / 60,
-        r % 60
-    )
-}
+pub use crate::clock::iso_time;
 
 /// Parse `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what the reference writes) to Unix seconds.
 pub fn parse_iso_time(s: &str) -> Option<i64> {

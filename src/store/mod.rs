@@ -11,6 +11,7 @@ pub mod memory;
 pub mod msgfile;
 pub mod postgres;
 pub mod ratelog;
+pub mod services;
 pub mod stop_backups;
 pub mod storelog;
 pub mod storelog_file;
@@ -90,6 +91,19 @@ pub enum WriteResult {
 }
 
 /// The queue and message store used by the server.
+///
+/// What every implementation guarantees, and the command core relies on:
+/// - Each call on a queue is atomic under that queue's own lock and takes no other server lock,
+///   so the core may call it while holding a connection's subscription lock (the lock order in
+///   `server::core`) without deadlock.
+/// - A queue's messages leave in the order they were written, and only through
+///   [`Store::del_msg`] / [`Store::del_peek_msg`] naming the oldest one (ACK), expiry or deletion
+///   of the queue: a delivered message stays stored until acknowledged, so a connection lost
+///   between MSG and ACK loses nothing.
+/// - The store knows no connections: nothing here takes or returns a session; who is
+///   subscribed, and delivery, are the core's (`tests/architecture_rules.rs` keeps the imports so).
+/// - A deleted queue's handle may outlive it: calls on it then fail with `AUTH`, never touch a
+///   new queue with the same IDs.
 pub trait Store: Send + Sync + 'static {
     /// Add a new queue; `Duplicate` if any of its IDs is taken.
     fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType>;
@@ -120,7 +134,9 @@ pub trait Store: Send + Sync + 'static {
     fn update_time(&self, q: &Queue, day: i64) -> Result<(), ErrorType>;
     /// Delete the queue and its messages; returns the record and the number of messages.
     fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType>;
-    /// Append a message, applying the quota rules of the reference.
+    /// Append a message, applying the quota rules of the reference. `was_empty` is the core's
+    /// only signal to deliver: it delivers the message that made the queue non-empty, and the
+    /// next one on ACK, so a subscriber has at most one unacknowledged message.
     fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType>;
     /// The oldest message.
     fn peek_msg(&self, q: &Queue) -> Result<Option<Message>, ErrorType>;

@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::clock::iso_time;
 use crate::config::Paths;
-use crate::stats::period::iso_time;
 
 /// The backups directory under the log directory.
 pub const BACKUPS_DIR: &str = "backups";

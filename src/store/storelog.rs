@@ -10,12 +10,12 @@
 //! SECURE <rid> <key>    KEYS <rid> <key>[,<key>...]    NOTIFIER <rid> <nid> <nkey> <secret>
 //! SUSPEND <rid>    BLOCK <rid> reason=spam|content[,notice={...}]    UNBLOCK <rid>
 //! DELETE <rid>    NDELETE <rid>    TIME <rid> <day>
-//! NEW_SERVICE ...    QUEUE_SERVICE ...   (client services: kept verbatim / ignored)
+//! NEW_SERVICE ...    QUEUE_SERVICE ...   (client services: see `store::services`)
 //! ```
 //!
 //! IDs, secrets and link data are base64url with padding; keys are base64url SPKI DER. Older
 //! logs may carry ` sndSecure=T|F` instead of ` queue_mode=`. Service IDs (`rsrv=`, `nsrv=`)
-//! are parsed and dropped: this server has no client services.
+//! are skipped here and read by `store::services::line_service_ids`.
 
 use super::strenc::{b64, key, keys, Cursor, ParseError};
 use super::{NtfCreds, QueueRec, QueueStatus};
@@ -50,9 +50,9 @@ pub enum StoreLogRecord {
     DeleteNotifier(Vec<u8>),
     /// `TIME`: day the queue was last used.
     Time(Vec<u8>, i64),
-    /// `NEW_SERVICE ...`: a client service record, kept verbatim (the whole line).
+    /// `NEW_SERVICE ...`: a client service record (the whole line).
     NewService(Vec<u8>),
-    /// `QUEUE_SERVICE ...`: a queue's service association, ignored.
+    /// `QUEUE_SERVICE ...`: a queue's service association (the whole line).
     QueueService(Vec<u8>),
 }
 
@@ -75,6 +75,12 @@ fn ntf_text(n: &NtfCreds) -> String {
 
 /// The queue record part of `CREATE` (everything after `rid=<id> `).
 pub fn encode_queue_rec(q: &QueueRec) -> String {
+    encode_queue_rec_with(q, None, None)
+}
+
+/// [`encode_queue_rec`] with the queue's service associations (`rsrv=`, `nsrv=`), as the
+/// reference writes them on compaction.
+pub fn encode_queue_rec_with(q: &QueueRec, rsrv: Option<&[u8]>, nsrv: Option<&[u8]>) -> String {
     let mut s = format!(
         "rk={} rdh={} sid={} sk={}",
         keys(&q.recipient_keys),
@@ -98,12 +104,18 @@ pub fn encode_queue_rec(q: &QueueRec) -> String {
     }
     if let Some(n) = &q.notifier {
         s.push_str(&format!(" notifier={}", ntf_text(n)));
+        if let Some(id) = nsrv {
+            s.push_str(&format!(" nsrv={}", b64(id)));
+        }
     }
     if let Some(t) = q.updated_at {
         s.push_str(&format!(" updated_at={t}"));
     }
     if let Some(st) = status_text(&q.status) {
         s.push_str(&format!(" status={st}"));
+    }
+    if let Some(id) = rsrv {
+        s.push_str(&format!(" rsrv={}", b64(id)));
     }
     s
 }

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::memory::MemoryStore;
-use super::storelog::{update_records, StoreLogRecord};
+use super::services::{line_service_ids, parse_queue_service, ServiceData, ServiceRec, SubParty};
+use super::storelog::{encode_queue_rec_with, update_records, StoreLogRecord};
 use super::{QueueLog, QueueRec, Store};
 use crate::protocol::command::Party;
 use crate::protocol::errors::ErrorType;
@@ -98,8 +99,8 @@ pub struct ReplayStats {
     pub not_applied: usize,
     /// A torn last line was skipped.
     pub torn_last_line: bool,
-    /// `NEW_SERVICE` lines, kept to be written back on compaction.
-    pub services: Vec<Vec<u8>>,
+    /// Services and queue associations, written back on compaction.
+    pub services: ServiceData,
     /// Recipient IDs of queues deleted by a `DELETE` line, so the message journal can tell
     /// messages of a deleted queue (whose journal `Clear` was lost) from messages whose queue
     /// is unknown.
@@ -107,16 +108,30 @@ pub struct ReplayStats {
 }
 
 /// Apply one record to the store (the reference's `readQueueStore`).
-fn apply(st: &MemoryStore, r: StoreLogRecord, stats: &mut ReplayStats) {
+fn apply(st: &MemoryStore, r: StoreLogRecord, line: &[u8], stats: &mut ReplayStats) {
     use StoreLogRecord::*;
     let q = |rid: &[u8]| st.get_queue(Party::Recipient, rid);
+    let svc = &mut stats.services;
     let res: Result<(), ErrorType> = match r {
-        Create(rec) => st.add_queue(*rec).map(|_| ()),
-        NewService(line) => {
-            stats.services.push(line);
-            Ok(())
+        Create(rec) => {
+            let rid = rec.recipient_id.clone();
+            let has_ntf = rec.notifier.is_some();
+            st.add_queue(*rec).map(|_| {
+                let (rsrv, nsrv) = line_service_ids(line);
+                svc.set(&rid, SubParty::Recipient, rsrv);
+                svc.set(&rid, SubParty::Notifier, nsrv.filter(|_| has_ntf));
+            })
         }
-        QueueService(_) => Ok(()),
+        NewService(line) => ServiceRec::parse(&line)
+            .map(|s| svc.add_service(s))
+            .map_err(|_| ErrorType::Internal),
+        QueueService(line) => match parse_queue_service(&line) {
+            Ok((rid, p, sid)) if q(&rid).is_some() => {
+                svc.set(&rid, p, sid);
+                Ok(())
+            }
+            _ => Err(ErrorType::Auth),
+        },
         other => {
             let rid = match &other {
                 Link(r, ..)
@@ -139,14 +154,20 @@ fn apply(st: &MemoryStore, r: StoreLogRecord, stats: &mut ReplayStats) {
                     DeleteLink(_) => st.delete_link(&h),
                     Secure(_, k) => st.secure_queue(&h, k),
                     Keys(_, ks) => st.update_keys(&h, ks),
-                    Notifier(_, n) => st.add_notifier(&h, n).map(|_| ()),
+                    Notifier(r, n) => st.add_notifier(&h, n).map(|_| {
+                        let nsrv = line_service_ids(line).1;
+                        svc.set(&r, SubParty::Notifier, nsrv);
+                    }),
                     Suspend(_) => st.set_status(&h, super::QueueStatus::Off),
                     Block(_, i) => st.set_status(&h, super::QueueStatus::Blocked(i)),
                     Unblock(_) => st.set_status(&h, super::QueueStatus::Active),
                     Delete(r) => st.delete_queue(&h).map(|_| {
+                        svc.queue_deleted(&r);
                         stats.deleted.insert(r);
                     }),
-                    DeleteNotifier(_) => st.delete_notifier(&h).map(|_| ()),
+                    DeleteNotifier(r) => st.delete_notifier(&h).map(|_| {
+                        svc.set(&r, SubParty::Notifier, None);
+                    }),
                     Time(_, t) => st.update_time(&h, t),
                     _ => Ok(()),
                 },
@@ -193,7 +214,7 @@ pub fn replay(path: &Path, st: &MemoryStore) -> Result<ReplayStats, StoreLogErro
             continue;
         }
         match StoreLogRecord::parse(text) {
-            Ok(rec) if complete => apply(st, rec, &mut stats),
+            Ok(rec) if complete => apply(st, rec, text, &mut stats),
             // A last line without its newline may be cut short even if it parses: skip it.
             Ok(_) => pending = Some((stats.lines, text.to_vec(), "no newline".into())),
             Err(e) => pending = Some((stats.lines, text.to_vec(), e.to_string())),
@@ -210,11 +231,12 @@ pub fn replay(path: &Path, st: &MemoryStore) -> Result<ReplayStats, StoreLogErro
     Ok(stats)
 }
 
-/// Write the whole store as `CREATE` records (services first), fsynced.
+/// Write the whole store as `CREATE` records (services first, associations of existing
+/// queues in `rsrv=`/`nsrv=` as the reference writes them), fsynced.
 pub fn write_compacted(
     path: &Path,
     st: &MemoryStore,
-    services: &[Vec<u8>],
+    services: &ServiceData,
 ) -> Result<usize, StoreLogError> {
     let f = crate::fsmode::options()
         .write(true)
@@ -225,14 +247,26 @@ pub fn write_compacted(
     crate::fsmode::restrict_file(&f).map_err(io_err(path, "setting the mode of"))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let mut n = 0;
-    for s in services {
-        w.write_all(s)
+    for s in &services.services {
+        w.write_all(&s.encode())
             .and_then(|_| w.write_all(b"\n"))
             .map_err(io_err(path, "writing"))?;
     }
     for q in st.all_queues() {
         if let Ok(rec) = q.rec() {
-            let mut line = StoreLogRecord::Create(Box::new(rec)).encode();
+            let rid = &rec.recipient_id;
+            let rsrv = services.rcv.get(rid).map(Vec::as_slice);
+            let nsrv = services.ntf.get(rid).map(Vec::as_slice);
+            let mut line = if rsrv.is_some() || nsrv.is_some() {
+                format!(
+                    "CREATE rid={} {}",
+                    super::strenc::b64(rid),
+                    encode_queue_rec_with(&rec, rsrv, nsrv)
+                )
+                .into_bytes()
+            } else {
+                StoreLogRecord::Create(Box::new(rec)).encode()
+            };
             line.push(b'\n');
             w.write_all(&line).map_err(io_err(path, "writing"))?;
             n += 1;
@@ -321,7 +355,7 @@ pub fn open_store_log_checked(
     } else {
         check(st, &stats).map_err(StoreLogError::Refused)?;
         tracing::info!("creating store log {}", path.display());
-        if let Err(e) = write_compacted(path, st, &[]) {
+        if let Err(e) = write_compacted(path, st, &ServiceData::default()) {
             let _ = std::fs::remove_file(path);
             return Err(e);
         }

@@ -59,6 +59,16 @@ fn reference_log_replays_and_compacts() {
     let compacted = std::fs::read_to_string(&log).expect("read");
     assert_eq!(compacted.lines().count(), 4, "{compacted}");
     assert!(compacted.starts_with("NEW_SERVICE "));
+    // The QUEUE_SERVICE association of the first queue is kept, as the reference writes it.
+    assert_eq!(
+        stats.services.ntf.get(&vec![1u8; 24]),
+        Some(&vec![13u8; 24])
+    );
+    assert!(
+        compacted.lines().any(|l| l.starts_with("CREATE rid=AQEB")
+            && l.contains(" nsrv=DQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0N")),
+        "{compacted}"
+    );
     assert!(!d.join("smp-server-store.log.start").exists());
     let backups: Vec<_> = std::fs::read_dir(&d)
         .expect("ls")
@@ -74,10 +84,11 @@ fn reference_log_replays_and_compacts() {
         std::fs::read_to_string(backups[0].path()).expect("bak"),
         FIXTURE
     );
-    // and the compacted log replays to the same state
+    // and the compacted log replays to the same state, services included
     let st2 = MemoryStore::new();
-    replay(&log, &st2).expect("replay");
+    let stats2 = replay(&log, &st2).expect("replay");
     check_fixture_state(&st2);
+    assert_eq!(stats2.services, stats.services, "kept through compaction");
     let _ = std::fs::remove_dir_all(&d);
 }
 

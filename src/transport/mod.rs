@@ -9,7 +9,9 @@
 //!
 //! Nothing here knows about queues.
 
+pub mod client_cert;
 mod recording;
+pub mod service;
 mod sign;
 pub mod smp;
 pub mod stream;
@@ -21,9 +23,9 @@ pub mod x448;
 pub use recording::Recording;
 pub use sign::HandshakeSigner;
 pub use tls::{
-    accept, connect, connect_with, server_config, smp_provider, ConnectOptions, HandshakeFacts,
-    TlsClientConn, TlsServerConn, DEFAULT_CLIENT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    SMP_ALPN,
+    accept, connect, connect_with, server_config, server_config_with, smp_provider, ConnectOptions,
+    HandshakeFacts, TlsClientConn, TlsServerConn, DEFAULT_CLIENT_CONNECT_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT, SMP_ALPN,
 };
 
 /// Errors of TLS connection set-up.

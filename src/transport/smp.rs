@@ -111,6 +111,8 @@ pub struct ServerSession<R, W> {
     pub session_secret: Option<[u8; 32]>,
     /// Whether the client declared itself an SMP proxy.
     pub proxy_client: bool,
+    /// The service, for a client that did the service handshake.
+    pub service: Option<super::service::PeerService>,
 }
 
 /// The server's credentials for the SMP handshake.
@@ -123,7 +125,16 @@ pub struct HandshakeCredentials<'a> {
     pub key_hash: &'a [u8; 32],
 }
 
-/// Run the server side of the SMP handshake.
+/// The TLS client chain and how to find its service, for the service handshake.
+pub struct ServiceLookup<'a> {
+    /// The certificate chain the client presented in TLS (empty without one).
+    pub tls_chain: &'a [Vec<u8>],
+    /// Finds or creates the service.
+    pub get_service: super::service::GetService<'a>,
+}
+
+/// Run the server side of the SMP handshake. Without `services`, a service hello is
+/// answered `HANDSHAKE BAD_AUTH` (no client certificate was asked for).
 pub async fn server_handshake<R, W>(
     read: R,
     write: W,
@@ -131,6 +142,7 @@ pub async fn server_handshake<R, W>(
     alpn_smp: bool,
     creds: &HandshakeCredentials<'_>,
     range: VersionRange,
+    services: Option<ServiceLookup<'_>>,
 ) -> Result<ServerSession<R, W>, SmpTransportError>
 where
     R: AsyncRead + Unpin,
@@ -172,14 +184,40 @@ where
     if !range.contains(v) {
         return Err(SmpTransportError::Transport(TransportError::Version));
     }
-    if ch.client_service.is_some() {
-        // No client certificate was requested in TLS, so the declared service certificate can't
-        // match the TLS peer: the reference answers this with BAD_AUTH.
-        let err = TransportError::Handshake(HandshakeError::BadAuth);
-        writer
-            .write_block(&ServerHandshakeResponse::Error(err).encode())
-            .await?;
-        return Err(SmpTransportError::Transport(err));
+    let mut service = None;
+    if let Some((role, declared)) = &ch.client_service {
+        let found = match &services {
+            // No client certificate was requested in TLS, so the declared chain cannot be the
+            // TLS peer's: the reference answers this with BAD_AUTH.
+            None => Err(HandshakeError::BadAuth),
+            Some(l) => {
+                super::service::verify_declared(declared, l.tls_chain).and_then(|(key, fp)| {
+                    (l.get_service)(*role, l.tls_chain, &fp)
+                        .map(|id| (id, key, fp))
+                        .map_err(|_| HandshakeError::BadService)
+                })
+            }
+        };
+        match found {
+            Ok((id, key, cert_hash)) => {
+                writer
+                    .write_block(&ServerHandshakeResponse::Service(id.clone()).encode())
+                    .await?;
+                service = Some(super::service::PeerService {
+                    id,
+                    role: *role,
+                    cert_hash,
+                    key,
+                });
+            }
+            Err(h) => {
+                let err = TransportError::Handshake(h);
+                writer
+                    .write_block(&ServerHandshakeResponse::Error(err).encode())
+                    .await?;
+                return Err(SmpTransportError::Transport(err));
+            }
+        }
     }
     let session_secret = match &ch.auth_pub_key {
         Some(k) => Some(dh_key.dh(k).map_err(|_| {
@@ -204,6 +242,7 @@ where
         dh_key,
         session_secret,
         proxy_client: ch.proxy_server,
+        service,
     })
 }
 
@@ -223,6 +262,8 @@ pub struct ClientSession<R, W> {
     pub server_range: VersionRange,
     /// The server's certificate chain and signed session key (a proxy passes it on in PKEY).
     pub server_auth: Option<CertChainPubKey>,
+    /// The service ID the server assigned, after a service handshake.
+    pub service_id: Option<Vec<u8>>,
 }
 
 /// Run the client side of the SMP handshake. `peer_chain` is the TLS chain the server sent.
@@ -237,6 +278,30 @@ pub async fn client_handshake<R, W>(
     range: VersionRange,
     peer_chain: &[Vec<u8>],
     proxy: bool,
+) -> Result<ClientSession<R, W>, SmpTransportError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    client_handshake_service(
+        read, write, session_id, key_hash, range, peer_chain, proxy, None,
+    )
+    .await
+}
+
+/// [`client_handshake`] as a service: with `service`, the hello declares it (from v19 for
+/// messaging services, v16 for the others, as the reference client) and the server's answer
+/// with the service ID is read.
+#[allow(clippy::too_many_arguments)]
+pub async fn client_handshake_service<R, W>(
+    read: R,
+    write: W,
+    session_id: Vec<u8>,
+    key_hash: &[u8; 32],
+    range: VersionRange,
+    peer_chain: &[Vec<u8>],
+    proxy: bool,
+    service: Option<&super::service::ServiceCredentials>,
 ) -> Result<ClientSession<R, W>, SmpTransportError>
 where
     R: AsyncRead + Unpin,
@@ -280,14 +345,32 @@ where
     let dh_key = DhKeyPair::generate().map_err(|_| {
         SmpTransportError::Io(std::io::Error::other("cannot generate a session key"))
     })?;
+    let service = service.filter(|c| {
+        let min = match c.role {
+            crate::protocol::handshake::ServiceRole::Messaging => version::RCV_SERVICE,
+            _ => version::SERVICE_CERTS,
+        };
+        v >= min
+    });
     let hello = ClientHandshake {
         version: v,
         key_hash: key_hash.to_vec(),
         auth_pub_key: Some(dh_key.public()),
         proxy_server: proxy,
-        client_service: None,
+        client_service: service.map(|c| (c.role, c.declare())),
     };
     writer.write_block(&hello.encode()).await?;
+    let mut service_id = None;
+    if service.is_some() {
+        let block = reader
+            .read_block()
+            .await?
+            .map_err(|_| perr(HandshakeError::Parse))?;
+        match ServerHandshakeResponse::decode(&block).map_err(|_| perr(HandshakeError::Parse))? {
+            ServerHandshakeResponse::Service(id) => service_id = Some(id),
+            ServerHandshakeResponse::Error(e) => return Err(SmpTransportError::Transport(e)),
+        }
+    }
     if !proxy && v >= version::ENCRYPTED_BLOCK {
         if let Some(k) = &server_dh_key {
             let secret = dh_key.dh(k).map_err(|_| perr(HandshakeError::BadAuth))?;
@@ -308,6 +391,7 @@ where
         dh_key,
         server_range: sh.version_range,
         server_auth: sh.auth_pub_key,
+        service_id,
     })
 }
 

@@ -61,6 +61,17 @@ pub fn server_config(
     signer: Arc<dyn HandshakeSigner>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(chain_der, signer, alpn, false)
+}
+
+/// [`server_config`], optionally asking clients for a certificate as the reference server does
+/// (`[TRANSPORT] accept_service_credentials`): services present one, other clients none.
+pub fn server_config_with(
+    chain_der: Vec<Vec<u8>>,
+    signer: Arc<dyn HandshakeSigner>,
+    alpn: &[&[u8]],
+    ask_client_cert: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let leaf = chain_der
         .first()
         .ok_or(TlsError::Config("empty certificate chain"))?;
@@ -75,10 +86,14 @@ pub fn server_config(
     let chain: Vec<CertificateDer<'static>> =
         chain_der.into_iter().map(CertificateDer::from).collect();
     let certified = CertifiedKey::new(chain, Arc::new(key));
-    let mut config = ServerConfig::builder_with_provider(shared_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    let builder = ServerConfig::builder_with_provider(shared_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = if ask_client_cert {
+        builder.with_client_cert_verifier(Arc::new(super::client_cert::ServiceCertVerifier))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![SMP_ALPN.to_vec()];
@@ -120,6 +135,8 @@ pub struct TlsServerConn<IO> {
     pub alpn: Option<Vec<u8>>,
     /// The server name the client sent (browsers do; SMP clients do not).
     pub sni: Option<String>,
+    /// The client's certificate chain, leaf first (services only; empty otherwise).
+    pub peer_chain: Vec<Vec<u8>>,
     /// Key exchange and round trips.
     pub facts: HandshakeFacts,
 }
@@ -195,11 +212,16 @@ where
     let flight = session_flight(recording.finish(), &capture, conn)?;
     let facts = HandshakeFacts::new(conn, &flight);
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let peer_chain = conn
+        .peer_certificates()
+        .map(|certs| certs.iter().map(|c| c.to_vec()).collect())
+        .unwrap_or_default();
     Ok(TlsServerConn {
         stream,
         session_id: flight.verify_data,
         alpn,
         sni,
+        peer_chain,
         facts,
     })
 }
@@ -280,6 +302,8 @@ pub struct ConnectOptions<'a> {
     pub sni: bool,
     /// Limit on the whole handshake.
     pub timeout: Duration,
+    /// A service's certificate, presented when the server asks for one.
+    pub client_cert: Option<super::client_cert::ClientCert>,
 }
 
 /// A client-side TLS connection to an SMP server.
@@ -326,6 +350,7 @@ where
             alpn,
             sni: false,
             timeout,
+            client_cert: None,
         },
     )
     .await
@@ -342,11 +367,17 @@ where
     let name =
         ServerName::try_from(opts.server_name.to_owned()).map_err(|_| TlsError::ServerName)?;
     let capture = Arc::new(SecretCapture::default());
-    let mut config = ClientConfig::builder_with_provider(shared_provider())
+    let builder = ClientConfig::builder_with_provider(shared_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ServerIdentityVerifier::new(opts.fingerprint)))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(ServerIdentityVerifier::new(opts.fingerprint)));
+    let mut config = match &opts.client_cert {
+        Some(c) => builder.with_client_cert_resolver(Arc::new(
+            super::client_cert::AlwaysClientCert::new(c)
+                .ok_or(TlsError::Config("client key must be Ed25519 or Ed448"))?,
+        )),
+        None => builder.with_no_client_auth(),
+    };
     config.enable_sni = opts.sni;
     config.resumption = Resumption::disabled();
     config.alpn_protocols = opts.alpn.map(|a| vec![a.to_vec()]).unwrap_or_default();

@@ -255,6 +255,37 @@ pub fn check_server_chain(
     parsed[0].key().map(|_| ())
 }
 
+/// Check a service client's chain as the reference server does (its
+/// `validateClientCertificate`): one self-signed certificate, or `[leaf, id]`, `[leaf, id, ca]`,
+/// `[leaf, id, _, ca]` where each is signed by the next; the leaf X.509 v3, intermediates CAs,
+/// every certificate within its validity. There is no trust store: the chain's own last
+/// certificate is the anchor, and the service is identified by its fingerprint afterwards.
+pub fn check_client_chain(chain: &[&[u8]], now_secs: u64) -> Result<(), ChainError> {
+    if chain.is_empty() || chain.len() > 4 {
+        return Err(ChainError::ChainLength(chain.len()));
+    }
+    let parsed = chain
+        .iter()
+        .map(|der| Parsed::new(der))
+        .collect::<Result<Vec<_>, _>>()?;
+    if parsed[0].cert.tbs_certificate().version() != Version::V3 {
+        return Err(ChainError::LeafNotV3);
+    }
+    if parsed.len() == 1 {
+        parsed[0].check_signed_by(&parsed[0])?;
+    }
+    for (i, pair) in parsed.windows(2).enumerate() {
+        if i + 2 < parsed.len() {
+            pair[1].check_is_ca()?;
+        }
+        pair[0].check_signed_by(&pair[1])?;
+    }
+    for p in &parsed {
+        p.check_time(now_secs)?;
+    }
+    parsed[0].key().map(|_| ())
+}
+
 /// Verify a TLS 1.3 CertificateVerify signature by the leaf certificate's key.
 pub fn verify_handshake_signature(
     leaf_der: &[u8],

@@ -11,39 +11,44 @@ use tokio_util::sync::CancellationToken;
 /// How long the new binary may take to answer itself.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(120);
 
-/// If this binary is an unconfirmed update, confirm it once `port` on loopback answers a
-/// handshake with our identity (`fingerprint`); with no port (onion only, maintenance),
-/// confirm once started.
-pub fn spawn(port: Option<u16>, fingerprint: [u8; 32], shutdown: CancellationToken) {
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
+/// If this binary is an unconfirmed update, the service that confirms it once `port` on
+/// loopback answers a handshake with our identity (`fingerprint`); with no port (onion only,
+/// maintenance), it confirms once started. Start it after the SMP listeners.
+pub fn service(
+    port: Option<u16>,
+    fingerprint: [u8; 32],
+) -> Option<Box<dyn crate::service::Service>> {
+    let exe = std::env::current_exe().ok()?;
     if !smp_updater::pending_path(&exe).exists() {
-        return;
+        return None;
     }
-    tokio::spawn(async move {
-        if let Some(port) = port {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
-            loop {
-                let opts = crate::client::ClientOptions::default();
-                if crate::client::SmpClient::connect(addr, fingerprint, opts)
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
-                    tracing::error!(
+    Some(crate::service::from_fn(
+        "update confirmation",
+        move |shutdown: CancellationToken, mut ready| async move {
+            ready.ready();
+            if let Some(port) = port {
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
+                loop {
+                    let opts = crate::client::ClientOptions::default();
+                    if crate::client::SmpClient::connect(addr, fingerprint, opts)
+                        .await
+                        .is_ok()
+                    {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
+                        tracing::error!(
                         "the updated server did not answer on {addr}; the next start rolls it back"
                     );
-                    return;
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-        }
-        if smp_updater::confirm_started(&exe) {
-            tracing::info!("update confirmed: this binary started and answers on its port");
-        }
-    });
+            if smp_updater::confirm_started(&exe) {
+                tracing::info!("update confirmed: this binary started and answers on its port");
+            }
+        },
+    ))
 }

@@ -7,7 +7,7 @@ mod service;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use service::spawn_checker;
+pub use service::checker;
 pub use smp_updater::RESTART_EXIT_STATUS;
 
 use crate::config::Update;

@@ -99,42 +99,46 @@ fn check_once(u: &Update) -> Outcome {
     }
 }
 
-/// Start the checker if `mode` asks for it. When it installs an update it marks the restart as
+/// The checker, if `mode` asks for one. When it installs an update it marks the restart as
 /// pending and cancels `shutdown`, so the server drains before the new binary takes over.
-pub fn spawn_checker(u: &Update, shutdown: CancellationToken) {
+pub fn checker(u: &Update) -> Option<Box<dyn crate::service::Service>> {
     if u.mode == UpdateMode::Off {
-        return;
+        return None;
     }
     let u = u.clone();
-    tokio::spawn(async move {
-        let interval = Duration::from_secs(u.check_interval_secs);
-        let mut wait = interval.min(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+    Some(crate::service::from_fn(
+        "update checker",
+        move |shutdown: CancellationToken, mut ready| async move {
+            ready.ready();
+            let interval = Duration::from_secs(u.check_interval_secs);
+            let mut wait = interval.min(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                let settings = u.clone();
+                let outcome = tokio::task::spawn_blocking(move || check_once(&settings)).await;
+                wait = match outcome {
+                    Ok(Outcome::Installed) => {
+                        super::mark_restart_pending();
+                        tracing::info!("update installed; draining connections before restart");
+                        shutdown.cancel();
+                        return;
+                    }
+                    Ok(Outcome::Waiting) => {
+                        let mins = u64::from(minutes_until(&u.window, minute_of_day()));
+                        interval.min(Duration::from_secs(mins * 60 + 30))
+                    }
+                    Ok(Outcome::Nothing) => interval,
+                    Err(e) => {
+                        tracing::error!("update check task failed: {e}");
+                        interval
+                    }
+                };
             }
-            let settings = u.clone();
-            let outcome = tokio::task::spawn_blocking(move || check_once(&settings)).await;
-            wait = match outcome {
-                Ok(Outcome::Installed) => {
-                    super::mark_restart_pending();
-                    tracing::info!("update installed; draining connections before restart");
-                    shutdown.cancel();
-                    return;
-                }
-                Ok(Outcome::Waiting) => {
-                    let mins = u64::from(minutes_until(&u.window, minute_of_day()));
-                    interval.min(Duration::from_secs(mins * 60 + 30))
-                }
-                Ok(Outcome::Nothing) => interval,
-                Err(e) => {
-                    tracing::error!("update check task failed: {e}");
-                    interval
-                }
-            };
-        }
-    });
+        },
+    ))
 }
 
 #[cfg(test)]

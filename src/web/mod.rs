@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::net::http::HttpTimeouts;
 use crate::net::ConnLimits;
+use crate::service::{Service, ServiceList};
 use crate::transport::tls::{TlsRouter, DEFAULT_HANDSHAKE_TIMEOUT, SMP_ALPN};
 pub use certs::{WebCertError, WebCertReload, WebCerts};
 pub use http::Site;
@@ -245,16 +246,16 @@ fn listen(port: u16) -> std::io::Result<TcpListener> {
         .or_else(|_| bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))
 }
 
-/// Start the web side of `config`: generate the site, load the certificate, listen on
-/// `[WEB] http` (and on `[WEB] https` when it is not an SMP port), run the ACME renewer.
-/// Returns `None` when nothing web-related is configured. Failures are logged warnings:
-/// SMP runs regardless.
-pub fn start(
+/// The web side of `config`, built but not running: generate the site, load the certificate,
+/// bind `[WEB] http` (and `[WEB] https` when it is not an SMP port), prepare the ACME renewer.
+/// Returns `None` when nothing web-related is configured, else the web service (the SMP
+/// listener routes browsers to it) and the services to start (listeners, renewer, SIGUSR1).
+/// Failures are logged warnings: SMP runs regardless.
+pub fn build(
     config: &Config,
     fingerprint: &str,
     onion_host: Option<String>,
-    shutdown: CancellationToken,
-) -> Option<Arc<WebService>> {
+) -> Option<(Arc<WebService>, ServiceList)> {
     let w = &config.web;
     let mut acme_cfg = config.acme.clone();
     if acme_cfg.enable {
@@ -322,12 +323,20 @@ pub fn start(
         service.cert_files = Some((cert_file_used, key_file_used));
     }
     let service = Arc::new(service);
+    let mut services = Vec::new();
 
     if let Some(port) = w.http {
         match listen(port) {
             Ok(l) => {
                 tracing::info!("web: serving HTTP on port {port}");
-                tokio::spawn(service.clone().run_http(l, shutdown.clone()));
+                let me = service.clone();
+                services.push(crate::service::from_fn(
+                    format!("web HTTP port {port}"),
+                    move |sd, mut ready| {
+                        ready.ready();
+                        me.run_http(l, sd)
+                    },
+                ));
             }
             Err(e) => tracing::warn!(
                 "web: cannot listen on [WEB] http port {port}: {e}. The plain HTTP page{} is off; SMP runs as usual.",
@@ -339,16 +348,26 @@ pub fn start(
         match listen(port) {
             Ok(l) => {
                 tracing::info!("web: serving HTTPS on port {port}");
-                tokio::spawn(service.clone().run_https(l, shutdown.clone()));
+                let me = service.clone();
+                services.push(crate::service::from_fn(
+                    format!("web HTTPS port {port}"),
+                    move |sd, mut ready| {
+                        ready.ready();
+                        me.run_https(l, sd)
+                    },
+                ));
             }
             Err(e) => tracing::warn!("web: cannot listen on [WEB] https port {port}: {e}"),
         }
     }
     if let Some(renewer) = renewer {
-        signal_renewal(service.clone(), shutdown.clone());
-        tokio::spawn(renewer.run(shutdown));
+        services.push(signal_renewal(service.clone()));
+        services.push(crate::service::from_fn("ACME renewal", |sd, mut ready| {
+            ready.ready();
+            renewer.run(sd)
+        }));
     }
-    Some(service)
+    Some((service, services))
 }
 
 fn start_acme(
@@ -409,27 +428,37 @@ fn start_acme(
     Some(Renewer::new(s, challenges, on_issued))
 }
 
-/// SIGUSR1 asks for a certificate renewal now (operators, and tests of the hot swap).
-fn signal_renewal(service: Arc<WebService>, shutdown: CancellationToken) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                s = usr1.recv() => {
-                    if s.is_none() { return; }
-                    tracing::info!("web: SIGUSR1 received: renewing the certificate");
-                    service.renew_now();
+/// SIGUSR1 asks for a certificate renewal now (operators, and tests of the hot swap). Ready
+/// once the handler is installed, so a signal after `READY=1` is never fatal.
+fn signal_renewal(service: Arc<WebService>) -> Box<dyn Service> {
+    crate::service::from_fn("SIGUSR1 renewal", move |shutdown, mut ready| async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+                tracing::warn!("web: cannot install the SIGUSR1 handler");
+                ready.ready();
+                return;
+            };
+            ready.ready();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    s = usr1.recv() => {
+                        if s.is_none() { return; }
+                        tracing::info!("web: SIGUSR1 received: renewing the certificate");
+                        service.renew_now();
+                    }
                 }
             }
         }
-    });
-    #[cfg(not(unix))]
-    let _ = (service, shutdown);
+        #[cfg(not(unix))]
+        {
+            ready.ready();
+            let _ = service;
+            shutdown.cancelled().await;
+        }
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod binary;
 pub mod pg;
 pub mod process;
 pub mod require;
+pub mod served;
 pub mod site;
 #[allow(unused_imports)]
 pub use process::{connect_when_up, free_port, wait_for_file, Running};
@@ -145,6 +146,7 @@ impl TestServer {
                 timeout: Duration::from_secs(10),
                 proxy: false,
                 event_capacity: 4096,
+                service: None,
             },
         )
         .await

@@ -194,6 +194,18 @@ pub enum ServerHandshakeResponse {
 }
 
 impl ServerHandshakeResponse {
+    /// Decode `'R' serviceId` or `'E' error` (a service client reads it).
+    pub fn decode(b: &[u8]) -> DResult<Self> {
+        let mut d = Decoder::new(b);
+        match d.byte()? {
+            b'R' => Ok(ServerHandshakeResponse::Service(d.short_bytes()?.to_vec())),
+            b'E' => Ok(ServerHandshakeResponse::Error(TransportError::decode(
+                &mut d,
+            )?)),
+            _ => Err(DecodeError("bad SMPServerHandshakeResponse")),
+        }
+    }
+
     /// Encode `'R' serviceId` or `'E' error`.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();

@@ -270,7 +270,17 @@ pub fn encode_client(
 
 /// Prefix the authenticator (and, v16+, the absent service signature) to a client transmission.
 pub fn with_auth(p: &THParams, auth: Option<&[u8]>, to_send: &[u8]) -> Vec<u8> {
-    let mut e = Encoder::with_capacity(to_send.len() + 120);
+    with_service_auth(p, auth, None, to_send)
+}
+
+/// [`with_auth`] with the service signature of a service session (v16+, NEW/SUB/NSUB).
+pub fn with_service_auth(
+    p: &THParams,
+    auth: Option<&[u8]>,
+    service_sig: Option<&[u8]>,
+    to_send: &[u8],
+) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(to_send.len() + 190);
     match auth {
         None => {
             e.short_bytes(&[]);
@@ -278,7 +288,9 @@ pub fn with_auth(p: &THParams, auth: Option<&[u8]>, to_send: &[u8]) -> Vec<u8> {
         Some(a) => {
             e.short_bytes(a);
             if p.service_auth() {
-                e.byte(b'0');
+                e.maybe(service_sig, |e, s| {
+                    e.short_bytes(s);
+                });
             }
         }
     }

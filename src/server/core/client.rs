@@ -3,7 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use crate::transport::service::PeerService;
 
 use crate::protocol::version::Version;
 
@@ -43,6 +45,23 @@ pub struct ClientState {
     pub ntf_subs: Mutex<HashSet<Vec<u8>>>,
     /// Cleared when the connection ends: late deliveries to it are dropped.
     connected: AtomicBool,
+    /// The service, in a session that did the service handshake.
+    pub service: OnceLock<PeerService>,
+    /// What this session's service subscription holds: (queues, IdsHash) and whether
+    /// SUBS/NSUBS was sent (see `core::services`).
+    pub service_subs: Mutex<ServiceSubState>,
+}
+
+/// A service session's subscription: the reference's `serviceSubscribed` and
+/// `serviceSubsCount`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSubState {
+    /// SUBS/NSUBS was answered.
+    pub subscribed: bool,
+    /// Queues the session receives for.
+    pub count: i64,
+    /// Their IdsHash.
+    pub hash: [u8; 16],
 }
 
 impl ClientState {
@@ -54,6 +73,8 @@ impl ClientState {
             subs: Mutex::new(HashMap::new()),
             ntf_subs: Mutex::new(HashSet::new()),
             connected: AtomicBool::new(true),
+            service: OnceLock::new(),
+            service_subs: Mutex::new(ServiceSubState::default()),
         }
     }
 

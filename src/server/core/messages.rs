@@ -13,6 +13,7 @@ use crate::protocol::encoding::Encoder;
 use crate::protocol::errors::{CommandError, ErrorType};
 use crate::protocol::response::BrokerMsg;
 use crate::protocol::version::{max_message_length, MAX_RCV_MESSAGE_PADDED};
+use crate::store::services::SubParty;
 use crate::store::{Message, Queue, QueueRec, QueueStatus, WriteResult};
 use crate::sync::lock;
 
@@ -51,6 +52,11 @@ impl Core {
         env: &mut Env<'_>,
         fx: &mut Effects,
     ) {
+        // A service session takes the queue into its service; a plain one takes it out.
+        let service_id = match self.sub_association(s, SubParty::Recipient, ent, ent, fx) {
+            Ok(id) => id,
+            Err(e) => return fx.err(corr, ent, e),
+        };
         // Never hold this connection's subscriptions while touching another connection's:
         // two connections taking over each other's queues would deadlock.
         let new_sub = {
@@ -73,7 +79,7 @@ impl Core {
                 }
             }
         };
-        if new_sub {
+        if new_sub && service_id.is_none() {
             if let Some(prev) = self.subs.set_queue(ent, s.client) {
                 lock(&prev.subs).remove(ent);
                 fx.deliveries.push(Delivery {
@@ -88,7 +94,7 @@ impl Core {
         let mut subs = lock(&s.client.subs);
         match self.store.peek_msg(q) {
             Ok(m) => {
-                fx.reply(corr, ent, BrokerMsg::Sok(None));
+                fx.reply(corr, ent, BrokerMsg::Sok(service_id));
                 if let (Some(m), Some(sub)) = (m, subs.get_mut(ent)) {
                     // A SEND racing with this SUB may have delivered it already.
                     if sub.delivered.is_none() {
@@ -255,7 +261,7 @@ impl Core {
                 }
                 if flags.notification {
                     if let Some(n) = &rec.notifier {
-                        self.enqueue_notification(n, &msg, env, fx);
+                        self.enqueue_notification(&rec.recipient_id, n, &msg, env, fx);
                     }
                     stats.msg_sent_ntf.inc();
                     stats.active_queues_ntf.update(&rec.recipient_id);
@@ -272,7 +278,7 @@ impl Core {
     /// has nothing unacknowledged.
     fn try_deliver(&self, rec: &QueueRec, msg: &Message, env: &mut Env<'_>, fx: &mut Effects) {
         let rid = &rec.recipient_id;
-        let Some(c) = self.subs.queue(rid) else {
+        let Some(c) = self.queue_receiver(rid) else {
             return;
         };
         let mut subs = lock(&c.subs);

@@ -27,6 +27,7 @@ mod notifications;
 mod proxy;
 mod queue;
 pub mod relay;
+pub mod services;
 pub mod subscriptions;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ use crate::protocol::response::BrokerMsg;
 use crate::protocol::transmission::SignedTransmission;
 use crate::protocol::version::Version;
 use crate::stats::ServerStats;
+use crate::store::services::SubParty;
 use crate::store::{Queue, QueueRec, QueueStatus, Store};
 
 pub use auth::Verified;
@@ -99,6 +101,13 @@ pub struct Delivery {
 pub enum Job {
     /// PRXY or PFWD: bounded by the connection's proxy permits (`[PROXY] client_concurrency`).
     Proxy(ProxyJob),
+    /// After SOKS to SUBS: the first pending message of each of the service's queues, then
+    /// ALLS, written as the connection's output drains (see [`Core::service_messages`]), so
+    /// a service with many queues never has them all in memory at once.
+    ServiceMessages {
+        /// Recipient IDs of the service's queues.
+        queues: Vec<Vec<u8>>,
+    },
     /// RSLV: ask the names resolver and answer RNAME or `ERR NAME`; bounded by the
     /// connection's resolver slots (`[NAMES] resolver_concurrency`).
     Resolve {
@@ -139,6 +148,17 @@ pub enum ProxyJob {
 }
 
 /// Everything one block of commands asks the session to do.
+///
+/// `server::session::carry_out` carries it out after the whole block was applied, in this
+/// order, and each part guarantees:
+/// 1. `deliveries` never wait, so one slow recipient cannot stall a sender: each is queued, or
+///    its connection is closed as not reading. An MSG that was not queued stays in the store
+///    until acknowledged (the recipient gets it again on its next SUB); an NMSG that was not
+///    queued is put back with [`Core::requeue_ntf`].
+/// 2. `replies`, then `follow`, go to this connection and wait for room in its outbox, so the
+///    next block is not read before they are queued (back-pressure), answers keep command
+///    order, and a MSG that follows SUB arrives after its `OK`.
+/// 3. `jobs` start after the replies are queued, each bounded by the connection's permits.
 #[derive(Debug, Default)]
 pub struct Effects {
     /// Replies to this block's commands, in order.
@@ -222,6 +242,10 @@ pub struct Core {
     pub pending_ntfs: Mutex<HashMap<Vec<u8>, Vec<PendingNtf>>>,
     /// The names role is on (`[NAMES] enable` and a working resolver): RSLV becomes a job.
     pub names_enabled: std::sync::atomic::AtomicBool,
+    /// Services and their queues (set once at start; see [`Core::services`]).
+    services: std::sync::OnceLock<Arc<crate::store::services::ServiceStore>>,
+    /// Which session receives for each service.
+    pub service_subs: services::ServiceSubs,
 }
 
 impl Core {
@@ -234,6 +258,8 @@ impl Core {
             subs: Subscriptions::default(),
             pending_ntfs: Mutex::new(HashMap::new()),
             names_enabled: std::sync::atomic::AtomicBool::new(false),
+            services: std::sync::OnceLock::new(),
+            service_subs: services::ServiceSubs::default(),
         }
     }
 
@@ -247,7 +273,12 @@ impl Core {
         env: &mut Env<'_>,
         fx: &mut Effects,
     ) {
-        let verified = auth::verify_transmission(self.store.as_ref(), &s.keys.dh, &t);
+        let verified = auth::verify_transmission_as(
+            self.store.as_ref(),
+            &s.keys.dh,
+            s.client.service.get(),
+            &t,
+        );
         if batch_first {
             super::counting::batch(&self.stats, &t.command);
         }
@@ -284,15 +315,19 @@ impl Core {
         match t.command {
             Command::Ping => fx.reply(corr, &[], BrokerMsg::Pong),
             Command::New(req) => {
-                let r = self.new_queue(s, corr, req, env);
+                let r = self.new_queue(s, corr, req, env, fx);
                 fx.reply(corr, ent, r)
             }
             Command::Prxy(srv, auth) => self.prxy(corr, ent, srv, auth, fx),
             Command::Pfwd(v, k, body) => self.pfwd(corr, ent, v, k, body, fx),
             Command::Rfwd(enc) => self.rfwd(s, corr, ent, &enc, env, fx),
             Command::Rslv(domain) => self.rslv(corr, domain, fx),
-            // Service sessions need a client certificate, which this server does not request.
-            Command::Subs(..) | Command::Nsubs(..) => fx.err(corr, ent, ErrorType::Service),
+            Command::Subs(n, h) => {
+                self.subscribe_service(s, corr, ent, SubParty::Recipient, n, &h, env, fx)
+            }
+            Command::Nsubs(n, h) => {
+                self.subscribe_service(s, corr, ent, SubParty::Notifier, n, &h, env, fx)
+            }
             cmd @ (Command::Sub
             | Command::Key(_)
             | Command::Rkey(_)
@@ -366,7 +401,7 @@ impl Core {
             Command::Lget => self.lget(q, rec, ent),
             Command::Nkey(nkey, dh) => self.add_notifier(s, q, nkey, dh, env, fx),
             Command::Ndel => self.delete_notifier(s, q, fx),
-            Command::Nsub => self.subscribe_notifications(s, ent, env, fx),
+            Command::Nsub => self.subscribe_notifications(s, &q.recipient_id, ent, env, fx),
             // not queue commands: `apply` never sends them here
             Command::New(_)
             | Command::Subs(..)
@@ -383,5 +418,6 @@ impl Core {
     /// Forget a connection's subscriptions when it closes.
     pub fn disconnect(&self, c: &Arc<ClientState>) {
         self.subs.remove_client(c);
+        self.service_disconnect(c);
     }
 }

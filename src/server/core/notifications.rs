@@ -12,6 +12,7 @@ use crate::crypto::random::{bytes_from, nonce_from};
 use crate::protocol::encoding::Encoder;
 use crate::protocol::errors::ErrorType;
 use crate::protocol::response::BrokerMsg;
+use crate::store::services::SubParty;
 use crate::store::{Message, NtfCreds, Queue};
 use crate::sync::lock;
 
@@ -56,6 +57,7 @@ impl Core {
                 Err(e) => return BrokerMsg::Err(e),
                 Ok(old) => {
                     self.stats.ntf_created.inc();
+                    self.service_notifier_gone(s, &q.recipient_id, fx);
                     if let Some(o) = old {
                         self.drop_pending_ntfs(&o.notifier_id);
                         self.end_ntf_subscriber(s, &o.notifier_id, fx);
@@ -76,6 +78,7 @@ impl Core {
     ) -> BrokerMsg {
         match self.store.delete_notifier(q) {
             Ok(Some(n)) => {
+                self.service_notifier_gone(s, &q.recipient_id, fx);
                 self.drop_pending_ntfs(&n.notifier_id);
                 self.stats.ntf_deleted.inc();
                 self.end_ntf_subscriber(s, &n.notifier_id, fx);
@@ -91,48 +94,63 @@ impl Core {
     pub(super) fn subscribe_notifications(
         &self,
         s: &Session<'_>,
+        rid: &[u8],
         nid: &[u8],
         env: &mut Env<'_>,
         fx: &mut Effects,
     ) -> BrokerMsg {
-        let prev = self.subs.set_notifier(nid, s.client);
-        if lock(&s.client.ntf_subs).insert(nid.to_vec()) {
-            self.stats.ntf_sub.inc();
-        } else {
-            self.stats.ntf_sub_duplicate.inc();
-        }
-        if let Some(p) = prev {
-            lock(&p.ntf_subs).remove(nid);
-            fx.deliveries.push(Delivery {
-                to: p.id,
-                item: Outgoing::event(nid, BrokerMsg::End),
-                ntf: None,
-            });
-        }
-        let pending = lock(&self.pending_ntfs).remove(nid);
-        if let Some(ntfs) = pending {
-            let stats = &self.stats;
-            let cutoff = env.now - self.settings.ntf_ttl;
-            let n = ntfs.len() as i64;
-            let live = ntfs.iter().filter(|x| x.ts >= cutoff).count() as i64;
-            stats.ntf_count.add(-n);
-            stats.msg_ntf_expired.add(n - live);
-            if live > 0 {
-                stats.msg_ntfs.add(live);
-                stats.msg_ntfs_b.add(live / 80 + 1);
+        // A service session takes the queue's notifications into its service.
+        let service_id = match self.sub_association(s, SubParty::Notifier, rid, nid, fx) {
+            Ok(id) => id,
+            Err(e) => return BrokerMsg::Err(e),
+        };
+        if service_id.is_none() {
+            let prev = self.subs.set_notifier(nid, s.client);
+            if lock(&s.client.ntf_subs).insert(nid.to_vec()) {
+                self.stats.ntf_sub.inc();
+            } else {
+                self.stats.ntf_sub_duplicate.inc();
             }
-            fx.follow.extend(
-                ntfs.into_iter()
-                    .filter(|n| n.ts >= cutoff)
-                    .map(|n| Outgoing::event(nid, BrokerMsg::Nmsg(n.nonce, n.enc_meta))),
-            );
+            if let Some(p) = prev {
+                lock(&p.ntf_subs).remove(nid);
+                fx.deliveries.push(Delivery {
+                    to: p.id,
+                    item: Outgoing::event(nid, BrokerMsg::End),
+                    ntf: None,
+                });
+            }
         }
-        BrokerMsg::Sok(None)
+        let pending = self.take_pending_ntfs(nid, env);
+        fx.follow.extend(pending);
+        BrokerMsg::Sok(service_id)
+    }
+
+    /// The live notifications waiting for notifier `nid`, as NMSGs (expired ones are counted
+    /// and dropped).
+    pub(super) fn take_pending_ntfs(&self, nid: &[u8], env: &mut Env<'_>) -> Vec<Outgoing> {
+        let Some(ntfs) = lock(&self.pending_ntfs).remove(nid) else {
+            return Vec::new();
+        };
+        let stats = &self.stats;
+        let cutoff = env.now - self.settings.ntf_ttl;
+        let n = ntfs.len() as i64;
+        let live = ntfs.iter().filter(|x| x.ts >= cutoff).count() as i64;
+        stats.ntf_count.add(-n);
+        stats.msg_ntf_expired.add(n - live);
+        if live > 0 {
+            stats.msg_ntfs.add(live);
+            stats.msg_ntfs_b.add(live / 80 + 1);
+        }
+        ntfs.into_iter()
+            .filter(|n| n.ts >= cutoff)
+            .map(|n| Outgoing::event(nid, BrokerMsg::Nmsg(n.nonce, n.enc_meta)))
+            .collect()
     }
 
     /// The NMSG for a message just stored: to the notifier's subscriber, else kept pending.
     pub(super) fn enqueue_notification(
         &self,
+        rid: &[u8],
         n: &NtfCreds,
         msg: &Message,
         env: &mut Env<'_>,
@@ -151,7 +169,7 @@ impl Core {
             ts: env.now,
             msg_id: msg.msg_id().to_vec(),
         };
-        match self.subs.notifier(nid) {
+        match self.ntf_receiver(rid, nid) {
             Some(c) if c.is_connected() => {
                 self.stats.msg_ntfs.inc();
                 self.stats.msg_ntfs_b.inc();

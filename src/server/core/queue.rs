@@ -27,8 +27,13 @@ impl Core {
         corr: &[u8],
         req: NewQueueReq,
         env: &mut Env<'_>,
+        fx: &mut Effects,
     ) -> BrokerMsg {
         let set = &self.settings;
+        let service = s.client.service.get();
+        if service.is_some() && req.sub_mode == SubscriptionMode::OnlyCreate {
+            return BrokerMsg::Err(ErrorType::Cmd(CommandError::Prohibited));
+        }
         let allowed = set.allow_new_queues
             && set
                 .create_password
@@ -101,7 +106,12 @@ impl Core {
                     if notifier.is_some() {
                         self.stats.ntf_new_created.inc();
                     }
-                    if req.sub_mode == SubscriptionMode::Subscribe {
+                    let subscribe = req.sub_mode == SubscriptionMode::Subscribe;
+                    if let Some(svc) = service {
+                        if let Err(e) = self.new_queue_service(s, svc, &rid, subscribe, fx) {
+                            return BrokerMsg::Err(e);
+                        }
+                    } else if subscribe {
                         lock(&s.client.subs).insert(rid.clone(), Sub::subscribed());
                         // a fresh ID has no other subscriber to end
                         let _ = self.subs.set_queue(&rid, s.client);
@@ -112,7 +122,7 @@ impl Core {
                         rcv_public_dh_key: srv_dh.public(),
                         queue_mode,
                         link_id: queue_data.map(|(l, _)| l),
-                        service_id: None,
+                        service_id: service.map(|x| x.id.clone()),
                         ntf_creds: notifier
                             .zip(ntf.as_ref())
                             .map(|(n, (_, _, pk))| (n.notifier_id, pk.clone())),
@@ -170,6 +180,7 @@ impl Core {
         match self.store.delete_queue(q) {
             Ok((rec, _)) => {
                 self.stats.queue_deleted(rec.sender_key.is_some());
+                self.service_queue_deleted(s, ent, fx);
                 lock(&s.client.subs).remove(ent);
                 if let Some(c) = self.subs.take_queue(ent) {
                     if c.id != s.client.id {

@@ -1,0 +1,209 @@
+//! Running a received block through the core without stalling other connections.
+//!
+//! Verifying a block can be expensive: up to ~110 transmissions, each checked against every
+//! recipient key of its queue (16 after `RKEY`), Ed448 included. Done on the tokio worker that
+//! reads the connection, one such block held that worker for seconds and every connection
+//! scheduled on it waited (a PING took 23 s). So:
+//!
+//! - A block in which nothing needs cryptography (no authorization, no `RFWD`; e.g. PING,
+//!   unsigned SEND, PRXY) runs inline, as before: no thread hop for cheap commands.
+//! - Any other block is verified and applied by [`VerifyPool`]: one thread per CPU, taking
+//!   blocks from one FIFO queue, at a lower CPU priority (nice +10) than the runtime's workers,
+//!   so the kernel runs reads, writes and cheap commands first while verification uses what is
+//!   left (a flood of expensive blocks slows expensive blocks, not PING or delivery).
+//! - The read loop waits for its block to finish before it reads the next one, so a connection
+//!   has at most one block queued or running (its share: an attacker's next block queues
+//!   behind every other waiting connection's), the queue holds at most one block per
+//!   connection, and the effects of a connection's blocks stay in order.
+//! - Work for a connection that closed (or a server stopping) ends after the transmission in
+//!   progress; the transmissions already applied keep their effects, as when a connection drops
+//!   between blocks.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::core::{Effects, Env, Outgoing, Session, SessionKeys};
+use super::state::{ClientHandle, ServerState};
+use crate::protocol::command::Command;
+use crate::protocol::errors::{ErrorType, TransportError};
+use crate::protocol::response::BrokerMsg;
+use crate::protocol::transmission::{
+    decode_server, parse_transmission, split_batch, Rejected, SignedTransmission, THParams,
+};
+
+/// A block to verify and apply, and where its effects go.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The threads that verify and apply blocks, off the runtime workers.
+pub struct VerifyPool {
+    queue: std::sync::mpsc::Sender<Job>,
+    threads: usize,
+}
+
+/// CPU priority of the verification threads relative to the rest of the server.
+const VERIFY_NICE: i32 = 10;
+
+impl VerifyPool {
+    /// One thread per CPU. The threads end when the pool is dropped (the server's state).
+    pub fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("smp-verify-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a verification thread: {e}");
+            }
+        }
+        VerifyPool { queue: tx, threads }
+    }
+
+    /// Threads in the pool (control port and tests).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Run `f` on a pool thread; `None` if the pool is gone or the job panicked.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r.ok());
+        });
+        self.queue.send(job).ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+impl Default for VerifyPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Nice this thread (Linux priorities are per thread); failure only costs the priority.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    let r = rustix::process::setpriority_process(Some(tid), VERIFY_NICE);
+    if r.is_err() {
+        tracing::debug!("verification threads keep the normal priority");
+    }
+}
+
+/// A block's transmissions, decoded (cheap) but not yet verified.
+pub struct Decoded {
+    items: Vec<Result<SignedTransmission, Rejected>>,
+}
+
+impl Decoded {
+    /// Decode a block into transmissions; a block that cannot be split is one `ERR BLOCK`.
+    pub fn new(params: &THParams, block: Result<Vec<u8>, TransportError>) -> Self {
+        let block_err = || Decoded {
+            items: vec![Err((Vec::new(), Vec::new(), ErrorType::Block))],
+        };
+        let Ok(content) = block else {
+            return block_err();
+        };
+        let Ok(ts) = split_batch(&content) else {
+            return block_err();
+        };
+        Decoded {
+            items: ts
+                .into_iter()
+                .map(|t| decode_server(params, parse_transmission(params, t)))
+                .collect(),
+        }
+    }
+
+    /// Whether running the block involves no signature, authenticator or decryption, so it
+    /// may run on the reading worker.
+    pub fn is_cheap(&self) -> bool {
+        self.items.iter().all(|t| match t {
+            Err(_) => true,
+            Ok(t) => {
+                t.auth.is_none()
+                    && t.service_sig.is_none()
+                    && !matches!(t.command, Command::Rfwd(_))
+            }
+        })
+    }
+}
+
+/// What one connection needs to run its blocks.
+pub struct Conn {
+    /// The server.
+    pub state: Arc<ServerState>,
+    /// The connection.
+    pub client: Arc<ClientHandle>,
+    /// Its session keys.
+    pub keys: Arc<SessionKeys>,
+    /// Its version.
+    pub version: crate::protocol::version::Version,
+    /// Server shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// Verify and apply a block's transmissions in order, inline when cheap and otherwise on the
+/// verification pool. `None` only if the pool failed (the connection is then closed).
+pub async fn run(conn: &Conn, decoded: Decoded, now: i64) -> Option<Effects> {
+    if decoded.is_cheap() {
+        return Some(apply_all(conn, decoded, now));
+    }
+    let owned = Conn {
+        state: conn.state.clone(),
+        client: conn.client.clone(),
+        keys: conn.keys.clone(),
+        version: conn.version,
+        shutdown: conn.shutdown.clone(),
+    };
+    // Awaited even if the connection closes, so its subscriptions are not removed before the
+    // block's SUBs are added; `apply_all` stops early instead.
+    conn.state
+        .verify_pool
+        .run(move || apply_all(&owned, decoded, now))
+        .await
+}
+
+fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Effects {
+    let session = Session {
+        client: &conn.client.core,
+        version: conn.version,
+        keys: &conn.keys,
+        forwarded: false,
+    };
+    let mut fx = Effects::default();
+    let batched = decoded.items.len() > 1;
+    let mut rng = rand::thread_rng();
+    let mut env = Env { now, rng: &mut rng };
+    for (i, t) in decoded.items.into_iter().enumerate() {
+        if conn.client.closed.is_cancelled() || conn.shutdown.is_cancelled() {
+            break;
+        }
+        match t {
+            Err((corr, ent, e)) => fx
+                .replies
+                .push(Outgoing::new(&corr, &ent, BrokerMsg::Err(e))),
+            Ok(st) => conn
+                .state
+                .core
+                .receive(&session, st, batched && i == 0, &mut env, &mut fx),
+        }
+    }
+    fx
+}

@@ -1,0 +1,476 @@
+//! Client services (SMP v16): the service records a certificate handshake creates, and which
+//! queues are associated with which service, as recipient (`SUBS`) or notifier (`NSUBS`).
+//!
+//! Kept beside the queue store rather than in [`super::QueueRec`], and written to the store log
+//! in the reference's records:
+//!
+//! ```text
+//! NEW_SERVICE service_id=<id> role=M|N|P cert=<der>[,<der>...] cert_hash=<bytes> created_at=<secs>
+//! QUEUE_SERVICE <rid> R|N [<service id>]       (no service ID: the association is removed)
+//! CREATE ... notifier=<nid> <nkey> <secret> nsrv=<id> ... rsrv=<id>   (on compaction)
+//! ```
+//!
+//! Certificates are kept as the bytes the client sent; they are never parsed again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use md5::{Digest, Md5};
+
+use super::storelog::StoreLogRecord;
+use super::storelog_file::StoreLogWriter;
+use super::strenc::{b64, Cursor, ParseError};
+use crate::protocol::errors::ErrorType;
+use crate::protocol::handshake::ServiceRole;
+use crate::sync::lock;
+
+/// A service as the server records it (the reference's `ServiceRec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRec {
+    /// Service ID: the entity of SUBS/NSUBS and what `SOK`/`IDS` name.
+    pub id: Vec<u8>,
+    /// Role declared in the handshake.
+    pub role: ServiceRole,
+    /// Certificate chain the client presented, DER, leaf first.
+    pub cert: Vec<Vec<u8>>,
+    /// SHA-256 of the identity certificate: with the role, what identifies the service.
+    pub cert_hash: Vec<u8>,
+    /// Unix seconds of creation.
+    pub created_at: i64,
+}
+
+fn role_byte(r: ServiceRole) -> u8 {
+    match r {
+        ServiceRole::Messaging => b'M',
+        ServiceRole::Notifier => b'N',
+        ServiceRole::Proxy => b'P',
+    }
+}
+
+impl ServiceRec {
+    /// The `NEW_SERVICE` line (without newline).
+    pub fn encode(&self) -> Vec<u8> {
+        let cert: Vec<String> = self.cert.iter().map(|c| b64(c)).collect();
+        format!(
+            "NEW_SERVICE service_id={} role={} cert={} cert_hash={} created_at={}",
+            b64(&self.id),
+            role_byte(self.role) as char,
+            cert.join(","),
+            b64(&self.cert_hash),
+            self.created_at
+        )
+        .into_bytes()
+    }
+
+    /// Parse a `NEW_SERVICE` line.
+    pub fn parse(line: &[u8]) -> Result<Self, ParseError> {
+        let mut c = Cursor::new(line);
+        c.tag("NEW_SERVICE service_id=")?;
+        let id = c.bytes()?;
+        c.tag(" role=")?;
+        let role = match c.take_till(b" ") {
+            b"M" => ServiceRole::Messaging,
+            b"N" => ServiceRole::Notifier,
+            b"P" => ServiceRole::Proxy,
+            _ => return Err(c.err("role=M|N|P")),
+        };
+        c.tag(" cert=")?;
+        let mut cert = vec![c.bytes()?];
+        while c.try_tag(",") {
+            cert.push(c.bytes()?);
+        }
+        c.tag(" cert_hash=")?;
+        let cert_hash = c.bytes()?;
+        c.tag(" created_at=")?;
+        let created_at = c.int()?;
+        c.end()?;
+        Ok(ServiceRec {
+            id,
+            role,
+            cert,
+            cert_hash,
+            created_at,
+        })
+    }
+}
+
+/// Which subscription a queue is associated for (the reference's `ASubscriberParty`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubParty {
+    /// Messages (`SUBS`), `R` in the log.
+    Recipient,
+    /// Notifications (`NSUBS`), `N` in the log.
+    Notifier,
+}
+
+/// A `QUEUE_SERVICE` line: the recipient ID, the party and the service (none: removed).
+pub fn encode_queue_service(rid: &[u8], party: SubParty, sid: Option<&[u8]>) -> Vec<u8> {
+    let p = match party {
+        SubParty::Recipient => 'R',
+        SubParty::Notifier => 'N',
+    };
+    format!(
+        "QUEUE_SERVICE {} {p} {}",
+        b64(rid),
+        sid.map(b64).unwrap_or_default()
+    )
+    .into_bytes()
+}
+
+/// A parsed `QUEUE_SERVICE` record: recipient ID, party, service (none: removed).
+pub type QueueService = (Vec<u8>, SubParty, Option<Vec<u8>>);
+
+/// Parse a `QUEUE_SERVICE` line.
+pub fn parse_queue_service(line: &[u8]) -> Result<QueueService, ParseError> {
+    let mut c = Cursor::new(line);
+    c.tag("QUEUE_SERVICE ")?;
+    let rid = c.bytes()?;
+    c.space()?;
+    let party = match c.take_till(b" ") {
+        b"R" => SubParty::Recipient,
+        b"N" => SubParty::Notifier,
+        _ => return Err(c.err("R|N")),
+    };
+    let sid = if c.try_tag(" ") { c.opt_bytes()? } else { None };
+    c.end()?;
+    Ok((rid, party, sid))
+}
+
+/// The service IDs a `CREATE` or `NOTIFIER` line carries (`rsrv=`, `nsrv=`).
+pub fn line_service_ids(line: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let find = |tag: &str| -> Option<Vec<u8>> {
+        let t = tag.as_bytes();
+        let at = line.windows(t.len()).position(|w| w == t)?;
+        let mut c = Cursor::new(&line[at + t.len()..]);
+        c.bytes().ok()
+    };
+    (find(" rsrv="), find(" nsrv="))
+}
+
+/// XOR of the MD5 of each queue ID: the reference's `IdsHash`, which lets a service check that
+/// the server has the same set of queues as it does.
+pub fn ids_hash_add(acc: &mut [u8; 16], id: &[u8]) {
+    let h = Md5::digest(id);
+    for (a, b) in acc.iter_mut().zip(h.iter()) {
+        *a ^= b;
+    }
+}
+
+/// Services and associations: what replay collects and compaction writes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ServiceData {
+    /// Services in the order they were created.
+    pub services: Vec<ServiceRec>,
+    /// Recipient ID → service for messages.
+    pub rcv: HashMap<Vec<u8>, Vec<u8>>,
+    /// Recipient ID → service for notifications.
+    pub ntf: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl ServiceData {
+    fn map(&mut self, p: SubParty) -> &mut HashMap<Vec<u8>, Vec<u8>> {
+        match p {
+            SubParty::Recipient => &mut self.rcv,
+            SubParty::Notifier => &mut self.ntf,
+        }
+    }
+
+    /// Apply a service record from the log; a repeated ID replaces nothing.
+    pub fn add_service(&mut self, s: ServiceRec) {
+        if !self.services.iter().any(|x| x.id == s.id) {
+            self.services.push(s);
+        }
+    }
+
+    /// Set or remove an association.
+    pub fn set(&mut self, rid: &[u8], p: SubParty, sid: Option<Vec<u8>>) {
+        match sid {
+            Some(s) => {
+                self.map(p).insert(rid.to_vec(), s);
+            }
+            None => {
+                self.map(p).remove(rid);
+            }
+        }
+    }
+
+    /// A queue was deleted: both associations go.
+    pub fn queue_deleted(&mut self, rid: &[u8]) {
+        self.rcv.remove(rid);
+        self.ntf.remove(rid);
+    }
+}
+
+/// How an association changed (for the `assoc*` counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssocChange {
+    /// None before.
+    New,
+    /// The same service already.
+    Duplicate,
+    /// Another service before.
+    Updated,
+    /// Removed.
+    Removed,
+    /// Nothing before, nothing now.
+    Unchanged,
+}
+
+struct Inner {
+    data: ServiceData,
+    by_cert: HashMap<(u8, Vec<u8>), Vec<u8>>,
+    ids: HashSet<Vec<u8>>,
+    totals: HashMap<(SubParty, Vec<u8>), (i64, [u8; 16])>,
+}
+
+/// The running server's services: lookups for the handshake and the commands, changes written
+/// to the store log (when there is one) before they take effect.
+pub struct ServiceStore {
+    inner: Mutex<Inner>,
+    log: Option<Arc<StoreLogWriter>>,
+}
+
+impl std::fmt::Debug for ServiceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceStore").finish_non_exhaustive()
+    }
+}
+
+impl Default for ServiceStore {
+    fn default() -> Self {
+        ServiceStore::new(ServiceData::default(), None)
+    }
+}
+
+impl ServiceStore {
+    /// From replayed data; `log` receives every later change.
+    pub fn new(data: ServiceData, log: Option<Arc<StoreLogWriter>>) -> Self {
+        let mut inner = Inner {
+            data: ServiceData::default(),
+            by_cert: HashMap::new(),
+            ids: HashSet::new(),
+            totals: HashMap::new(),
+        };
+        for s in &data.services {
+            inner
+                .by_cert
+                .insert((role_byte(s.role), s.cert_hash.clone()), s.id.clone());
+            inner.ids.insert(s.id.clone());
+        }
+        for (p, m) in [
+            (SubParty::Recipient, &data.rcv),
+            (SubParty::Notifier, &data.ntf),
+        ] {
+            for (rid, sid) in m {
+                let t = inner.totals.entry((p, sid.clone())).or_insert((0, [0; 16]));
+                t.0 += 1;
+                ids_hash_add(&mut t.1, rid);
+            }
+        }
+        inner.data = data;
+        ServiceStore {
+            inner: Mutex::new(inner),
+            log,
+        }
+    }
+
+    fn write(&self, op: &str, line: Vec<u8>) -> Result<(), ErrorType> {
+        match &self.log {
+            // The raw-line variant encodes as the line itself.
+            Some(w) => w.write_records(op, &[StoreLogRecord::NewService(line)]),
+            None => Ok(()),
+        }
+    }
+
+    /// The service for a role and certificate hash, created (and logged) if new: the
+    /// reference's `getCreateService`. `new_id` draws the ID of a new service.
+    pub fn get_or_create(
+        &self,
+        role: ServiceRole,
+        cert: &[Vec<u8>],
+        cert_hash: &[u8],
+        now: i64,
+        new_id: &mut dyn FnMut() -> Vec<u8>,
+    ) -> Result<Vec<u8>, ErrorType> {
+        let mut g = lock(&self.inner);
+        let key = (role_byte(role), cert_hash.to_vec());
+        if let Some(id) = g.by_cert.get(&key) {
+            return Ok(id.clone());
+        }
+        let mut id = new_id();
+        while g.ids.contains(&id) {
+            id = new_id();
+        }
+        let rec = ServiceRec {
+            id: id.clone(),
+            role,
+            cert: cert.to_vec(),
+            cert_hash: cert_hash.to_vec(),
+            created_at: now,
+        };
+        self.write("getCreateService", rec.encode())?;
+        g.by_cert.insert(key, id.clone());
+        g.ids.insert(id.clone());
+        g.data.services.push(rec);
+        Ok(id)
+    }
+
+    /// The service a queue is associated with for `p`.
+    pub fn service_of(&self, p: SubParty, rid: &[u8]) -> Option<Vec<u8>> {
+        let mut g = lock(&self.inner);
+        g.data.map(p).get(rid).cloned()
+    }
+
+    /// Associate a queue with a service (or remove the association), logging the change.
+    pub fn set(
+        &self,
+        p: SubParty,
+        rid: &[u8],
+        sid: Option<&[u8]>,
+    ) -> Result<AssocChange, ErrorType> {
+        let mut g = lock(&self.inner);
+        let prev = g.data.map(p).get(rid).cloned();
+        let change = match (&prev, sid) {
+            (None, None) => return Ok(AssocChange::Unchanged),
+            (Some(a), Some(b)) if a.as_slice() == b => return Ok(AssocChange::Duplicate),
+            (None, Some(_)) => AssocChange::New,
+            (Some(_), Some(_)) => AssocChange::Updated,
+            (Some(_), None) => AssocChange::Removed,
+        };
+        self.write("setQueueService", encode_queue_service(rid, p, sid))?;
+        Self::apply(&mut g, p, rid, prev.as_deref(), sid);
+        Ok(change)
+    }
+
+    fn apply(g: &mut Inner, p: SubParty, rid: &[u8], prev: Option<&[u8]>, sid: Option<&[u8]>) {
+        if let Some(old) = prev {
+            if let Some(t) = g.totals.get_mut(&(p, old.to_vec())) {
+                t.0 -= 1;
+                ids_hash_add(&mut t.1, rid);
+                if t.0 <= 0 {
+                    g.totals.remove(&(p, old.to_vec()));
+                }
+            }
+        }
+        if let Some(new) = sid {
+            let t = g.totals.entry((p, new.to_vec())).or_insert((0, [0; 16]));
+            t.0 += 1;
+            ids_hash_add(&mut t.1, rid);
+        }
+        g.data.set(rid, p, sid.map(<[u8]>::to_vec));
+    }
+
+    /// Forget an association without logging it (the queue's `DELETE`/`NDELETE`/`NOTIFIER`
+    /// record already implies it).
+    pub fn forget(&self, p: SubParty, rid: &[u8]) {
+        let mut g = lock(&self.inner);
+        let prev = g.data.map(p).get(rid).cloned();
+        if prev.is_some() {
+            Self::apply(&mut g, p, rid, prev.as_deref(), None);
+        }
+    }
+
+    /// Queue count and IdsHash of a service's associations (the reference's
+    /// `getServiceQueueCountHash`).
+    pub fn count_hash(&self, p: SubParty, sid: &[u8]) -> (i64, [u8; 16]) {
+        let g = lock(&self.inner);
+        g.totals
+            .get(&(p, sid.to_vec()))
+            .copied()
+            .unwrap_or((0, [0; 16]))
+    }
+
+    /// Recipient IDs associated with a service.
+    pub fn queues_of(&self, p: SubParty, sid: &[u8]) -> Vec<Vec<u8>> {
+        let mut g = lock(&self.inner);
+        g.data
+            .map(p)
+            .iter()
+            .filter(|(_, s)| s.as_slice() == sid)
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// (messaging services, notifier services, queues associated for messages, for
+    /// notifications): the reference's `EntityCounts` service fields.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let g = lock(&self.inner);
+        let by_role = |r| g.data.services.iter().filter(|s| s.role == r).count();
+        (
+            by_role(ServiceRole::Messaging),
+            by_role(ServiceRole::Notifier),
+            g.data.rcv.len(),
+            g.data.ntf.len(),
+        )
+    }
+
+    /// A copy of everything (compaction, tests).
+    pub fn snapshot(&self) -> ServiceData {
+        lock(&self.inner).data.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let s = ServiceRec {
+            id: vec![1; 24],
+            role: ServiceRole::Notifier,
+            cert: vec![vec![2; 40], vec![3; 41]],
+            cert_hash: vec![4; 32],
+            created_at: 1_700_000_000,
+        };
+        assert_eq!(ServiceRec::parse(&s.encode()).expect("parse"), s);
+        let l = encode_queue_service(&[5; 24], SubParty::Recipient, Some(&[1; 24]));
+        assert_eq!(
+            parse_queue_service(&l).expect("q"),
+            (vec![5; 24], SubParty::Recipient, Some(vec![1; 24]))
+        );
+        let l = encode_queue_service(&[5; 24], SubParty::Notifier, None);
+        assert!(l.ends_with(b" N "), "reference writes an empty Maybe");
+        assert_eq!(
+            parse_queue_service(&l).expect("q"),
+            (vec![5; 24], SubParty::Notifier, None)
+        );
+    }
+
+    #[test]
+    fn totals_follow_associations() {
+        let st = ServiceStore::default();
+        let mut n = 0u8;
+        let mut new_id = || {
+            n += 1;
+            vec![n; 24]
+        };
+        let a = st
+            .get_or_create(ServiceRole::Messaging, &[vec![9]], &[7; 32], 1, &mut new_id)
+            .expect("a");
+        let a2 = st
+            .get_or_create(ServiceRole::Messaging, &[vec![9]], &[7; 32], 2, &mut new_id)
+            .expect("a2");
+        assert_eq!(a, a2, "same certificate and role: same service");
+        let b = st
+            .get_or_create(ServiceRole::Notifier, &[vec![9]], &[7; 32], 3, &mut new_id)
+            .expect("b");
+        assert_ne!(a, b);
+        let (r1, r2) = (vec![1u8; 24], vec![2u8; 24]);
+        assert_eq!(
+            st.set(SubParty::Recipient, &r1, Some(&a)).expect("set"),
+            AssocChange::New
+        );
+        st.set(SubParty::Recipient, &r2, Some(&a)).expect("set");
+        let mut expect = [0u8; 16];
+        ids_hash_add(&mut expect, &r1);
+        ids_hash_add(&mut expect, &r2);
+        assert_eq!(st.count_hash(SubParty::Recipient, &a), (2, expect));
+        st.forget(SubParty::Recipient, &r1);
+        let mut one = [0u8; 16];
+        ids_hash_add(&mut one, &r2);
+        assert_eq!(st.count_hash(SubParty::Recipient, &a), (1, one));
+        assert_eq!(st.count_hash(SubParty::Notifier, &a), (0, [0; 16]));
+        assert_eq!(st.counts(), (1, 1, 1, 0));
+    }
+}

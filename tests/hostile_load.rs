@@ -1,0 +1,642 @@
+//! Hostile clients against the real binary over TLS on loopback: what one attacker connection
+//! (or a few) costs the others. Each test measures and prints its figures (for
+//! docs/security.md) and asserts bounds with a wide margin for a loaded 2-core machine:
+//!
+//! - verification floods (RKEY'd contact queue + bad-signature SUBs; unauthenticated Ed448
+//!   SENDs to random IDs): another client's PING p99 stays under 500 ms;
+//! - a PRXY flood to a tarpit from a client that never reads, a notifier that never reads
+//!   while thousands of notifications arrive, GET amplification to a client that never reads:
+//!   tasks and RSS stay bounded (control port `stats-rts` and /proc/<pid>/status of the
+//!   binary) and return to their baseline after the attacker leaves.
+
+mod common;
+mod ops_support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::served::{start, Srv};
+use common::*;
+use ops_support::Control;
+use smp_server::client::{new_corr_id, SmpClient};
+use smp_server::crypto::keys::{DhKeyPair, KeyAlgorithm, PrivateSignKey};
+use smp_server::protocol::command::{
+    Command, MsgFlags, QueueReqData, SmpServerRef, SubscriptionMode,
+};
+use smp_server::protocol::errors::ErrorType;
+use smp_server::protocol::response::BrokerMsg;
+use smp_server::protocol::transmission::{batch, encode_client, with_auth};
+use smp_server::protocol::version::SMP_BLOCK_SIZE;
+
+/// Other clients' PING p99 must stay under this during a flood.
+const PING_P99_LIMIT: Duration = Duration::from_millis(500);
+
+/// Runtime figures from the control port's `stats-rts` and /proc.
+#[derive(Debug, Clone, Copy)]
+struct Rts {
+    rss_kib: u64,
+    tasks: u64,
+    connections: u64,
+}
+
+async fn rts(srv: &Srv) -> Rts {
+    {
+        let mut c = Control::connect(SocketAddr::from(([127, 0, 0, 1], srv.control))).await;
+        let lines = c.cmd("stats-rts").await;
+        let get = |k: &str| -> u64 {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{k} in {lines:?}"))
+        };
+        Rts {
+            rss_kib: srv.rss_kib(),
+            // the control session itself is a task and a connection of its own listener
+            tasks: get("tasks:"),
+            connections: get("connections:"),
+        }
+    }
+}
+
+/// Pack transmissions into block contents.
+fn blocks(ts: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    batch(ts, SMP_BLOCK_SIZE)
+        .into_iter()
+        .map(|b| b.expect("fits a block"))
+        .collect()
+}
+
+/// The `p`-th percentile (0-100) of sorted samples.
+fn pct(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// PING every `every` until `stop`; a PING that fails counts as the client's timeout.
+async fn ping_latencies(c: &SmpClient, every: Duration, stop: &AtomicBool) -> Vec<Duration> {
+    let mut v = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let r = c.request(b"", Command::Ping, None).await;
+        let took = t.elapsed();
+        v.push(match r {
+            Ok((_, BrokerMsg::Pong)) => took,
+            _ => Duration::from_secs(20),
+        });
+        tokio::time::sleep(every.saturating_sub(took)).await;
+    }
+    v.sort();
+    v
+}
+
+/// A client that keeps writing `blocks` round-robin until `stop`, reading (and counting) the
+/// replies; returns the blocks written.
+fn flood(
+    c: Arc<SmpClient>,
+    blocks: Vec<Vec<u8>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let b = &blocks[n as usize % blocks.len()];
+            match tokio::time::timeout(Duration::from_secs(1), c.send_raw_content(b)).await {
+                Ok(Ok(())) => n += 1,
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
+        }
+        n
+    })
+}
+
+/// Count replies arriving at `c` (they are unsolicited for the client: nobody waits for them).
+fn count_events(c: Arc<SmpClient>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if c.next_event(Duration::from_millis(200)).await.is_some() {
+                n += 1;
+            }
+        }
+        n + c.dropped_events()
+    })
+}
+
+/// PING latency of a victim before and during a flood by `attackers` with their `blocks`.
+async fn ping_under_flood(
+    what: &str,
+    srv: &Srv,
+    attackers: Vec<(Arc<SmpClient>, Vec<Vec<u8>>)>,
+    per_block: usize,
+    secs: u64,
+) {
+    // The victim runs on its own thread and runtime, so the attackers' client side (in this
+    // process) does not delay it: what is measured is the server.
+    let (addr, fp) = (srv.addr(), srv.fp);
+    let phase = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ph, vstop) = (phase.clone(), stop.clone());
+    let victim = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let c = connect_when_up(addr, fp, Duration::from_secs(20)).await;
+            let idle = Arc::new(AtomicBool::new(false));
+            let i2 = idle.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                i2.store(true, Ordering::Relaxed);
+            });
+            let base = ping_latencies(&c, Duration::from_millis(20), &idle).await;
+            ph.store(1, Ordering::SeqCst);
+            while ph.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let during = ping_latencies(&c, Duration::from_millis(25), &vstop).await;
+            (base, during)
+        })
+    });
+    while phase.load(Ordering::SeqCst) < 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut floods = Vec::new();
+    let mut counters = Vec::new();
+    for (c, b) in attackers {
+        counters.push(count_events(c.clone(), stop.clone()));
+        floods.push(flood(c, b, stop.clone()));
+    }
+    // let the flood fill the server's verification threads before measuring
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu0 = proc_cpu_ticks(srv);
+    let started = Instant::now();
+    phase.store(2, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (base, during) = tokio::task::spawn_blocking(move || victim.join().expect("victim"))
+        .await
+        .expect("join");
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = (proc_cpu_ticks(srv) - cpu0) as f64 / 100.0;
+    let mut sent = 0;
+    for f in floods {
+        sent += f.await.expect("flood");
+    }
+    let mut answered = 0;
+    for c in counters {
+        answered += c.await.expect("counter");
+    }
+    eprintln!(
+        "{what}: {sent} attack blocks written ({} transmissions), {answered} answered; server CPU {cpu:.1} s in {wall:.1} s",
+        sent as usize * per_block
+    );
+    eprintln!(
+        "{what}: victim PING idle p50 {:?} p99 {:?}; under flood n={} p50 {:?} p99 {:?} max {:?}",
+        pct(&base, 50),
+        pct(&base, 99),
+        during.len(),
+        pct(&during, 50),
+        pct(&during, 99),
+        during.last().expect("samples"),
+    );
+    assert!(
+        cpu >= 1.0,
+        "{what}: the flood did not keep the server busy ({cpu:.1} s CPU)"
+    );
+    assert!(
+        pct(&during, 99) < PING_P99_LIMIT,
+        "{what}: PING p99 {:?} under flood",
+        pct(&during, 99)
+    );
+}
+
+/// User + system CPU ticks (1/100 s) of the server process.
+fn proc_cpu_ticks(srv: &Srv) -> u64 {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{}/stat", srv.proc.0.id())).unwrap_or_default();
+    // fields after the command name (which may hold spaces) start after the last ')'
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rkey_and_bad_signature_flood_does_not_stall_other_clients() {
+    let srv = &start(&[]).await;
+    let owner = Arc::new(srv.client().await);
+    let r = create_queue_with(
+        &owner,
+        sign_key(),
+        SubscriptionMode::Subscribe,
+        Some(QueueReqData::Contact(None)),
+    )
+    .await;
+    // 16 recipient keys, the cap
+    let mut ks = vec![r.key.public()];
+    ks.extend((1..16).map(|_| sign_key().public()));
+    let (_, ok) = owner
+        .request(r.rid(), Command::Rkey(ks), Some(&r.key))
+        .await
+        .expect("RKEY");
+    assert_eq!(ok, BrokerMsg::Ok);
+    let bad = sign_key();
+    let mut attackers = Vec::new();
+    for _ in 0..2 {
+        let a = Arc::new(srv.client().await);
+        let ts: Vec<Vec<u8>> = (0..110)
+            .map(|_| {
+                a.transmission(&new_corr_id(), r.rid(), &Command::Sub, Some(&bad))
+                    .expect("SUB")
+            })
+            .collect();
+        let b = blocks(&ts);
+        assert_eq!(b.len(), 1, "110 SUBs fit one block");
+        // each is answered AUTH
+        let corr = new_corr_id();
+        let t = a
+            .transmission(&corr, r.rid(), &Command::Sub, Some(&bad))
+            .expect("SUB");
+        let got = a.send_batch(vec![(corr, t)]).await.expect("SUB");
+        assert_eq!(
+            got,
+            vec![(r.rid().to_vec(), BrokerMsg::Err(ErrorType::Auth))]
+        );
+        attackers.push((a, b));
+    }
+    ping_under_flood(
+        "RKEY(16)+bad SUB x110, 2 connections",
+        srv,
+        attackers,
+        110,
+        10,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_ed448_send_flood_does_not_stall_other_clients() {
+    let srv = &start(&[]).await;
+    // One real Ed448 signature (over other bytes) reused: verifying it against the dummy key
+    // costs the server a full verification; signing each would only slow the attacker.
+    let sig = PrivateSignKey::generate(KeyAlgorithm::Ed448)
+        .expect("key")
+        .sign(b"anything");
+    assert_eq!(sig.len(), 114);
+    let mut attackers = Vec::new();
+    let mut per_block = 0;
+    for _ in 0..4 {
+        let a = Arc::new(srv.client().await);
+        let send = Command::Send(
+            MsgFlags {
+                notification: false,
+            },
+            vec![7; 16],
+        );
+        let ts: Vec<Vec<u8>> = (0..400)
+            .map(|_| {
+                let id = smp_server::crypto::random_bytes(24);
+                let ct = encode_client(&a.params, &new_corr_id(), &id, &send);
+                with_auth(&a.params, Some(&sig), &ct.to_send)
+            })
+            .collect();
+        let b = blocks(&ts);
+        per_block = 400 / b.len();
+        let corr = new_corr_id();
+        let ct = encode_client(&a.params, &corr, b"1234", &send);
+        let got = a
+            .send_batch(vec![(corr, with_auth(&a.params, Some(&sig), &ct.to_send))])
+            .await
+            .expect("SEND");
+        assert_eq!(
+            got,
+            vec![(b"1234".to_vec(), BrokerMsg::Err(ErrorType::Auth))]
+        );
+        attackers.push((a, b));
+    }
+    ping_under_flood(
+        "unauthenticated Ed448 SENDs to random IDs, 4 connections",
+        srv,
+        attackers,
+        per_block,
+        10,
+    )
+    .await;
+}
+
+/// Sample `stats-rts` every 500 ms for `d`, returning the largest tasks and RSS seen.
+async fn peak(srv: &Srv, d: Duration) -> Rts {
+    let end = Instant::now() + d;
+    let mut m = rts(srv).await;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = rts(srv).await;
+        m.rss_kib = m.rss_kib.max(r.rss_kib);
+        m.tasks = m.tasks.max(r.tasks);
+        m.connections = m.connections.max(r.connections);
+    }
+    m
+}
+
+/// Wait (up to `limit`) until tasks and connections are back at `base`; the figures then.
+async fn settle(srv: &Srv, base: Rts, slack: u64, limit: Duration) -> (Rts, Duration) {
+    let t = Instant::now();
+    loop {
+        let r = rts(srv).await;
+        if (r.tasks <= base.tasks + slack && r.connections <= base.connections)
+            || t.elapsed() > limit
+        {
+            return (r, t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn report(what: &str, base: Rts, top: Rts, after: Rts, took: Duration, input: u64) {
+    eprintln!(
+        "{what}: {input} KiB written; tasks {} -> peak {} -> {} after {took:.1?}; RSS {} KiB -> peak {} KiB -> {} KiB; connections {} -> {} -> {}",
+        base.tasks, top.tasks, after.tasks, base.rss_kib, top.rss_kib, after.rss_kib,
+        base.connections, top.connections, after.connections
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prxy_flood_to_a_tarpit_from_a_client_that_never_reads_is_bounded() {
+    // A relay that accepts TCP and never answers (not even the TLS handshake).
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").expect("tarpit");
+    let tarpit_port = tarpit.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let acc2 = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in tarpit.incoming().flatten() {
+            acc2.fetch_add(1, Ordering::Relaxed);
+            held.push(s);
+        }
+    });
+    let srv = &start(&[("PROXY", "allow_private_destinations", "on".into())]).await;
+    let base = rts(srv).await;
+    let a = Arc::new(srv.client().await);
+    a.close(); // never reads again; the socket stays open for writing
+    let target = SmpServerRef {
+        hosts: vec![b"127.0.0.1".to_vec()],
+        port: tarpit_port.to_string().into_bytes(),
+        key_hash: vec![9; 32],
+    };
+    let ts: Vec<Vec<u8>> = (0..150)
+        .map(|_| {
+            a.transmission(
+                &new_corr_id(),
+                b"",
+                &Command::Prxy(target.clone(), None),
+                None,
+            )
+            .expect("PRXY")
+        })
+        .collect();
+    let b = blocks(&ts);
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = flood(a.clone(), b.clone(), stop.clone());
+    let top = peak(srv, Duration::from_secs(10)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = f.await.expect("flood");
+    drop(a);
+    let (after, took) = settle(srv, base, 2, Duration::from_secs(60)).await;
+    report(
+        &format!(
+            "PRXY flood to a tarpit ({} PRXY, tarpit accepted {})",
+            written * 150 / b.len() as u64,
+            accepted.load(Ordering::Relaxed)
+        ),
+        base,
+        top,
+        after,
+        took,
+        written * 16,
+    );
+    assert!(
+        top.tasks <= base.tasks + 200,
+        "tasks bounded: {top:?} from {base:?}"
+    );
+    assert!(
+        top.rss_kib <= base.rss_kib + 128 * 1024,
+        "RSS bounded: {top:?} from {base:?}"
+    );
+    // The proxy's own connection attempt to the relay (one per relay, not per command or
+    // client; closed by its timeouts and `relay_idle_timeout`) may still be there.
+    assert!(
+        after.tasks <= base.tasks + 2,
+        "tasks back to baseline: {after:?} from {base:?}"
+    );
+    assert!(
+        after.connections <= base.connections,
+        "connection gone: {after:?}"
+    );
+    // the server still works
+    let c = srv.client().await;
+    let (_, pong) = c.request(b"", Command::Ping, None).await.expect("PING");
+    assert_eq!(pong, BrokerMsg::Pong);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifier_that_never_reads_keeps_its_notifications_bounded() {
+    const QUEUES: usize = 100;
+    const PER_QUEUE: usize = 120;
+    let srv = &start(&[]).await;
+    let rc = srv.client().await;
+    let nkey = sign_key();
+    let mut queues = Vec::new();
+    for _ in 0..QUEUES {
+        let r = create_queue(&rc).await;
+        let dh = DhKeyPair::generate().expect("dh");
+        let (_, nid) = rc
+            .request(
+                r.rid(),
+                Command::Nkey(nkey.public(), dh.public()),
+                Some(&r.key),
+            )
+            .await
+            .expect("NKEY");
+        let BrokerMsg::Nid(nid, _) = nid else {
+            panic!("NKEY: {nid:?}")
+        };
+        queues.push((r, nid));
+    }
+    let nsub_all = |c: &SmpClient| {
+        let ts: Vec<(Vec<u8>, Vec<u8>)> = queues
+            .iter()
+            .map(|(_, nid)| {
+                let corr = new_corr_id();
+                let t = c
+                    .transmission(&corr, nid, &Command::Nsub, Some(&nkey))
+                    .expect("NSUB");
+                (corr, t)
+            })
+            .collect();
+        ts
+    };
+    // A small receive buffer: the kernel then holds little of what the server writes to a
+    // client that stops reading, as on a slow link.
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = sock.connect(srv.addr()).await.expect("connect");
+    let nc = SmpClient::connect_stream(
+        Box::new(tcp),
+        srv.fp,
+        smp_server::client::ClientOptions::default(),
+    )
+    .await
+    .expect("notifier");
+    for (_, r) in nc.send_batch(nsub_all(&nc)).await.expect("NSUB") {
+        assert!(matches!(r, BrokerMsg::Ok | BrokerMsg::Sok(_)), "{r:?}");
+    }
+    nc.close(); // never reads again
+    let base = rts(srv).await;
+    let sc = srv.client().await;
+    let send = Command::Send(MsgFlags { notification: true }, vec![1; 64]);
+    let send_all = |n: usize| {
+        let (sc, send, queues) = (&sc, &send, &queues);
+        async move {
+            let mut sent = 0;
+            for (r, _) in queues {
+                let ts: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+                    .map(|_| {
+                        let corr = new_corr_id();
+                        let t = sc.transmission(&corr, r.sid(), send, None).expect("SEND");
+                        (corr, t)
+                    })
+                    .collect();
+                for (_, ok) in sc.send_batch(ts).await.expect("SEND") {
+                    assert!(matches!(ok, BrokerMsg::Ok | BrokerMsg::Sok(_)), "{ok:?}");
+                    sent += 1;
+                }
+            }
+            sent
+        }
+    };
+    // 1. The notifier is subscribed but never reads.
+    let t = Instant::now();
+    let stalled = send_all(PER_QUEUE / 2).await;
+    let took_send = t.elapsed();
+    let top = peak(srv, Duration::from_secs(2)).await;
+    eprintln!("{stalled} notification SENDs in {took_send:.1?} to a notifier that never reads");
+    // 2. It is gone: the notifications wait in the server.
+    drop(nc);
+    let t = Instant::now();
+    while rts(srv).await.connections > base.connections {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the notifier's connection ends"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waiting = send_all(PER_QUEUE / 2).await;
+    let sent = stalled + waiting;
+    drop(sc);
+    // 3. It reconnects and subscribes again: what it was not sent is delivered now.
+    let nc2 = srv.client().await;
+    for (_, r) in nc2.send_batch(nsub_all(&nc2)).await.expect("NSUB") {
+        assert!(matches!(r, BrokerMsg::Ok | BrokerMsg::Sok(_)), "{r:?}");
+    }
+    let mut got = 0;
+    while let Some((_, m)) = nc2.next_event(Duration::from_secs(3)).await {
+        assert!(matches!(m, BrokerMsg::Nmsg(..)), "{m:?}");
+        got += 1;
+    }
+    let (after, took) = settle(srv, base, 0, Duration::from_secs(30)).await;
+    report(
+        &format!("{stalled} notifications to a notifier that never reads, {waiting} while it was gone; {got} delivered after it reconnected"),
+        base,
+        top,
+        after,
+        took,
+        0,
+    );
+    assert!(
+        top.tasks <= base.tasks + 20,
+        "no task per notification: {top:?} from {base:?}"
+    );
+    assert!(
+        top.rss_kib <= base.rss_kib + 64 * 1024,
+        "RSS bounded: {top:?} from {base:?}"
+    );
+    // Those handed to the stalled connection (its output takes ~5 MiB before it counts as
+    // busy) went with it, as with the reference; every one sent while it was gone was kept.
+    assert!(
+        got >= waiting && got <= sent,
+        "notifications kept for the reconnect: {got} of {sent} ({waiting} while gone)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_amplification_to_a_client_that_never_reads_is_bounded_and_disconnected() {
+    let srv = &start(&[]).await;
+    let rc = srv.client().await;
+    let r = create_queue_with(
+        &rc,
+        sign_key(),
+        SubscriptionMode::OnlyCreate,
+        Some(QueueReqData::Messaging(None)),
+    )
+    .await;
+    let sc = srv.client().await;
+    let (_, ok) = sc
+        .request(r.sid(), send_cmd(&vec![b'x'; 15_000]), None)
+        .await
+        .expect("SEND");
+    assert_eq!(ok, BrokerMsg::Ok);
+    let base = rts(srv).await;
+    let a = Arc::new(srv.client().await);
+    // One signed GET repeated: each answer is the whole ~15 KB message.
+    let corr = new_corr_id();
+    let get = a
+        .transmission(&corr, r.rid(), &Command::Get, Some(&r.key))
+        .expect("GET");
+    let ts: Vec<Vec<u8>> = vec![get; 100];
+    let b = blocks(&ts);
+    a.close(); // never reads
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = flood(a.clone(), b.clone(), stop.clone());
+    let t = Instant::now();
+    let top = peak(srv, Duration::from_secs(8)).await;
+    // the attacker keeps its socket open, writing, until the server gives up on it
+    let mut disconnected = None;
+    while t.elapsed() < Duration::from_secs(90) {
+        if rts(srv).await.connections <= base.connections {
+            disconnected = Some(t.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written = f.await.expect("flood");
+    drop(a);
+    let (after, took) = settle(srv, base, 0, Duration::from_secs(30)).await;
+    report(
+        &format!(
+            "GET x100 per block to a client that never reads ({} GETs, disconnected after {disconnected:.1?})",
+            written * 100 / b.len() as u64
+        ),
+        base,
+        top,
+        after,
+        took,
+        written * 16,
+    );
+    assert!(
+        disconnected.is_some(),
+        "a client that never reads is disconnected"
+    );
+    assert!(
+        top.rss_kib <= base.rss_kib + 64 * 1024,
+        "RSS bounded: {top:?} from {base:?}"
+    );
+    assert!(
+        after.tasks <= base.tasks,
+        "tasks back: {after:?} from {base:?}"
+    );
+}
