@@ -1,14 +1,17 @@
 //! Property tests of the sans-IO core: random command sequences from several connections, with
 //! a seeded generator and a stepped clock, go through the real encode → parse → verify →
-//! apply path. They check that handling is repeatable (same inputs, same effects and state),
-//! that every command is answered exactly once, that a queue's messages are acknowledged in the
-//! order they were accepted with none lost or repeated, and that messages and END only go to
-//! the connection subscribed at the time.
+//! apply path and are checked against a simple model of each queue (a list of messages and
+//! quota markers with their times, and the quota's "can write" flag). They check that handling
+//! is repeatable (same inputs, same effects and state), that every command is answered exactly
+//! once, that SEND is answered OK or QUOTA as the model says, that every MSG carries the
+//! model's oldest message (so none is lost, repeated or out of order), that expiry (on SEND and
+//! periodic, driven by the injected clock) removes exactly the messages older than the TTL, and
+//! that messages and END only go to the connection subscribed at the time.
 
 // A test may ignore responses it does not look at.
 #![allow(clippy::wildcard_enum_match_arm)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -32,19 +35,49 @@ use crate::store::memory::MemoryStore;
 const VERSION: u16 = 20;
 const CLIENTS: usize = 3;
 const QUEUES: usize = 3;
+/// Small, so that random sequences reach the quota and recover from it.
+const QUOTA: usize = 4;
+/// Message lifetime in seconds; each command advances the clock by 7 s, `Wait` by more.
+const TTL: i64 = 300;
 
 /// What the test can ask of the core; queue and client numbers are taken modulo the ones that
 /// exist.
 #[derive(Debug, Clone)]
 enum Op {
-    New { client: usize },
-    Secure { q: usize },
-    Send { q: usize, len: usize },
-    Sub { q: usize, client: usize },
-    Get { q: usize, client: usize },
-    Ack { q: usize, client: usize },
-    Del { q: usize },
-    Ping { client: usize },
+    New {
+        client: usize,
+    },
+    Secure {
+        q: usize,
+    },
+    Send {
+        q: usize,
+        len: usize,
+    },
+    Sub {
+        q: usize,
+        client: usize,
+    },
+    Get {
+        q: usize,
+        client: usize,
+    },
+    Ack {
+        q: usize,
+        client: usize,
+    },
+    Del {
+        q: usize,
+    },
+    Ping {
+        client: usize,
+    },
+    /// Let time pass (seconds).
+    Wait {
+        secs: i64,
+    },
+    /// The periodic expiry (the server's `expire_messages` loop) at the current time.
+    Expire,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -59,6 +92,8 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (q.clone(), c.clone()).prop_map(|(q, client)| Op::Ack { q, client }),
         1 => q.prop_map(|q| Op::Del { q }),
         1 => c.prop_map(|client| Op::Ping { client }),
+        1 => (1..2 * TTL).prop_map(|secs| Op::Wait { secs }),
+        1 => Just(Op::Expire),
     ]
 }
 
@@ -71,10 +106,29 @@ struct TestQueue {
     /// DH secret with the server's key from IDS: opens MSG bodies.
     secret: [u8; 32],
     deleted: bool,
-    /// Bodies answered OK, in order.
-    accepted: Vec<Vec<u8>>,
-    /// Messages (ID, body) in the order they were first received by any connection.
-    seen: Vec<(Vec<u8>, Vec<u8>)>,
+    /// What the store should hold, oldest first.
+    model: VecDeque<Stored>,
+    /// The quota rule: a write is accepted while this is set or the queue is empty.
+    can_write: bool,
+}
+
+/// One entry of the model of a queue.
+#[derive(Debug)]
+struct Stored {
+    /// `None` for the quota marker.
+    body: Option<Vec<u8>>,
+    ts: i64,
+    /// Learnt from the first MSG that carries it.
+    id: Option<Vec<u8>>,
+}
+
+impl TestQueue {
+    /// Drop what is older than `before`, as the store's expiry does.
+    fn expire(&mut self, before: i64) {
+        while self.model.front().is_some_and(|m| m.ts < before) {
+            self.model.pop_front();
+        }
+    }
 }
 
 /// A response, cut short for failure messages (MSG bodies are long).
@@ -104,7 +158,9 @@ impl Harness {
     fn new(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let settings = Settings {
-            msg_queue_quota: 1000,
+            msg_queue_quota: QUOTA,
+            message_ttl: Some(TTL),
+            expire_messages_on_send: seed % 2 == 0,
             ..Settings::default()
         };
         let core = Core::new(
@@ -141,9 +197,24 @@ impl Harness {
         Arc::new(PrivateSignKey::from_seed(KeyAlgorithm::Ed25519, &seed).expect("seed"))
     }
 
-    /// Send one command from connection `c` through the real wire path; returns its effects
-    /// after checking it was answered exactly once with its correlation ID.
+    /// Send one command from connection `c` through the real wire path and check what it
+    /// delivered against the model: see [`Harness::call`].
     fn run(
+        &mut self,
+        c: usize,
+        entity: &[u8],
+        cmd: Command,
+        key: Option<&PrivateSignKey>,
+    ) -> (BrokerMsg, Effects) {
+        let (r, fx) = self.call(c, entity, cmd, key);
+        self.observe(c, &fx);
+        (r, fx)
+    }
+
+    /// Send one command from connection `c` through the real wire path; returns its effects
+    /// after checking it was answered exactly once with its correlation ID. The caller brings
+    /// the model up to date and then calls [`Harness::observe`].
+    fn call(
         &mut self,
         c: usize,
         entity: &[u8],
@@ -179,7 +250,6 @@ impl Harness {
         assert_eq!(fx.replies[0].corr_id, corr, "the reply echoes the corrId");
         assert!(fx.jobs.is_empty(), "no network jobs for queue commands");
         let reply = fx.replies[0].msg.clone();
-        self.observe(c, &fx);
         (reply, fx)
     }
 
@@ -215,21 +285,33 @@ impl Harness {
                         .expect("MSG for a known queue");
                     let plain = cbox::cb_decrypt(&q.secret, &cbox::cb_nonce(id), enc)
                         .expect("the recipient opens the message");
-                    // timestamp (8), flag (1), space (1), body
-                    assert!(plain.len() >= 10 && plain[9] == b' ', "message layout");
-                    let body = plain[10..].to_vec();
-                    match q.seen.iter().find(|(i, _)| i == id) {
-                        // a message delivered again is the same message
-                        Some((_, b)) => assert_eq!(b, &body, "one ID, two bodies"),
-                        // a new message is the next one accepted: none skipped, none invented,
-                        // none out of order
-                        None => {
-                            let n = q.seen.len();
-                            assert!(n < q.accepted.len(), "a message that was never sent");
-                            assert_eq!(body, q.accepted[n], "message {n} out of order");
-                            q.seen.push((id.clone(), body.clone()));
-                        }
+                    // a queue always delivers its oldest message: the model's head
+                    let head = q
+                        .model
+                        .front_mut()
+                        .expect("MSG from a queue the model says is empty");
+                    match &head.id {
+                        Some(known) => assert_eq!(known, id, "MSG is not the oldest message"),
+                        None => head.id = Some(id.clone()),
                     }
+                    let body = match &head.body {
+                        // timestamp (8), flag (1), space (1), body
+                        Some(b) => {
+                            assert!(plain.len() >= 10 && plain[9] == b' ', "message layout");
+                            assert_eq!(&plain[10..], &b[..], "MSG body is not the oldest message");
+                            b.clone()
+                        }
+                        None => {
+                            assert!(
+                                plain.len() >= 14 && plain.starts_with(b"QUOTA "),
+                                "the quota marker was expected"
+                            );
+                            plain[6..14].to_vec()
+                        }
+                    };
+                    let ts_at = if head.body.is_some() { 0 } else { 6 };
+                    let ts = i64::from_be_bytes(plain[ts_at..ts_at + 8].try_into().expect("8"));
+                    assert_eq!(ts, head.ts, "the message's time");
                     self.delivered
                         .insert((to, o.entity_id.clone()), (id.clone(), body));
                 }
@@ -267,8 +349,8 @@ impl Harness {
             snd_key: None,
             secret,
             deleted: false,
-            accepted: Vec::new(),
-            seen: Vec::new(),
+            model: VecDeque::new(),
+            can_write: true,
         });
     }
 
@@ -303,10 +385,29 @@ impl Harness {
                 );
                 // the sender has its own connection (the last one)
                 let cmd = Command::Send(MsgFlags::default(), body.clone());
-                // accepted before the effects are observed: the subscriber may get it at once
-                self.queues[i].accepted.push(body);
-                let (r, _) = self.run(CLIENTS - 1, &sid, cmd, sk.as_deref());
-                assert_eq!(r, BrokerMsg::Ok, "SEND to a live queue");
+                // the model first: the subscriber may get the message at once
+                let ts = self.now + 7;
+                let expire_on_send = self.core.settings.expire_messages_on_send;
+                let tq = &mut self.queues[i];
+                if expire_on_send {
+                    tq.expire(ts - TTL);
+                }
+                let expected = if tq.can_write || tq.model.is_empty() {
+                    tq.can_write = tq.model.len() < QUOTA;
+                    let body = tq.can_write.then_some(body);
+                    let ok = body.is_some();
+                    tq.model.push_back(Stored { body, ts, id: None });
+                    if ok {
+                        BrokerMsg::Ok
+                    } else {
+                        BrokerMsg::Err(ErrorType::Quota)
+                    }
+                } else {
+                    BrokerMsg::Err(ErrorType::Quota)
+                };
+                let (r, fx) = self.call(CLIENTS - 1, &sid, cmd, sk.as_deref());
+                assert_eq!(r, expected, "SEND to a live queue");
+                self.observe(CLIENTS - 1, &fx);
             }
             Op::Sub { q, client } => {
                 let Some(i) = pick(q) else { return };
@@ -363,7 +464,16 @@ impl Harness {
                     return;
                 };
                 let rk = self.queues[i].rcv_key.clone();
-                let (r, _) = self.run(client, &rcv, Command::Ack(id.clone()), Some(&*rk));
+                let (r, fx) = self.call(client, &rcv, Command::Ack(id.clone()), Some(&*rk));
+                // an accepted ACK removes the message if it is still the oldest (it may have
+                // expired since it was delivered)
+                let tq = &mut self.queues[i];
+                if r != BrokerMsg::Err(ErrorType::NoMsg)
+                    && tq.model.front().is_some_and(|m| m.id.as_ref() == Some(&id))
+                {
+                    tq.model.pop_front();
+                }
+                self.observe(client, &fx);
                 // ACK is answered with the next message, OK, or NO_MSG when this connection was
                 // not given that message
                 match &r {
@@ -401,12 +511,31 @@ impl Harness {
                 let (r, _) = self.run(client, &[], Command::Ping, None);
                 assert_eq!(r, BrokerMsg::Pong);
             }
+            Op::Wait { secs } => self.now += secs,
+            Op::Expire => {
+                let before = self.now - TTL;
+                let expected: usize = self
+                    .queues
+                    .iter_mut()
+                    .filter(|q| !q.deleted)
+                    .map(|q| {
+                        let n = q.model.len();
+                        q.expire(before);
+                        n - q.model.len()
+                    })
+                    .sum();
+                assert_eq!(
+                    self.core.store.expire_messages(before),
+                    expected,
+                    "messages expired"
+                );
+            }
         }
     }
 
     /// Take every remaining message of every live queue with GET and ACK on a connection that
-    /// took no part before, and check that every accepted message was received,
-    /// in order, once.
+    /// took no part before: the store holds exactly what the model holds, in order (each MSG
+    /// is checked against the model's head as it is received).
     fn drain(&mut self) {
         let c = CLIENTS;
         for i in 0..self.queues.len() {
@@ -417,20 +546,29 @@ impl Harness {
                 self.queues[i].rcv_id.clone(),
                 self.queues[i].rcv_key.clone(),
             );
-            for _ in 0..=self.queues[i].accepted.len() {
+            let stored = self.core.store.queue_size(&self.queue(&rcv)).expect("size");
+            assert_eq!(stored, self.queues[i].model.len(), "messages stored");
+            for _ in 0..=stored {
                 let (r, _) = self.run(c, &rcv, Command::Get, Some(&*rk));
                 let BrokerMsg::Msg(id, _) = r else {
                     assert_eq!(r, BrokerMsg::Ok, "GET of an empty queue");
                     break;
                 };
-                let (r, _) = self.run(c, &rcv, Command::Ack(id), Some(&*rk));
+                let (r, fx) = self.call(c, &rcv, Command::Ack(id), Some(&*rk));
                 assert_eq!(r, BrokerMsg::Ok, "ACK after GET");
+                self.queues[i].model.pop_front();
+                self.observe(c, &fx);
             }
-            let tq = &self.queues[i];
-            let bodies: Vec<&Vec<u8>> = tq.seen.iter().map(|(_, b)| b).collect();
-            let accepted: Vec<&Vec<u8>> = tq.accepted.iter().collect();
-            assert_eq!(bodies, accepted, "every accepted message, in order, once");
+            assert!(self.queues[i].model.is_empty(), "a message the store lost");
         }
+    }
+
+    /// The store's queue for a recipient ID.
+    fn queue(&self, rcv: &[u8]) -> Arc<crate::store::Queue> {
+        self.core
+            .store
+            .get_queue(crate::protocol::command::Party::Recipient, rcv)
+            .expect("a live queue")
     }
 }
 
