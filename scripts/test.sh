@@ -10,7 +10,8 @@
 # /var/tmp/smp-server-ci-venv). Everything is idempotent: a second run installs nothing.
 # The tests then run with SMP_TEST_REQUIRE_ALL=1 (a missing tool is a failure, never a skip)
 # and SMP_TEST_TOR_NETWORK=1 (the slow private Tor network suite) and SMP_TEST_AUTH_TIMING=1
-# (tests/auth_timing.rs, a few minutes of timed requests), then the relay scenarios
+# (tests/auth_timing.rs, a few minutes of timed requests) and SMP_TEST_REPRODUCIBLE=1
+# (tests/dist_reproducible.rs, two clones built byte-identical, ~4 minutes), then the relay scenarios
 # again on PostgreSQL (SMP_TEST_STORE=database); extra arguments go to `cargo test` (and skip
 # the PostgreSQL re-run). Without this script, plain `cargo test --workspace` also passes: suites whose
 # tools are missing print `skipped: <suite>: <why>`.
@@ -94,6 +95,7 @@ export SMP_TEST_PYTHON="$VENV/bin/python"
 export SMP_TEST_REQUIRE_ALL=1
 export SMP_TEST_TOR_NETWORK="${SMP_TEST_TOR_NETWORK:-1}"
 export SMP_TEST_AUTH_TIMING="${SMP_TEST_AUTH_TIMING:-1}"
+export SMP_TEST_REPRODUCIBLE="${SMP_TEST_REPRODUCIBLE:-1}"
 cargo test --workspace "$@"
 # The relay core's scenarios again on the PostgreSQL stores (a throwaway cluster per test
 # process, .ci/setup-postgres.sh); only for the full run, not when given a selection.
