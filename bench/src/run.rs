@@ -89,8 +89,15 @@ fn spec(a: &Args, store: MsgStore, ed448: bool) -> ServerSpec {
     }
 }
 
+/// The floor timed again right before a measurement: the machine's speed drifts between
+/// phases (a shared vCPU), so a floor timed minutes earlier moved by up to 40 % against it.
+fn fresh_floor() -> Result<Floors> {
+    floor::measure(7, Duration::from_millis(30))
+}
+
 /// Delivery rows of one store and body size: the ratio is the median over `reps` runs at the
-/// first load; the other loads add throughput and latency notes.
+/// first load, each run divided by a floor timed just before it; the other loads add
+/// throughput and latency notes.
 async fn deliveries(
     rep: &mut Report,
     server: &Server,
@@ -100,12 +107,16 @@ async fn deliveries(
     body: usize,
     loads: &[f64],
 ) -> Result<()> {
-    let floor = floors.delivery(body);
+    let mut floor = floors.delivery(body);
     let label = if body > 8192 { "16k" } else { "1k" };
-    let mut cpu = Vec::new();
+    let (mut cpu, mut ratios, mut floor_us) = (Vec::new(), Vec::new(), Vec::new());
     for (i, &rate) in loads.iter().enumerate() {
         let runs = if i == 0 { sz.reps } else { 1 };
         for _ in 0..runs {
+            if i == 0 {
+                floor = fresh_floor()?.delivery(body);
+                floor_us.push(floor);
+            }
             let load = Load {
                 queues: 32,
                 conns: 4,
@@ -116,6 +127,7 @@ async fn deliveries(
             let o = delivery::run(server, &load).await?;
             if i == 0 {
                 cpu.push(o.cpu_per_msg_us());
+                ratios.push(o.cpu_per_msg_us() / floor);
             }
             rep.note(format!(
                 "{store}, {label} bodies, offered {rate:.0} msg/s: delivered {:.0} msg/s, \
@@ -132,12 +144,13 @@ async fn deliveries(
         }
     }
     let m = median(&mut cpu);
+    let floor = median(&mut floor_us);
     rep.row(
         &format!("deliver_{label}_{store}"),
         &format!("server CPU per delivered {label} message ({store} store)"),
         format!("{m:.0} µs ({:.0} msg/s per core)", 1e6 / m),
         format!("{floor:.0} µs"),
-        Some(m / floor),
+        Some(median(&mut ratios)),
         if store == "memory" {
             "≤ 1.1×"
         } else {
@@ -150,17 +163,21 @@ async fn deliveries(
 async fn handshakes(
     rep: &mut Report,
     server: &Server,
-    floors: &Floors,
     n: usize,
     reps: usize,
     ed448: bool,
 ) -> Result<()> {
-    let mut cpu = Vec::new();
+    let (mut cpu, mut ratios, mut floor_us) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
-        cpu.push(conns::handshake_cpu_us(server, n, 4).await?);
+        let f = fresh_floor()?.handshake(ed448);
+        let c = conns::handshake_cpu_us(server, n, 4).await?;
+        cpu.push(c);
+        ratios.push(c / f);
+        floor_us.push(f);
     }
     let m = median(&mut cpu);
-    let floor = floors.handshake(ed448);
+    let floor = median(&mut floor_us);
+    let ratio = median(&mut ratios);
     let (key, alg, goal) = if ed448 {
         ("handshake_ed448", "Ed448", "≥ 2,000/s per core")
     } else {
@@ -171,7 +188,7 @@ async fn handshakes(
         &format!("server CPU per TLS + SMP handshake, {alg} identity"),
         format!("{m:.0} µs ({:.0}/s per core)", 1e6 / m),
         format!("{floor:.0} µs"),
-        Some(m / floor),
+        Some(ratio),
         goal,
     );
     Ok(())
@@ -201,7 +218,7 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
     )
     .await?;
     deliveries(&mut rep, &mem, &floors, &sz, "memory", 1024, &sz.loads_1k).await?;
-    handshakes(&mut rep, &mem, &floors, sz.handshakes, sz.reps, false).await?;
+    handshakes(&mut rep, &mem, sz.handshakes, sz.reps, false).await?;
     let per_conn = conns::rss_per_connection(&mem, sz.idle_conns).await?;
     rep.row(
         "rss_per_connection",
@@ -229,6 +246,7 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
     );
 
     let keys = Arc::new(Keys::new()?);
+    let near = fresh_floor()?;
     let created = queues::create(&mem, &keys, sz.queues).await?;
     rep.row(
         "rss_per_queue",
@@ -238,7 +256,7 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
         Some(created.rss_per_queue / QUEUE_FLOOR_BYTES),
         "≤ 300 B",
     );
-    let new_floor = floors.new_queue(NEW_PER_BATCH as f64);
+    let new_floor = near.new_queue(NEW_PER_BATCH as f64);
     rep.row(
         "new",
         &format!("server CPU per NEW (batches of {NEW_PER_BATCH})"),
@@ -251,7 +269,7 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
         Some(created.new_cpu_us / new_floor),
         "—",
     );
-    let small_floor = floors.small_cmd(SMALL_PER_BATCH as f64);
+    let small_floor = near.small_cmd(SMALL_PER_BATCH as f64);
     rep.row(
         "key",
         &format!("server CPU per KEY (batches of {SMALL_PER_BATCH})"),
@@ -260,6 +278,7 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
         Some(created.key_cpu_us / small_floor),
         "—",
     );
+    let small_floor = fresh_floor()?.small_cmd(SMALL_PER_BATCH as f64);
     let sub = queues::subscribe_all(&mem, &keys, &created.rcv_ids).await?;
     rep.row(
         "sub",
@@ -323,7 +342,7 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
     println!("memory store, Ed448 identity (init -a ED448)");
     let mut e448 = Server::init(bin, &a.scratch, spec(a, MsgStore::Memory, true))?;
     e448.start().await?;
-    handshakes(&mut rep, &e448, &floors, sz.handshakes_ed448, sz.reps, true).await?;
+    handshakes(&mut rep, &e448, sz.handshakes_ed448, sz.reps, true).await?;
     e448.stop()?;
     Ok(rep)
 }
