@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use common::binary::{stop, Setup};
 use common::*;
 use md5::{Digest, Md5};
 use smp_server::client::{AuthKey, ClientOptions, SmpClient};
@@ -20,62 +18,27 @@ use smp_server::protocol::handshake::ServiceRole;
 use smp_server::protocol::response::BrokerMsg;
 use smp_server::transport::service::ServiceCredentials;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    cfg: PathBuf,
-    log: PathBuf,
-    port: u16,
-    fp: Fingerprint,
-}
-
-fn bin(s: &Setup) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_smp-server"));
-    c.env("SMP_SERVER_CFG_PATH", &s.cfg)
-        .env("SMP_SERVER_LOG_PATH", &s.log);
-    c
-}
-
+/// `init -l` with the memory store and no password (NEW needs none), on a free port.
 fn init() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cfg, log) = (dir.path().join("etc"), dir.path().join("var"));
-    let port = free_port();
     let mut s = Setup {
+        cfg: dir.path().join("etc"),
+        log: dir.path().join("var"),
         _dir: dir,
-        cfg,
-        log,
-        port,
+        port: free_port(),
         fp: Fingerprint([0; 32]),
     };
-    let out = bin(&s)
-        .args([
-            "init",
-            "-y",
-            "-l",
-            "--store-messages",
-            "memory",
-            "--ip",
-            "127.0.0.1",
-            "--no-password",
-        ])
+    let out = s
+        .bin()
+        .args(["init", "-y", "-l", "--store-messages", "memory"])
+        .args(["--ip", "127.0.0.1", "--no-password"])
         .output()
         .expect("run init");
     assert!(out.status.success(), "init failed: {out:?}");
     let fp = std::fs::read_to_string(s.cfg.join("fingerprint")).expect("fingerprint");
     s.fp = Fingerprint::from_base64url(fp.trim()).expect("fingerprint");
-    let ini_path = s.cfg.join("smp-server.ini");
-    let ini: String = std::fs::read_to_string(&ini_path)
-        .expect("ini")
-        .lines()
-        .map(|l| {
-            if l.starts_with("port") {
-                format!("port: {port}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&ini_path, ini).expect("write ini");
+    let port = s.port;
+    s.edit_ini(|k, l| (k == "port" && l.starts_with("port")).then(|| format!("port: {port}")));
     s
 }
 
@@ -91,44 +54,7 @@ async fn connect(s: &Setup, service: Option<Arc<ServiceCredentials>>) -> SmpClie
 }
 
 async fn start(s: &Setup) -> Running {
-    let child = bin(s)
-        .arg("start")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
-    let mut r = Running(child);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", s.port).parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(st) = r.0.try_wait().expect("wait") {
-            panic!("server exited {st:?}");
-        }
-        match SmpClient::connect(addr, s.fp.0, ClientOptions::default()).await {
-            Ok(_) => return r,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("server did not come up: {e}"),
-        }
-    }
-}
-
-async fn stop(mut r: Running) {
-    let ok = Command::new("kill")
-        .args(["-INT", &r.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-    let t = Instant::now();
-    loop {
-        if let Some(st) = r.0.try_wait().expect("wait") {
-            assert!(st.success(), "clean exit: {st:?}");
-            return;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.start().await.0
 }
 
 fn creds(c: &(Vec<Vec<u8>>, Arc<PrivateSignKey>), role: ServiceRole) -> Arc<ServiceCredentials> {
