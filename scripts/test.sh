@@ -30,12 +30,13 @@ VENV="${SMP_CI_VENV:-/var/tmp/smp-server-ci-venv}"
 # What is missing, one line each: "<what>: <how to install>".
 missing() {
   local t
-  for t in openssl curl python3 pebble pebble-challtestsrv chromium systemd-analyze tor tor-gencert zipsign cargo; do
+  for t in openssl curl python3 pebble pebble-challtestsrv chromium systemd-analyze tor tor-gencert zipsign podman runc cargo; do
     command -v "$t" >/dev/null 2>&1 && continue
     case "$t" in
       pebble|pebble-challtestsrv|chromium|curl) echo "$t: .ci/setup-acme.sh (apt-get install pebble chromium curl)" ;;
       systemd-analyze|zipsign) echo "$t: .ci/setup-dist.sh (apt-get install systemd; cargo install --locked zipsign --version 0.2.0)" ;;
       tor|tor-gencert) echo "$t: .ci/setup-tor.sh (apt-get install tor)" ;;
+      podman|runc) echo "$t: .ci/setup-container.sh (apt-get install podman runc mmdebstrap)" ;;
       cargo) echo "cargo: install Rust (the version in rust-toolchain.toml)" ;;
       *) echo "$t: apt-get install $t" ;;
     esac

@@ -1,5 +1,5 @@
-//! packaging/docker-entrypoint.sh with the real binary (no Docker engine runs here, so the
-//! image itself is not built): the first start initialises from ADDR/PASS/TOR exactly once,
+//! packaging/docker-entrypoint.sh with the real binary outside a container (the image itself is
+//! built and run in tests/dist_container_image.rs): the first start initialises from ADDR/PASS/TOR exactly once,
 //! a missing ADDR is a clear error, later starts run the server, which answers SMP.
 
 mod common;

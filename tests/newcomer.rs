@@ -166,6 +166,7 @@ fn suites_without_tools_pass_and_say_what_was_skipped() {
         "dist_update",
         "persistence_disk",
         "tor_network",
+        "dist_container_image",
     ] {
         let out = Command::new(test_executable(suite))
             .arg("--quiet")
@@ -193,6 +194,7 @@ fn suites_without_tools_pass_and_say_what_was_skipped() {
         ("dist_update", "`zipsign` not found on PATH"),
         ("persistence_disk", ""),
         ("tor_network", "`tor` not found on PATH"),
+        ("dist_container_image", "`podman` not found on PATH"),
     ] {
         let line = stderr
             .lines()

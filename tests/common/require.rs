@@ -31,6 +31,7 @@ fn install_hint(tool: &str) -> &'static str {
             "run scripts/test.sh --install (or .ci/setup-dist.sh) as root"
         }
         "tor" | "tor-gencert" => "run scripts/test.sh --install (or .ci/setup-tor.sh) as root",
+        "podman" | "runc" => "run scripts/test.sh --install (or .ci/setup-container.sh) as root",
         _ => "run scripts/test.sh --install as root, or apt-get install it",
     }
 }
