@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod pg;
+pub mod refjournal;
 pub mod process;
 pub mod require;
 pub mod served;

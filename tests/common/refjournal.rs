@@ -233,13 +233,27 @@ impl RefQueue {
     }
 }
 
+/// A recent message time: fixed for the process (so expected and written messages agree),
+/// ten minutes old, so start-up expiry keeps it.
+pub fn ts(i: u8) -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        now - 600
+    });
+    base + i64::from(i)
+}
+
 /// A message with a recognisable id and body.
 pub fn msg(q: u8, i: u8) -> RefMsg {
     RefMsg::Msg(
         vec![
             q, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
         ],
-        1_700_000_000 + i64::from(i),
+        ts(i),
         i % 2 == 0,
         format!("q{q}-m{i}").into_bytes(),
     )

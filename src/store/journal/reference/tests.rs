@@ -57,7 +57,7 @@ fn build(root: &Path) {
     (0..3).for_each(|_| q3.ack());
     let mut q4 = RefQueue::new(root, &rid(4), 256);
     (0..2).for_each(|i| q4.write_msg(&msg(4, i)));
-    q4.write_msg(&RefMsg::Quota(vec![4; 24], 1_700_000_100));
+    q4.write_msg(&RefMsg::Quota(vec![4; 24], fixture::ts(100)));
     q4.torn_state(b"write=abc,1,");
 }
 
@@ -99,7 +99,7 @@ fn undelivered_messages_are_read_from_the_read_position_in_order() {
     let mut q4 = want(4, 0..2);
     q4.push(Message::Quota {
         msg_id: vec![4; 24],
-        ts: 1_700_000_100,
+        ts: fixture::ts(100),
     });
     assert_eq!(got(&r, 4), q4);
     assert!(
@@ -224,4 +224,23 @@ fn an_interrupted_conversion_is_finished_or_redone() {
     assert!(is_reference_layout(&c.original.expect("aside")));
     let (_, replay) = Journal::open(&root2, opts).expect("open");
     assert_eq!(replay.msgs.values().map(|m| m.len()).sum::<usize>(), 9);
+}
+
+#[test]
+fn damaged_input_stops_conversion_with_nothing_changed() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path().join("messages");
+    build(&root);
+    let q = RefQueue::new(&root, &rid(1), 256);
+    let f = q.msgs_path(&q.write.id);
+    let mut bytes = std::fs::read(&f).expect("read");
+    let n = bytes.len();
+    bytes[n - 3] = b'!';
+    std::fs::write(&f, &bytes).expect("garble");
+    let opts = JournalOptions::new(JournalFsync::Always);
+    let e = convert_if_needed(&root, opts).expect_err("damaged");
+    assert!(e.to_string().contains("Nothing was changed"), "{e}");
+    assert!(is_reference_layout(&root));
+    let names: Vec<_> = std::fs::read_dir(t.path()).expect("ls").flatten().collect();
+    assert_eq!(names.len(), 1, "no converting or aside directory");
 }
