@@ -159,7 +159,11 @@ async fn a_reference_journal_is_converted_and_every_message_delivered_once() {
     for (i, r) in qs.iter().enumerate() {
         got.insert(i, receive(&c, r, None).await);
     }
-    assert_eq!(got[&0], expected[0][1..].to_vec(), "unacknowledged redelivered");
+    assert_eq!(
+        got[&0],
+        expected[0][1..].to_vec(),
+        "unacknowledged redelivered"
+    );
     assert_eq!(got[&1], expected[1]);
     assert_eq!(got[&2], expected[2]);
     drop(c);
@@ -182,7 +186,10 @@ async fn journal_export_reads_a_reference_journal_in_place() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "export failed: {text} {out:?}");
     assert!(text.contains("Export completed"), "{text}");
-    assert!(text.contains("not exported"), "the orphan is reported: {text}");
+    assert!(
+        text.contains("not exported"),
+        "the orphan is reported: {text}"
+    );
     let log = std::fs::read_to_string(s.log.join("smp-server-messages.log")).expect("log");
     for (r, want) in qs.iter().zip(&expected) {
         let prefix = format!("v3 {} ", URL_SAFE.encode(r.rid()));
@@ -196,7 +203,11 @@ async fn journal_export_reads_a_reference_journal_in_place() {
             .collect();
         assert_eq!(lines, want);
     }
-    assert_eq!(log.lines().count(), 12, "only the store log's queues: {log}");
+    assert_eq!(
+        log.lines().count(),
+        12,
+        "only the store log's queues: {log}"
+    );
     assert!(
         smp_server::store::journal::reference::is_reference_layout(&dir),
         "the reference directory is left in place"
@@ -234,5 +245,7 @@ async fn memory_mode_refuses_a_reference_journal_and_says_what_to_do() {
         text.contains("reference smp-server's journal") && text.contains("journal export"),
         "{text}"
     );
-    assert!(smp_server::store::journal::reference::is_reference_layout(&dir));
+    assert!(smp_server::store::journal::reference::is_reference_layout(
+        &dir
+    ));
 }

@@ -4,8 +4,8 @@
 
 pub mod binary;
 pub mod pg;
-pub mod refjournal;
 pub mod process;
+pub mod refjournal;
 pub mod require;
 pub mod served;
 pub mod site;

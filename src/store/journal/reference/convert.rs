@@ -163,7 +163,8 @@ fn put_in_place(
     }))
 }
 
-/// Counts of a conversion finished from `messages.converted/` (read back from it).
+/// What finishing an interrupted conversion (renaming `messages.converted/` into place)
+/// reports: its counts were logged by the start that wrote it, and are not known here.
 fn finished(dir: &Path) -> Converted {
     tracing::info!(
         "finished converting the reference smp-server's message journal into {} (interrupted \
