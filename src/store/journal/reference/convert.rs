@@ -85,13 +85,9 @@ pub fn convert_if_needed(
             return Ok(Some(finished(dir)));
         }
         if !reference {
-            return Err(RefJournalError::Damaged {
-                path: converted,
-                reason: format!(
-                    "a finished conversion is next to {}, which is not the reference's \
-                     journal; one of them must be moved away by hand",
-                    dir.display()
-                ),
+            return Err(RefJournalError::Ambiguous {
+                converted,
+                dir: dir.to_path_buf(),
             });
         }
         return put_in_place(dir, &converted, None);

@@ -46,6 +46,15 @@ pub enum RefJournalError {
         /// What is wrong.
         reason: String,
     },
+    /// A finished conversion lies next to a `messages/` directory that is not the reference's
+    /// journal: someone moved directories by hand; which one holds the messages is unknown.
+    #[error("{} (a finished conversion of the reference's journal) is next to {}, which is not the reference's journal. Nothing was changed. Keep the one that holds the messages as {} and move the other away, then start again.", converted.display(), dir.display(), dir.display())]
+    Ambiguous {
+        /// The finished conversion.
+        converted: PathBuf,
+        /// The journal directory.
+        dir: PathBuf,
+    },
     /// Writing this server's journal failed.
     #[error(transparent)]
     Journal(#[from] super::JournalError),

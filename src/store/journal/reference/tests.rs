@@ -224,6 +224,10 @@ fn an_interrupted_conversion_is_finished_or_redone() {
     assert!(is_reference_layout(&c.original.expect("aside")));
     let (_, replay) = Journal::open(&root2, opts).expect("open");
     assert_eq!(replay.msgs.values().map(|m| m.len()).sum::<usize>(), 9);
+    // A finished conversion next to a journal that is not the reference's: refused.
+    std::fs::create_dir(t2.path().join("messages.converted")).expect("mkdir");
+    let e = convert_if_needed(&root2, opts).expect_err("ambiguous");
+    assert!(matches!(e, RefJournalError::Ambiguous { .. }), "{e}");
 }
 
 #[test]
