@@ -3,8 +3,9 @@
 //!
 //! `import` moves `smp-server-messages.log` into a new journal directory; `export` writes the
 //! journal's messages to `smp-server-messages.log` (the journal stays, as in the reference);
-//! `delete` removes the journal directory. Our journal files are our own format: a reference
-//! server's `messages/` directory is not readable here (export it with the reference first).
+//! `delete` removes the journal directory. Our journal files are our own format; `export` also
+//! reads a reference server's `messages/` directory in place (as the reference's export would),
+//! and `start` converts one into ours.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -13,8 +14,10 @@ use super::args::StoreCmd;
 use super::console::Console;
 use super::CliError;
 use crate::config::{Config, MessageStoreType, Paths};
-use crate::store::journal::{Journal, JournalOptions, OrphanPolicy};
+use crate::protocol::command::Party;
+use crate::store::journal::{reference, Journal, JournalOptions, OrphanPolicy};
 use crate::store::memory::MemoryStore;
+use crate::store::{Message, Store};
 
 /// Refuse to start when the message files on disk do not match `store_messages`.
 pub fn check_msg_store_mode(c: &Config) -> Result<(), CliError> {
@@ -35,6 +38,13 @@ pub fn check_msg_store_mode(c: &Config) -> Result<(), CliError> {
                 dir.display()
             );
             Ok(())
+        }
+        MessageStoreType::Memory if dir_exists && reference::is_reference_layout(&dir) => {
+            Err(CliError::Message(format!(
+                "Error: store_messages is `memory` with {} directory present (the reference smp-server's journal).\nSet store_messages to `journal` (it is converted at start, nothing is lost) or use `smp-server journal export` to move its messages to {}.",
+                dir.display(),
+                file.display()
+            )))
         }
         MessageStoreType::Memory if dir_exists => Err(CliError::Message(format!(
             "Error: store_messages is `memory` with {} directory present.\nSet store_messages to `journal` or use `smp-server journal import` to migrate.",
@@ -152,6 +162,10 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
                 "Journal not exported",
             )?;
             let (memory, deleted) = load_queues(&config)?;
+            if reference::is_reference_layout(&dir) {
+                load_reference(&dir, &memory)?;
+                return finish_export(&config, &memory);
+            }
             let (journal, replay) =
                 Journal::open(&dir, JournalOptions::new(config.store_log.journal_fsync))
                     .map_err(journal_err)?;
@@ -172,18 +186,7 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
                 );
             }
             drop(journal);
-            let n = export_messages_log(&config, &memory)?;
-            println!("Export completed");
-            println!("Messages: {n} exported to {}", file.display());
-            println!(
-                "{}",
-                match config.store_log.store_messages {
-                    MessageStoreType::Journal =>
-                        "store_messages set to `journal`, update it to `memory` in INI file",
-                    _ => "store_messages set to `memory`, start the server.",
-                }
-            );
-            Ok(())
+            finish_export(&config, &memory)
         }
         StoreCmd::Delete => {
             if !dir_exists {
@@ -205,6 +208,56 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Write the messages now in `memory` to `smp-server-messages.log` and say what to do next.
+fn finish_export(config: &Config, memory: &MemoryStore) -> Result<(), CliError> {
+    let n = export_messages_log(config, memory)?;
+    println!("Export completed");
+    println!(
+        "Messages: {n} exported to {}",
+        config.paths.messages_file().display()
+    );
+    println!(
+        "{}",
+        match config.store_log.store_messages {
+            MessageStoreType::Journal =>
+                "store_messages set to `journal`, update it to `memory` in INI file",
+            _ => "store_messages set to `memory`, start the server.",
+        }
+    );
+    Ok(())
+}
+
+/// Put the undelivered messages of the reference's journal in `dir` into the queues of
+/// `memory`, as the reference's export reads them: only queues the store log has (the others
+/// stay in `dir`, which is not changed).
+fn load_reference(dir: &Path, memory: &MemoryStore) -> Result<(), CliError> {
+    let replay = reference::read_dir(dir).map_err(|e| CliError::Message(format!("Error: {e}")))?;
+    for note in &replay.notes {
+        println!("Note: {note}");
+    }
+    let (mut left, mut left_queues) = (0, 0);
+    for (rid, msgs) in replay.msgs {
+        match memory.get_queue(Party::Recipient, &rid) {
+            Some(q) => {
+                let mut s = q.lock();
+                s.can_write = !matches!(msgs.back(), Some(Message::Quota { .. }));
+                s.msgs = msgs;
+            }
+            None => {
+                left += msgs.len();
+                left_queues += 1;
+            }
+        }
+    }
+    if left > 0 {
+        println!(
+            "Messages of {left_queues} queues the store log does not have (not exported, left in {}): {left}",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn journal_err(e: crate::store::journal::JournalError) -> CliError {

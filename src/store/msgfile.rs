@@ -15,6 +15,14 @@ use crate::protocol::command::MsgFlags;
 
 /// A message line for queue `rid`.
 pub fn encode_msg(rid: &[u8], m: &Message) -> Vec<u8> {
+    let mut line = format!("v3 {} ", b64(rid)).into_bytes();
+    line.extend(encode_message(m));
+    line
+}
+
+/// A message alone, as the reference's journal writes one per line of `messages.<id>.log`
+/// (the message-log line without `v3 <recipient id> `).
+pub fn encode_message(m: &Message) -> Vec<u8> {
     match m {
         Message::Msg {
             msg_id,
@@ -22,13 +30,12 @@ pub fn encode_msg(rid: &[u8], m: &Message) -> Vec<u8> {
             flags,
             body,
         } => format!(
-            "v3 {} {} {ts} flags={} {}",
-            b64(rid),
+            "{} {ts} flags={} {}",
             b64(msg_id),
             if flags.notification { "T" } else { "F" },
             b64(body)
         ),
-        Message::Quota { msg_id, ts } => format!("v3 {} {} {ts} quota", b64(rid), b64(msg_id)),
+        Message::Quota { msg_id, ts } => format!("{} {ts} quota", b64(msg_id)),
     }
     .into_bytes()
 }
@@ -39,13 +46,22 @@ pub fn parse_msg(line: &[u8]) -> Result<(Vec<u8>, Message), ParseError> {
     c.tag("v3 ")?;
     let rid = c.bytes()?;
     c.space()?;
+    Ok((rid, message(&mut c)?))
+}
+
+/// Parse a message alone (a line of the reference's `messages.<id>.log`).
+pub fn parse_message(line: &[u8]) -> Result<Message, ParseError> {
+    message(&mut Cursor::new(line))
+}
+
+fn message(c: &mut Cursor<'_>) -> Result<Message, ParseError> {
     let msg_id = c.bytes()?;
     c.space()?;
     let ts = c.int()?;
     c.space()?;
     if c.try_tag("quota") {
         c.end()?;
-        return Ok((rid, Message::Quota { msg_id, ts }));
+        return Ok(Message::Quota { msg_id, ts });
     }
     let mut flags = MsgFlags::default();
     if c.try_tag("flags=") {
@@ -59,15 +75,12 @@ pub fn parse_msg(line: &[u8]) -> Result<(Vec<u8>, Message), ParseError> {
     // An empty body is written as nothing; accept it.
     let body = c.opt_bytes()?.unwrap_or_default();
     c.end()?;
-    Ok((
-        rid,
-        Message::Msg {
-            msg_id,
-            ts,
-            flags,
-            body,
-        },
-    ))
+    Ok(Message::Msg {
+        msg_id,
+        ts,
+        flags,
+        body,
+    })
 }
 
 /// A pending notification as stored: message ID, time, nonce, encrypted metadata.

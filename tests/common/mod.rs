@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod pg;
 pub mod process;
+pub mod refjournal;
 pub mod require;
 pub mod served;
 pub mod site;

@@ -37,7 +37,8 @@ fn check_queues_kept(config: &Config, store_log_existed: bool) -> Result<(), Jou
             config.paths.ini_file().display()
         )));
     }
-    if !store_log_existed && has_records(&dir) && !config.start.allow_orphaned_messages {
+    let has_messages = has_records(&dir) || super::reference::is_reference_layout(&dir);
+    if !store_log_existed && has_messages && !config.start.allow_orphaned_messages {
         return Err(JournalError::Refused(format!(
             "the store log {} is missing, but the message journal {} holds messages: their \
              queues are in the store log. Nothing was changed. Restore the store log from a \
@@ -69,7 +70,10 @@ pub fn open_before_store_log(
     }
     check_queues_kept(config, store_log_existed)?;
     let dir = config.paths.messages_journal_dir();
-    Journal::open(&dir, JournalOptions::new(config.store_log.journal_fsync)).map(Some)
+    let opts = JournalOptions::new(config.store_log.journal_fsync);
+    // The reference's journal is converted in place first (nothing lost, original kept).
+    super::reference::convert::convert_if_needed(&dir, opts)?;
+    Journal::open(&dir, opts).map(Some)
 }
 
 fn policy<'a>(config: &'a Config, deleted: &'a HashSet<Vec<u8>>) -> OrphanPolicy<'a> {

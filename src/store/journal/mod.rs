@@ -2,9 +2,10 @@
 //! journal file before the command is answered, so undelivered messages survive `kill -9` and,
 //! with `journal_fsync = always` (the default), power loss.
 //!
-//! Our own design, not the reference's journal format (the reference's `messages/` directory
-//! cannot be read, and ours cannot be read by the reference; migrate between the two through
-//! `smp-server journal export` / `import` and `smp-server-messages.log`). The directory holds
+//! Our own design, not the reference's journal format: the reference's `messages/` directory
+//! is read by [`reference`] and converted into ours at the first start (ours cannot be read
+//! by the reference; go back through `smp-server journal export` and
+//! `smp-server-messages.log`). The directory holds
 //! [`SHARDS`] files `shard-NN.journal`; a queue's records all go to the shard its recipient ID
 //! hashes to. Each shard is compacted on its own when it is more than half dead, so the journal
 //! stays proportional to the undelivered messages. See [`record`] for the byte layout.
@@ -14,6 +15,7 @@ pub mod index;
 pub mod migrate;
 pub mod orphans;
 pub mod record;
+pub mod reference;
 pub mod shard;
 
 use std::collections::{HashMap, VecDeque};
@@ -73,15 +75,28 @@ pub enum JournalError {
     /// and [`migrate`]); the text says what to do.
     #[error("{0}")]
     Refused(String),
-    /// The directory holds files this server did not write: most likely the journal of the
-    /// reference server, whose format differs. Reading on would lose its messages.
-    #[error("message journal directory {} contains {entry:?}, which is not part of this server's journal (the reference smp-server's journal has queue directories and queue_state/messages logs). Nothing was changed. To keep its messages: stop, run `smp-server journal export` with the reference binary (it writes smp-server-messages.log), move {} away, then run `smp-server journal import` with this binary and start again.", dir.display(), dir.display())]
+    /// The directory holds files this server did not write, and is not laid out as the
+    /// reference's journal either (that one is converted at start): reading on could lose
+    /// whatever it holds.
+    #[error("message journal directory {} contains {entry:?}, which is neither part of this server's journal nor laid out as the reference smp-server's journal (queue directories with queue_state and messages logs, converted at start). Nothing was changed. Move {} away (or the unknown entry out of it), then start again.", dir.display(), dir.display())]
     Foreign {
         /// The journal directory.
         dir: PathBuf,
         /// The first unknown entry.
         entry: String,
     },
+    /// Reading or converting the reference's journal failed (see [`reference`]).
+    #[error(transparent)]
+    Reference(Box<reference::RefJournalError>),
+}
+
+impl From<reference::RefJournalError> for JournalError {
+    fn from(e: reference::RefJournalError) -> Self {
+        match e {
+            reference::RefJournalError::Journal(j) => j,
+            other => JournalError::Reference(Box::new(other)),
+        }
+    }
 }
 
 /// Whether `name` is one of this server's journal files (a shard, a compaction's leftover

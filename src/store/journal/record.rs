@@ -1,7 +1,7 @@
 //! Journal records: encoding and framing, no I/O.
 //!
-//! This is our own format (the reference's journal files are not read or written). A shard
-//! file is a header followed by framed records:
+//! This is our own format (the reference's journal files are read only to convert them, by
+//! [`super::reference`]). A shard file is a header followed by framed records:
 //!
 //! ```text
 //! file   = MAGIC (8 bytes, "SMPJRN2\n") *frame

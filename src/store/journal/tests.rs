@@ -473,7 +473,7 @@ fn failed_compaction_keeps_appending_and_loses_nothing() {
 }
 
 #[test]
-fn a_reference_journal_directory_is_refused_untouched() {
+fn a_foreign_directory_is_refused_untouched_by_open() {
     let t = tempfile::tempdir().expect("tempdir");
     let dir = t.path().join("messages");
     // The reference's layout: queue directories with queue_state and messages logs.
@@ -488,7 +488,7 @@ fn a_reference_journal_directory_is_refused_untouched() {
     assert!(matches!(e, JournalError::Foreign { .. }), "{e}");
     let text = e.to_string();
     assert!(
-        text.contains("AbCd") && text.contains("journal export"),
+        text.contains("AbCd") && text.contains("Nothing was changed"),
         "{text}"
     );
     assert_eq!(std::fs::read_dir(&dir).expect("ls").count(), before);
