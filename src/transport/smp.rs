@@ -33,32 +33,40 @@ pub enum SmpTransportError {
 }
 
 /// Reads whole blocks, decrypting them when block encryption is on.
+///
+/// The 16 KB block buffer exists only while a block is being read: an idle connection waits
+/// for its next block holding a few bytes here, not a block (RSS per idle client, issue 15).
 pub struct BlockReader<R> {
     io: R,
     key: Option<SbChainKey>,
-    buf: Vec<u8>,
 }
+
+/// Bytes read while waiting for a block, before its buffer is allocated.
+const BLOCK_HEAD: usize = 64;
 
 impl<R: AsyncRead + Unpin> BlockReader<R> {
     /// A reader without block encryption (handshake, versions before 11).
     pub fn new(io: R) -> Self {
-        BlockReader {
-            io,
-            key: None,
-            buf: vec![0; SMP_BLOCK_SIZE],
-        }
+        BlockReader { io, key: None }
     }
 
     /// Read one block and return its content. The outer `Err` ends the connection; the inner
     /// one is a block that arrived whole but did not decrypt or unpad (answered with `BLOCK`).
     pub async fn read_block(&mut self) -> Result<Result<Vec<u8>, TransportError>, std::io::Error> {
-        self.io.read_exact(&mut self.buf).await?;
+        let mut head = [0u8; BLOCK_HEAD];
+        let n = self.io.read(&mut head).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut buf = vec![0; SMP_BLOCK_SIZE];
+        buf[..n].copy_from_slice(&head[..n]);
+        self.io.read_exact(&mut buf[n..]).await?;
         Ok(match &mut self.key {
             Some(k) => {
                 let (sk, nonce) = k.next_key();
-                cbox::cb_decrypt(&sk, &nonce, &self.buf).map_err(|_| TransportError::LargeMsg)
+                cbox::cb_decrypt(&sk, &nonce, &buf).map_err(|_| TransportError::LargeMsg)
             }
-            None => cbox::unpad(&self.buf).map_err(|_| TransportError::LargeMsg),
+            None => cbox::unpad(&buf).map_err(|_| TransportError::LargeMsg),
         })
     }
 }
