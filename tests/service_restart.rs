@@ -1,15 +1,24 @@
 //! Services across restarts of the real binary: the service records and queue associations
 //! are written to the store log, survive SIGINT, the compaction at every start (as the
 //! reference writes them: `NEW_SERVICE` first, `rsrv=`/`nsrv=` in `CREATE`), and a second
-//! restart; SUBS/NSUBS after the restart find every queue, with the same service ID.
+//! restart; SUBS/NSUBS after the restart find every queue, with the same service ID; deleting
+//! a queue and a notifier takes them out of the services' counts and hashes.
+//!
+//! With `SMP_TEST_STORE=database` the same scenario runs on the PostgreSQL stores (a throwaway
+//! cluster, `common::pg`), and the rows are checked against the reference's schema: the
+//! `services` row (role, encoded certificate chain, certificate hash, creation time), the
+//! queues' `rcv_service_id` / `ntf_service_id`, and `queue_count` / `queue_ids_hash` equal to
+//! a count and an MD5 XOR computed here.
 
 mod common;
 
 use std::sync::Arc;
 
 use common::binary::{stop, Setup};
+use common::pg::Cluster;
 use common::*;
 use md5::{Digest, Md5};
+use sha2::Sha256;
 use smp_server::client::{AuthKey, ClientOptions, SmpClient};
 use smp_server::crypto::identity::{self_signed_certificate, Fingerprint};
 use smp_server::crypto::keys::{DhKeyPair, KeyAlgorithm, PrivateSignKey};
@@ -18,8 +27,14 @@ use smp_server::protocol::handshake::ServiceRole;
 use smp_server::protocol::response::BrokerMsg;
 use smp_server::transport::service::ServiceCredentials;
 
-/// `init -l` with the memory store and no password (NEW needs none), on a free port.
-fn init() -> Setup {
+/// Whether the scenario runs on the PostgreSQL stores.
+fn on_database() -> bool {
+    matches!(std::env::var("SMP_TEST_STORE").as_deref(), Ok("database"))
+}
+
+/// `init -l` with the memory store and no password (NEW needs none), on a free port; with
+/// [`on_database`], switched to a fresh database (its name is returned) and no store log.
+fn init() -> (Setup, Option<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = Setup {
         cfg: dir.path().join("etc"),
@@ -39,7 +54,63 @@ fn init() -> Setup {
     s.fp = Fingerprint::from_base64url(fp.trim()).expect("fingerprint");
     let port = s.port;
     s.edit_ini(|k, l| (k == "port" && l.starts_with("port")).then(|| format!("port: {port}")));
-    s
+    if !on_database() {
+        return (s, None);
+    }
+    let cluster = Cluster::get();
+    let name = cluster.new_db();
+    let conn = cluster.conn(&name);
+    let opts = smp_server::store::postgres::db::DbOptions {
+        connection: conn.clone(),
+        schema: "smp_server".into(),
+        pool_size: 2,
+    };
+    drop(smp_server::store::postgres::setup::open_db(&opts, true).expect("schema"));
+    s.edit_ini(move |k, _| match k {
+        "store_queues" => Some("store_queues = database".into()),
+        "store_messages" => Some("store_messages = database".into()),
+        "db_connection" => Some(format!("db_connection = {conn}")),
+        "enable" => Some("enable = off".into()),
+        _ => None,
+    });
+    (s, Some(name))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One row of SQL in the test database (psql's unaligned output).
+fn sql(db: &str, q: &str) -> String {
+    Cluster::get().psql(db, q).trim().to_string()
+}
+
+/// The `services` row of `sid`: role, chain, certificate hash, count, IdsHash, created recently.
+fn service_row(db: &str, sid: &[u8]) -> String {
+    sql(
+        db,
+        &format!(
+            "SELECT service_role, encode(service_cert, 'hex'), encode(service_cert_hash, 'hex'), \
+             queue_count, encode(queue_ids_hash, 'hex'), \
+             created_at > extract(epoch FROM now())::bigint - 600 \
+             FROM smp_server.services WHERE service_id = '\\x{}'",
+            hex(sid)
+        ),
+    )
+}
+
+/// What [`service_row`] should read: the chain as the reference encodes it (a count byte,
+/// then each certificate with a 2-byte length), the SHA-256 of the (only) certificate.
+fn expected_row(role: char, cert: &[u8], count: usize, hash: &[u8]) -> String {
+    let mut chain = vec![1u8];
+    chain.extend_from_slice(&(cert.len() as u16).to_be_bytes());
+    chain.extend_from_slice(cert);
+    format!(
+        "{role}|{}|{}|{count}|{}|t",
+        hex(&chain),
+        hex(&<Sha256 as sha2::Digest>::digest(cert)),
+        hex(hash)
+    )
 }
 
 async fn connect(s: &Setup, service: Option<Arc<ServiceCredentials>>) -> SmpClient {
@@ -82,7 +153,7 @@ fn skey(c: &SmpClient) -> AuthKey {
 
 #[tokio::test]
 async fn service_associations_survive_restart_and_compaction() {
-    let s = init();
+    let (s, db) = init();
     let leaf = Arc::new(PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("key"));
     let cert = (vec![self_signed_certificate(&leaf).expect("cert")], leaf);
     let ntf_leaf = Arc::new(PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("key"));
@@ -157,13 +228,50 @@ async fn service_associations_survive_restart_and_compaction() {
     drop((svc, ntf, plain));
     stop(srv).await;
 
+    if let Some(db) = &db {
+        let rids = ids_hash(&[qs[0].rid(), qs[1].rid()]);
+        assert_eq!(
+            service_row(db, &sid),
+            expected_row('M', &cert.0[0], 2, &rids)
+        );
+        let nh = ids_hash(&[&nid]);
+        assert_eq!(
+            service_row(db, &nsid),
+            expected_row('N', &ntf_cert.0[0], 1, &nh),
+            "a notifier service's hash is over notifier IDs"
+        );
+        let mut rcv = vec![hex(qs[0].rid()), hex(qs[1].rid())];
+        rcv.sort();
+        let q = format!(
+            "SELECT encode(recipient_id, 'hex') FROM smp_server.msg_queues \
+             WHERE rcv_service_id = '\\x{}' ORDER BY 1",
+            hex(&sid)
+        );
+        assert_eq!(sql(db, &q), rcv.join("\n"));
+        let q = format!(
+            "SELECT encode(ntf_service_id, 'hex') FROM smp_server.msg_queues \
+             WHERE recipient_id = '\\x{}'",
+            hex(nq.rid())
+        );
+        assert_eq!(sql(db, &q), hex(&nsid));
+        let q = "SELECT COUNT(*) FROM smp_server.msg_queues \
+                 WHERE rcv_service_id IS NULL AND ntf_service_id IS NULL";
+        assert_eq!(
+            sql(db, q),
+            "0",
+            "the plain queue has a notifier service only"
+        );
+    }
+
     for round in 0..2 {
         let srv = start(&s).await;
-        let log = std::fs::read_to_string(s.log.join("smp-server-store.log")).expect("log");
-        assert!(log.starts_with("NEW_SERVICE "), "round {round}: {log}");
-        assert_eq!(log.matches("NEW_SERVICE ").count(), 2, "{log}");
-        assert_eq!(log.matches(" rsrv=").count(), 2, "{log}");
-        assert_eq!(log.matches(" nsrv=").count(), 1, "{log}");
+        if db.is_none() {
+            let log = std::fs::read_to_string(s.log.join("smp-server-store.log")).expect("log");
+            assert!(log.starts_with("NEW_SERVICE "), "round {round}: {log}");
+            assert_eq!(log.matches("NEW_SERVICE ").count(), 2, "{log}");
+            assert_eq!(log.matches(" rsrv=").count(), 2, "{log}");
+            assert_eq!(log.matches(" nsrv=").count(), 1, "{log}");
+        }
         let svc = connect(&s, Some(creds(&cert, ServiceRole::Messaging))).await;
         assert_eq!(
             svc.service_id,
@@ -182,7 +290,7 @@ async fn service_associations_survive_restart_and_compaction() {
         assert_eq!(event(&svc).await.1, BrokerMsg::Alls);
         let ntf = connect(&s, Some(creds(&ntf_cert, ServiceRole::Notifier))).await;
         assert_eq!(ntf.service_id, Some(nsid.clone()));
-        let nhash = ids_hash(&[nq.rid()]);
+        let nhash = ids_hash(&[&nid]);
         let (_, r) = ntf
             .request(&nsid, Cmd::Nsubs(1, nhash.clone()), Some(&skey(&ntf)))
             .await
@@ -191,4 +299,43 @@ async fn service_associations_survive_restart_and_compaction() {
         drop((svc, ntf));
         stop(srv).await;
     }
+
+    // Deleting a queue and a notifier takes them out of their services.
+    let srv = start(&s).await;
+    let plain = connect(&s, None).await;
+    let (_, r) = plain
+        .request(qs[1].rid(), Cmd::Del, Some(&qs[1].key))
+        .await
+        .expect("DEL");
+    assert_eq!(r, BrokerMsg::Ok);
+    let (_, r) = plain
+        .request(nq.rid(), Cmd::Ndel, Some(&nq.key))
+        .await
+        .expect("NDEL");
+    assert_eq!(r, BrokerMsg::Ok);
+    let one = ids_hash(&[qs[0].rid()]);
+    if let Some(db) = &db {
+        assert_eq!(
+            service_row(db, &sid),
+            expected_row('M', &cert.0[0], 1, &one)
+        );
+        assert_eq!(
+            service_row(db, &nsid),
+            expected_row('N', &ntf_cert.0[0], 0, &[0; 16])
+        );
+    }
+    let svc = connect(&s, Some(creds(&cert, ServiceRole::Messaging))).await;
+    let (_, r) = svc
+        .request(&sid, Cmd::Subs(1, one.clone()), Some(&skey(&svc)))
+        .await
+        .expect("SUBS");
+    assert_eq!(r, BrokerMsg::Soks(1, one));
+    let ntf = connect(&s, Some(creds(&ntf_cert, ServiceRole::Notifier))).await;
+    let (_, r) = ntf
+        .request(&nsid, Cmd::Nsubs(0, vec![0; 16]), Some(&skey(&ntf)))
+        .await
+        .expect("NSUBS");
+    assert_eq!(r, BrokerMsg::Soks(0, vec![0; 16]));
+    drop((svc, ntf, plain));
+    stop(srv).await;
 }
