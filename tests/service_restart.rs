@@ -35,6 +35,37 @@ fn on_database() -> bool {
 /// `init -l` with the memory store and no password (NEW needs none), on a free port; with
 /// [`on_database`], switched to a fresh database (its name is returned) and no store log.
 fn init() -> (Setup, Option<String>) {
+    let s = init_memory();
+    if !on_database() {
+        return (s, None);
+    }
+    let cluster = Cluster::get();
+    let name = cluster.new_db();
+    let conn = cluster.conn(&name);
+    let opts = smp_server::store::postgres::db::DbOptions {
+        connection: conn.clone(),
+        schema: "smp_server".into(),
+        pool_size: 2,
+    };
+    drop(smp_server::store::postgres::setup::open_db(&opts, true).expect("schema"));
+    use_database(&s, &conn);
+    s.edit_ini(|k, _| (k == "enable").then(|| "enable = off".into()));
+    (s, Some(name))
+}
+
+/// Serve from database `conn` (both stores).
+fn use_database(s: &Setup, conn: &str) {
+    let conn = conn.to_string();
+    s.edit_ini(move |k, _| match k {
+        "store_queues" => Some("store_queues = database".into()),
+        "store_messages" => Some("store_messages = database".into()),
+        "db_connection" => Some(format!("db_connection = {conn}")),
+        _ => None,
+    });
+}
+
+/// `init -l` with the memory store and no password.
+fn init_memory() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = Setup {
         cfg: dir.path().join("etc"),
@@ -54,26 +85,7 @@ fn init() -> (Setup, Option<String>) {
     s.fp = Fingerprint::from_base64url(fp.trim()).expect("fingerprint");
     let port = s.port;
     s.edit_ini(|k, l| (k == "port" && l.starts_with("port")).then(|| format!("port: {port}")));
-    if !on_database() {
-        return (s, None);
-    }
-    let cluster = Cluster::get();
-    let name = cluster.new_db();
-    let conn = cluster.conn(&name);
-    let opts = smp_server::store::postgres::db::DbOptions {
-        connection: conn.clone(),
-        schema: "smp_server".into(),
-        pool_size: 2,
-    };
-    drop(smp_server::store::postgres::setup::open_db(&opts, true).expect("schema"));
-    s.edit_ini(move |k, _| match k {
-        "store_queues" => Some("store_queues = database".into()),
-        "store_messages" => Some("store_messages = database".into()),
-        "db_connection" => Some(format!("db_connection = {conn}")),
-        "enable" => Some("enable = off".into()),
-        _ => None,
-    });
-    (s, Some(name))
+    s
 }
 
 fn hex(b: &[u8]) -> String {
@@ -151,9 +163,23 @@ fn skey(c: &SmpClient) -> AuthKey {
     AuthKey::Sign(c.service_session_key().expect("service session"))
 }
 
-#[tokio::test]
-async fn service_associations_survive_restart_and_compaction() {
-    let (s, db) = init();
+/// What [`populate`] made.
+struct World {
+    cert: (Vec<Vec<u8>>, Arc<PrivateSignKey>),
+    ntf_cert: (Vec<Vec<u8>>, Arc<PrivateSignKey>),
+    /// The messaging service, with `qs` (created in its session, one message waiting in the
+    /// first).
+    sid: Vec<u8>,
+    qs: Vec<Recipient>,
+    /// The notifier service, with the notifier `nid` of the plain queue `nq`.
+    nsid: Vec<u8>,
+    nq: Recipient,
+    nid: Vec<u8>,
+}
+
+/// Start the server, make a messaging service with two queues and a notifier service with
+/// one notifier, stop.
+async fn populate(s: &Setup) -> World {
     let leaf = Arc::new(PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("key"));
     let cert = (vec![self_signed_certificate(&leaf).expect("cert")], leaf);
     let ntf_leaf = Arc::new(PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("key"));
@@ -162,8 +188,8 @@ async fn service_associations_survive_restart_and_compaction() {
         ntf_leaf,
     );
 
-    let srv = start(&s).await;
-    let svc = connect(&s, Some(creds(&cert, ServiceRole::Messaging))).await;
+    let srv = start(s).await;
+    let svc = connect(s, Some(creds(&cert, ServiceRole::Messaging))).await;
     let sid = svc.service_id.clone().expect("service session");
     let mut qs = Vec::new();
     for _ in 0..2 {
@@ -189,7 +215,7 @@ async fn service_associations_survive_restart_and_compaction() {
         qs.push(Recipient { key: k, dh, ids });
     }
     // a queue whose notifications go to a notifier service
-    let plain = connect(&s, None).await;
+    let plain = connect(s, None).await;
     let nq = create_queue(&plain).await;
     let nkey = sign_key();
     let dh = DhKeyPair::generate().expect("dh");
@@ -204,7 +230,7 @@ async fn service_associations_survive_restart_and_compaction() {
     let BrokerMsg::Nid(nid, _) = r else {
         panic!("NID expected, got {r:?}")
     };
-    let ntf = connect(&s, Some(creds(&ntf_cert, ServiceRole::Notifier))).await;
+    let ntf = connect(s, Some(creds(&ntf_cert, ServiceRole::Notifier))).await;
     let nsid = ntf.service_id.clone().expect("ntf service");
     let (_, r) = ntf
         .request(&nid, Cmd::Nsub, Some(&nkey))
@@ -227,6 +253,29 @@ async fn service_associations_survive_restart_and_compaction() {
     assert_eq!(r, BrokerMsg::Ok);
     drop((svc, ntf, plain));
     stop(srv).await;
+    World {
+        cert,
+        ntf_cert,
+        sid,
+        nsid,
+        qs,
+        nq,
+        nid,
+    }
+}
+
+#[tokio::test]
+async fn service_associations_survive_restart_and_compaction() {
+    let (s, db) = init();
+    let World {
+        cert,
+        ntf_cert,
+        sid,
+        nsid,
+        qs,
+        nq,
+        nid,
+    } = populate(&s).await;
 
     if let Some(db) = &db {
         let rids = ids_hash(&[qs[0].rid(), qs[1].rid()]);
@@ -338,4 +387,80 @@ async fn service_associations_survive_restart_and_compaction() {
     assert_eq!(r, BrokerMsg::Soks(0, vec![0; 16]));
     drop((svc, ntf, plain));
     stop(srv).await;
+}
+
+/// The store log's services, in ID order (the database has no creation order within a second).
+fn logged_services(path: &std::path::Path) -> smp_server::store::services::ServiceData {
+    let st = smp_server::store::memory::MemoryStore::new();
+    let mut d = smp_server::store::storelog_file::replay(path, &st)
+        .expect("replay")
+        .services;
+    d.services.sort_by(|a, b| a.id.cmp(&b.id));
+    d
+}
+
+/// `database import` carries services and associations from the store log into the tables,
+/// the server on the database finds them, and `database export` writes the same back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_survive_database_import_and_export() {
+    let s = init_memory();
+    let w = populate(&s).await;
+    let log = s.log.join("smp-server-store.log");
+    let before = logged_services(&log);
+    assert_eq!(
+        (before.services.len(), before.rcv.len(), before.ntf.len()),
+        (2, 2, 1)
+    );
+
+    let cluster = Cluster::get();
+    let db = cluster.new_db();
+    let conn = cluster.conn(&db);
+    let out = s.run_with_input(&["database", "import", "-d", &conn], "Y\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "import failed: {text}");
+    assert!(text.contains("Imported: 2 services, 3 queues"), "{text}");
+    let hash = ids_hash(&[w.qs[0].rid(), w.qs[1].rid()]);
+    let nhash = ids_hash(&[&w.nid]);
+    assert_eq!(
+        service_row(&db, &w.sid),
+        expected_row('M', &w.cert.0[0], 2, &hash)
+    );
+    assert_eq!(
+        service_row(&db, &w.nsid),
+        expected_row('N', &w.ntf_cert.0[0], 1, &nhash)
+    );
+
+    use_database(&s, &conn);
+    let srv = start(&s).await;
+    let svc = connect(&s, Some(creds(&w.cert, ServiceRole::Messaging))).await;
+    assert_eq!(svc.service_id, Some(w.sid.clone()));
+    let (_, r) = svc
+        .request(&w.sid, Cmd::Subs(2, hash.clone()), Some(&skey(&svc)))
+        .await
+        .expect("SUBS");
+    assert_eq!(r, BrokerMsg::Soks(2, hash));
+    let (ent, m) = event(&svc).await;
+    assert_eq!(ent, w.qs[0].rid());
+    assert_eq!(
+        decrypt_msg(&w.qs[0], &m).body.as_deref(),
+        Some(&b"kept"[..])
+    );
+    let ntf = connect(&s, Some(creds(&w.ntf_cert, ServiceRole::Notifier))).await;
+    let (_, r) = ntf
+        .request(&w.nsid, Cmd::Nsubs(1, nhash.clone()), Some(&skey(&ntf)))
+        .await
+        .expect("NSUBS");
+    assert_eq!(r, BrokerMsg::Soks(1, nhash));
+    drop((svc, ntf));
+    stop(srv).await;
+
+    let out = s.run_with_input(&["database", "export", "-d", &conn], "Y\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "export failed: {text}");
+    assert!(text.contains("Exported: 2 services, 3 queues"), "{text}");
+    assert_eq!(
+        logged_services(&log),
+        before,
+        "the round trip keeps services and associations"
+    );
 }
