@@ -289,7 +289,7 @@ async fn service_associations_survive_restart_and_compaction() {
             expected_row('N', &ntf_cert.0[0], 1, &nh),
             "a notifier service's hash is over notifier IDs"
         );
-        let mut rcv = vec![hex(qs[0].rid()), hex(qs[1].rid())];
+        let mut rcv = [hex(qs[0].rid()), hex(qs[1].rid())];
         rcv.sort();
         let q = format!(
             "SELECT encode(recipient_id, 'hex') FROM smp_server.msg_queues \

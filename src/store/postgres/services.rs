@@ -336,3 +336,20 @@ impl ServiceBackend for PgServices {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_encode_as_the_reference() {
+        let chain = vec![vec![1u8; 3], vec![2u8; 300]];
+        let enc = encode_chain(&chain);
+        // count byte, then each certificate with a 2-byte big-endian length
+        assert_eq!(&enc[..6], &[2, 0, 3, 1, 1, 1]);
+        assert_eq!(&enc[6..8], &[1, 44]);
+        assert_eq!(decode_chain(&enc), Some(chain));
+        assert_eq!(decode_chain(&[0]), None, "an empty chain is not a chain");
+        assert_eq!(decode_chain(&enc[..enc.len() - 1]), None);
+    }
+}
