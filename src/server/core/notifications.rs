@@ -58,11 +58,8 @@ impl Core {
                 Err(e) => return BrokerMsg::Err(e),
                 Ok(old) => {
                     self.stats.ntf_created.inc();
-                    if let Some(o) = &old {
-                        let was = was.clone();
-                        self.service_notifier_gone(s, &q.recipient_id, &o.notifier_id, was, fx);
-                    }
                     if let Some(o) = old {
+                        self.service_notifier_gone(s, &q.recipient_id, &o.notifier_id, was, fx);
                         self.drop_pending_ntfs(&o.notifier_id);
                         self.end_ntf_subscriber(s, &o.notifier_id, fx);
                     }

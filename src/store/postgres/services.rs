@@ -11,7 +11,7 @@
 //! `service_cert` holds the chain as the reference encodes it: a count byte, then each DER
 //! certificate with a 2-byte length. `created_at` is Unix seconds; `service_role` is `M`/`N`/`P`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::db::{Db, DbError};
@@ -91,10 +91,28 @@ pub struct PgServices {
     /// Handshakes of one certificate racing each other create one row (the reference locks
     /// per certificate hash; handshakes are rare, so one lock does).
     create: Mutex<()>,
+    /// When a failure was last logged (at most one line per 10 s: lookups run per message).
+    last_error_log: AtomicI64,
 }
 
-fn fail(e: DbError) -> ErrorType {
-    tracing::error!("STORE: database: {e}");
+impl PgServices {
+    /// Log a database failure (at most once per 10 s) and turn it into `STORE`.
+    fn fail(&self, e: DbError) -> ErrorType {
+        let now = crate::clock::now_secs();
+        let last = self.last_error_log.load(Ordering::Relaxed);
+        if now - last >= 10
+            && self
+                .last_error_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!("STORE: database: {e}");
+        }
+        store_error(e)
+    }
+}
+
+fn store_error(e: DbError) -> ErrorType {
     let op = match &e {
         DbError::Config(_) => "config",
         DbError::Connect { op, .. }
@@ -123,6 +141,7 @@ impl PgServices {
             log,
             any: AtomicBool::new(any),
             create: Mutex::new(()),
+            last_error_log: AtomicI64::new(0),
         }
     }
 
@@ -162,7 +181,7 @@ impl ServiceBackend for PgServices {
         // A unique violation is a taken service ID (or another server process creating the
         // same service): look again, with a new ID.
         for _ in 0..3 {
-            if let Some((id, r)) = self.find(cert_hash.to_vec()).map_err(fail)? {
+            if let Some((id, r)) = self.find(cert_hash.to_vec()).map_err(|e| self.fail(e))? {
                 return match r == role_text(role) {
                     true => Ok(id),
                     false => Err(ErrorType::Service),
@@ -196,7 +215,7 @@ impl ServiceBackend for PgServices {
                     return Ok(rec.id);
                 }
                 Err(e) if e.is_unique_violation() => continue,
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(self.fail(e)),
             }
         }
         Err(ErrorType::Internal)
@@ -223,7 +242,7 @@ impl ServiceBackend for PgServices {
                     .map_err(DbError::query("getQueueService"))?;
                 Ok(r.and_then(|r| r.get::<_, Option<Vec<u8>>>(0)))
             })
-            .map_err(fail)
+            .map_err(|e| self.fail(e))
     }
 
     fn set(
@@ -268,7 +287,7 @@ impl ServiceBackend for PgServices {
             tx.commit().await.map_err(DbError::query(op))?;
             Ok(Some(change))
         });
-        let change = r.map_err(fail)?.ok_or(ErrorType::Auth)?;
+        let change = r.map_err(|e| self.fail(e))?.ok_or(ErrorType::Auth)?;
         if !matches!(change, AssocChange::Unchanged | AssocChange::Duplicate) {
             self.write_log("setQueueService", encode_queue_service(rid, p, sid));
         }
@@ -292,7 +311,7 @@ impl ServiceBackend for PgServices {
                     .map_err(DbError::query("getServiceQueueCountHash"))?;
                 Ok(r.map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1))))
             })
-            .map_err(fail)?;
+            .map_err(|e| self.fail(e))?;
         match r {
             None => Ok((0, [0; 16])),
             Some((n, h)) => Ok((n, h.try_into().map_err(|_| ErrorType::Internal)?)),
@@ -313,7 +332,7 @@ impl ServiceBackend for PgServices {
                     .map_err(DbError::query("foldServiceQueueRecs"))?;
                 Ok(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
             })
-            .map_err(fail)
+            .map_err(|e| self.fail(e))
     }
 
     fn counts(&self) -> (usize, usize, usize, usize) {
