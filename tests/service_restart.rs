@@ -8,7 +8,8 @@
 //! cluster, `common::pg`), and the rows are checked against the reference's schema: the
 //! `services` row (role, encoded certificate chain, certificate hash, creation time), the
 //! queues' `rcv_service_id` / `ntf_service_id`, and `queue_count` / `queue_ids_hash` equal to
-//! a count and an MD5 XOR computed here.
+//! a count and an MD5 XOR computed here; with `db_store_log = on` the service records also go
+//! to the store log after each commit, as the reference writes them.
 
 mod common;
 
@@ -49,7 +50,14 @@ fn init() -> (Setup, Option<String>) {
     };
     drop(smp_server::store::postgres::setup::open_db(&opts, true).expect("schema"));
     use_database(&s, &conn);
-    s.edit_ini(|k, _| (k == "enable").then(|| "enable = off".into()));
+    // no store log of the memory store; the database's copy of changes (`db_store_log`) on
+    s.edit_ini(|k, _| match k {
+        "enable" => Some("enable = off".into()),
+        "db_store_log" => Some("db_store_log = on".into()),
+        _ => None,
+    });
+    std::fs::create_dir_all(&s.log).expect("log dir");
+    std::fs::write(s.log.join("smp-server-store.log"), b"").expect("empty store log");
     (s, Some(name))
 }
 
@@ -278,6 +286,10 @@ async fn service_associations_survive_restart_and_compaction() {
     } = populate(&s).await;
 
     if let Some(db) = &db {
+        // db_store_log: the service records follow the commits, as the reference writes them
+        let log = std::fs::read_to_string(s.log.join("smp-server-store.log")).expect("log");
+        assert_eq!(log.matches("NEW_SERVICE ").count(), 2, "{log}");
+        assert_eq!(log.matches("QUEUE_SERVICE ").count(), 3, "{log}");
         let rids = ids_hash(&[qs[0].rid(), qs[1].rid()]);
         assert_eq!(
             service_row(db, &sid),
