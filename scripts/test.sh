@@ -103,5 +103,6 @@ cargo test --workspace "$@"
 if [ $# -eq 0 ]; then
   SMP_TEST_STORE=database cargo test --test server_queues --test server_links \
     --test server_notifications --test server_subscriptions --test server_proxy \
-    --test server_relay --test server_malformed --test server_syntax --test server_identity
+    --test server_relay --test server_malformed --test server_syntax --test server_identity \
+    --test service_subscriptions --test service_restart
 fi

@@ -135,6 +135,24 @@ async fn service_handshake_gives_a_service_id_per_certificate_and_role() {
     .await;
     assert!(other.service_id.is_some());
     assert_ne!(other.service_id, Some(id.clone()));
+    // The same certificate in another role is refused (the reference's `SERVICE`).
+    let as_notifier = Arc::new(ServiceCredentials {
+        role: ServiceRole::Notifier,
+        chain: creds.chain.clone(),
+        leaf_key: creds.leaf_key.clone(),
+        session_key: PrivateSignKey::generate(KeyAlgorithm::Ed25519).expect("session key"),
+    });
+    let r = SmpClient::connect(
+        srv.addr,
+        srv.fingerprint,
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            service: Some(as_notifier),
+            ..ClientOptions::default()
+        },
+    )
+    .await;
+    assert!(r.is_err(), "one certificate, one role");
     let ntf = service_client(
         &srv,
         &server_style_creds(ServiceRole::Notifier),
@@ -408,8 +426,9 @@ async fn notifier_service_subscribes_all_with_nsubs_and_gets_nmsg() {
     send(&srv, &queues[0].0, b"while away", true).await;
     let ntf = service_client(&srv, &creds, VersionRange::SERVER).await;
     let (_, k) = service_key(&ntf, &creds);
-    let rids: Vec<&[u8]> = queues.iter().map(|q| q.0.rid()).collect();
-    let hash = ids_hash(&rids);
+    // the hash of a notifier service is over notifier IDs (as the reference's)
+    let nids: Vec<&[u8]> = queues.iter().map(|q| q.1.as_slice()).collect();
+    let hash = ids_hash(&nids);
     let (ent, r) = ntf
         .request(&sid, Command::Nsubs(2, hash.clone()), Some(&k))
         .await

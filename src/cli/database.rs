@@ -171,12 +171,12 @@ pub fn run(cmd: StoreCmd, table: &str, args: &DbArgs, paths: &Paths) -> Result<(
                 "Store logs not imported",
             )?;
             let mem = crate::store::memory::MemoryStore::new();
-            crate::store::storelog_file::replay(&log, &mem)
+            let replayed = crate::store::storelog_file::replay(&log, &mem)
                 .map_err(|e| CliError::Message(format!("Error: {e}")))?;
             let db = setup::open_db(&o, true).map_err(db_err)?;
-            let n = transfer::import_queues(&db, &mem).map_err(db_err)?;
+            let n = transfer::import_queues(&db, &mem, &replayed.services).map_err(db_err)?;
             rename_bak(&log)?;
-            println!("Imported: 0 services, {n} queues");
+            println!("Imported: {} services, {} queues", n.services, n.queues);
             if table == Table::All {
                 println!("Importing messages...");
                 let m = transfer::import_messages(&db, &msgs).map_err(db_err)?;
@@ -265,9 +265,10 @@ pub fn run(cmd: StoreCmd, table: &str, args: &DbArgs, paths: &Paths) -> Result<(
             )?;
             let db = setup::open_db(&o, false).map_err(db_err)?;
             let mem = transfer::load_queues(&db).map_err(db_err)?;
-            let n = crate::store::storelog_file::write_compacted(&log, &mem, &Default::default())
+            let svc = transfer::load_services(&db).map_err(db_err)?;
+            let n = crate::store::storelog_file::write_compacted(&log, &mem, &svc)
                 .map_err(|e| CliError::Message(format!("Error: {e}")))?;
-            println!("Exported: 0 services, {n} queues");
+            println!("Exported: {} services, {n} queues", svc.services.len());
             if table == Table::All {
                 println!("Exporting messages...");
                 let m = transfer::export_messages(&db, &msgs).map_err(db_err)?;

@@ -88,13 +88,14 @@ impl Persistence {
         })?;
         if config.store_log.store_queues == crate::config::QueueStoreType::Database {
             let db = crate::store::postgres::setup::open_for_config(config)?;
+            let services = crate::store::Store::services(&db).unwrap_or_default();
             return Ok(Persistence {
                 store: Arc::new(DurableStore::new(MemoryStore::new(), None, None)),
                 store_log: None,
                 journal: None,
                 db: Some(Arc::new(db)),
-                // Not kept in the database yet: services live as long as the process.
-                services: Default::default(),
+                // Kept in the database's `services` table and queue columns.
+                services,
                 messages_file: None,
                 ntfs_file: config
                     .store_log
@@ -135,9 +136,15 @@ impl Persistence {
             .map(|j| j as Arc<dyn crate::store::MessageLog>);
         let restore = config.store_log.restore_messages_enabled();
         let qlog = store_log.clone().map(|w| w as Arc<dyn QueueLog>);
+        let nid_of = |rid: &[u8]| {
+            mem.get_queue(Party::Recipient, rid)
+                .and_then(|q| q.rec().ok())
+                .and_then(|r| r.notifier.map(|n| n.notifier_id))
+        };
         let services = Arc::new(crate::store::services::ServiceStore::new(
             services.unwrap_or_default(),
             store_log.clone(),
+            &nid_of,
         ));
         Ok(Persistence {
             store: Arc::new(DurableStore::new(mem, qlog, mlog)),

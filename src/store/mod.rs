@@ -12,6 +12,7 @@ pub mod msgfile;
 pub mod postgres;
 pub mod ratelog;
 pub mod services;
+pub mod services_mem;
 pub mod stop_backups;
 pub mod storelog;
 pub mod storelog_file;
@@ -186,6 +187,11 @@ pub trait Store: Send + Sync + 'static {
                     .count()
             })
             .sum()
+    }
+    /// The services kept with this store's queues, when the store keeps them itself (the
+    /// database); `None`: the server keeps them beside the store (in memory, with the store log).
+    fn services(&self) -> Option<Arc<services::ServiceStore>> {
+        None
     }
     /// Block or unblock: convenience over [`Store::set_status`].
     fn block_queue(&self, q: &Queue, info: Option<BlockingInfo>) -> Result<(), ErrorType> {

@@ -11,18 +11,20 @@
 //! ```
 //!
 //! Certificates are kept as the bytes the client sent; they are never parsed again.
+//!
+//! Where the records live is a [`ServiceBackend`]: in memory with the store log
+//! ([`super::services_mem`]), or in the PostgreSQL tables with the database stores
+//! (`store::postgres::services`). The server only sees [`ServiceStore`].
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use md5::{Digest, Md5};
 
-use super::storelog::StoreLogRecord;
 use super::storelog_file::StoreLogWriter;
 use super::strenc::{b64, Cursor, ParseError};
 use crate::protocol::errors::ErrorType;
 use crate::protocol::handshake::ServiceRole;
-use crate::sync::lock;
 
 /// A service as the server records it (the reference's `ServiceRec`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +41,22 @@ pub struct ServiceRec {
     pub created_at: i64,
 }
 
-fn role_byte(r: ServiceRole) -> u8 {
+/// The role as the store log and the `service_role` column write it (`M`, `N`, `P`).
+pub fn role_byte(r: ServiceRole) -> u8 {
     match r {
         ServiceRole::Messaging => b'M',
         ServiceRole::Notifier => b'N',
         ServiceRole::Proxy => b'P',
+    }
+}
+
+/// Parse [`role_byte`]'s text.
+pub fn parse_role(b: &[u8]) -> Option<ServiceRole> {
+    match b {
+        b"M" => Some(ServiceRole::Messaging),
+        b"N" => Some(ServiceRole::Notifier),
+        b"P" => Some(ServiceRole::Proxy),
+        _ => None,
     }
 }
 
@@ -68,11 +81,8 @@ impl ServiceRec {
         c.tag("NEW_SERVICE service_id=")?;
         let id = c.bytes()?;
         c.tag(" role=")?;
-        let role = match c.take_till(b" ") {
-            b"M" => ServiceRole::Messaging,
-            b"N" => ServiceRole::Notifier,
-            b"P" => ServiceRole::Proxy,
-            _ => return Err(c.err("role=M|N|P")),
+        let Some(role) = parse_role(c.take_till(b" ")) else {
+            return Err(c.err("role=M|N|P"));
         };
         c.tag(" cert=")?;
         let mut cert = vec![c.bytes()?];
@@ -216,18 +226,53 @@ pub enum AssocChange {
     Unchanged,
 }
 
-struct Inner {
-    data: ServiceData,
-    by_cert: HashMap<(u8, Vec<u8>), Vec<u8>>,
-    ids: HashSet<Vec<u8>>,
-    totals: HashMap<(SubParty, Vec<u8>), (i64, [u8; 16])>,
+/// Where services and associations are kept. Queues are named by recipient ID; `qid` is the
+/// ID that goes into the service's IdsHash: the recipient ID for [`SubParty::Recipient`], the
+/// notifier ID for [`SubParty::Notifier`] (as the reference hashes them).
+pub trait ServiceBackend: Send + Sync {
+    /// The service for a certificate hash, created if new (the reference's
+    /// `getCreateService`): the same certificate with another role is `SERVICE`. `new_id`
+    /// draws the ID of a new service.
+    fn get_or_create(
+        &self,
+        role: ServiceRole,
+        cert: &[Vec<u8>],
+        cert_hash: &[u8],
+        now: i64,
+        new_id: &mut dyn FnMut() -> Vec<u8>,
+    ) -> Result<Vec<u8>, ErrorType>;
+
+    /// The service a live queue is associated with for `p`.
+    fn service_of(&self, p: SubParty, rid: &[u8]) -> Result<Option<Vec<u8>>, ErrorType>;
+
+    /// Associate a queue with a service (or remove the association).
+    fn set(
+        &self,
+        p: SubParty,
+        rid: &[u8],
+        qid: &[u8],
+        sid: Option<&[u8]>,
+    ) -> Result<AssocChange, ErrorType>;
+
+    /// The queue (or its notifier) is gone: drop the association without recording it
+    /// separately (the queue's own change already implies it).
+    fn forget(&self, p: SubParty, rid: &[u8], qid: &[u8]);
+
+    /// Queue count and IdsHash of a service's associations (the reference's
+    /// `getServiceQueueCountHash`).
+    fn count_hash(&self, p: SubParty, sid: &[u8]) -> Result<(i64, [u8; 16]), ErrorType>;
+
+    /// Recipient IDs of the live queues associated with a service.
+    fn queues_of(&self, p: SubParty, sid: &[u8]) -> Result<Vec<Vec<u8>>, ErrorType>;
+
+    /// (messaging services, notifier services, queues associated for messages, for
+    /// notifications): the reference's `EntityCounts` service fields.
+    fn counts(&self) -> (usize, usize, usize, usize);
 }
 
-/// The running server's services: lookups for the handshake and the commands, changes written
-/// to the store log (when there is one) before they take effect.
+/// The running server's services, on whichever backend the queue store uses.
 pub struct ServiceStore {
-    inner: Mutex<Inner>,
-    log: Option<Arc<StoreLogWriter>>,
+    backend: Box<dyn ServiceBackend>,
 }
 
 impl std::fmt::Debug for ServiceStore {
@@ -238,175 +283,33 @@ impl std::fmt::Debug for ServiceStore {
 
 impl Default for ServiceStore {
     fn default() -> Self {
-        ServiceStore::new(ServiceData::default(), None)
+        ServiceStore::new(ServiceData::default(), None, &|_| None)
+    }
+}
+
+impl std::ops::Deref for ServiceStore {
+    type Target = dyn ServiceBackend;
+    fn deref(&self) -> &Self::Target {
+        self.backend.as_ref()
     }
 }
 
 impl ServiceStore {
-    /// From replayed data; `log` receives every later change.
-    pub fn new(data: ServiceData, log: Option<Arc<StoreLogWriter>>) -> Self {
-        let mut inner = Inner {
-            data: ServiceData::default(),
-            by_cert: HashMap::new(),
-            ids: HashSet::new(),
-            totals: HashMap::new(),
-        };
-        for s in &data.services {
-            inner
-                .by_cert
-                .insert((role_byte(s.role), s.cert_hash.clone()), s.id.clone());
-            inner.ids.insert(s.id.clone());
-        }
-        for (p, m) in [
-            (SubParty::Recipient, &data.rcv),
-            (SubParty::Notifier, &data.ntf),
-        ] {
-            for (rid, sid) in m {
-                let t = inner.totals.entry((p, sid.clone())).or_insert((0, [0; 16]));
-                t.0 += 1;
-                ids_hash_add(&mut t.1, rid);
-            }
-        }
-        inner.data = data;
-        ServiceStore {
-            inner: Mutex::new(inner),
-            log,
-        }
+    /// In memory, from replayed data; `log` receives every later change. `nid_of` gives the
+    /// notifier ID of a queue (for the IdsHash of notifier associations).
+    pub fn new(
+        data: ServiceData,
+        log: Option<Arc<StoreLogWriter>>,
+        nid_of: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+    ) -> Self {
+        Self::with_backend(Box::new(super::services_mem::MemoryServices::new(
+            data, log, nid_of,
+        )))
     }
 
-    fn write(&self, op: &str, line: Vec<u8>) -> Result<(), ErrorType> {
-        match &self.log {
-            // The raw-line variant encodes as the line itself.
-            Some(w) => w.write_records(op, &[StoreLogRecord::NewService(line)]),
-            None => Ok(()),
-        }
-    }
-
-    /// The service for a role and certificate hash, created (and logged) if new: the
-    /// reference's `getCreateService`. `new_id` draws the ID of a new service.
-    pub fn get_or_create(
-        &self,
-        role: ServiceRole,
-        cert: &[Vec<u8>],
-        cert_hash: &[u8],
-        now: i64,
-        new_id: &mut dyn FnMut() -> Vec<u8>,
-    ) -> Result<Vec<u8>, ErrorType> {
-        let mut g = lock(&self.inner);
-        let key = (role_byte(role), cert_hash.to_vec());
-        if let Some(id) = g.by_cert.get(&key) {
-            return Ok(id.clone());
-        }
-        let mut id = new_id();
-        while g.ids.contains(&id) {
-            id = new_id();
-        }
-        let rec = ServiceRec {
-            id: id.clone(),
-            role,
-            cert: cert.to_vec(),
-            cert_hash: cert_hash.to_vec(),
-            created_at: now,
-        };
-        self.write("getCreateService", rec.encode())?;
-        g.by_cert.insert(key, id.clone());
-        g.ids.insert(id.clone());
-        g.data.services.push(rec);
-        Ok(id)
-    }
-
-    /// The service a queue is associated with for `p`.
-    pub fn service_of(&self, p: SubParty, rid: &[u8]) -> Option<Vec<u8>> {
-        let mut g = lock(&self.inner);
-        g.data.map(p).get(rid).cloned()
-    }
-
-    /// Associate a queue with a service (or remove the association), logging the change.
-    pub fn set(
-        &self,
-        p: SubParty,
-        rid: &[u8],
-        sid: Option<&[u8]>,
-    ) -> Result<AssocChange, ErrorType> {
-        let mut g = lock(&self.inner);
-        let prev = g.data.map(p).get(rid).cloned();
-        let change = match (&prev, sid) {
-            (None, None) => return Ok(AssocChange::Unchanged),
-            (Some(a), Some(b)) if a.as_slice() == b => return Ok(AssocChange::Duplicate),
-            (None, Some(_)) => AssocChange::New,
-            (Some(_), Some(_)) => AssocChange::Updated,
-            (Some(_), None) => AssocChange::Removed,
-        };
-        self.write("setQueueService", encode_queue_service(rid, p, sid))?;
-        Self::apply(&mut g, p, rid, prev.as_deref(), sid);
-        Ok(change)
-    }
-
-    fn apply(g: &mut Inner, p: SubParty, rid: &[u8], prev: Option<&[u8]>, sid: Option<&[u8]>) {
-        if let Some(old) = prev {
-            if let Some(t) = g.totals.get_mut(&(p, old.to_vec())) {
-                t.0 -= 1;
-                ids_hash_add(&mut t.1, rid);
-                if t.0 <= 0 {
-                    g.totals.remove(&(p, old.to_vec()));
-                }
-            }
-        }
-        if let Some(new) = sid {
-            let t = g.totals.entry((p, new.to_vec())).or_insert((0, [0; 16]));
-            t.0 += 1;
-            ids_hash_add(&mut t.1, rid);
-        }
-        g.data.set(rid, p, sid.map(<[u8]>::to_vec));
-    }
-
-    /// Forget an association without logging it (the queue's `DELETE`/`NDELETE`/`NOTIFIER`
-    /// record already implies it).
-    pub fn forget(&self, p: SubParty, rid: &[u8]) {
-        let mut g = lock(&self.inner);
-        let prev = g.data.map(p).get(rid).cloned();
-        if prev.is_some() {
-            Self::apply(&mut g, p, rid, prev.as_deref(), None);
-        }
-    }
-
-    /// Queue count and IdsHash of a service's associations (the reference's
-    /// `getServiceQueueCountHash`).
-    pub fn count_hash(&self, p: SubParty, sid: &[u8]) -> (i64, [u8; 16]) {
-        let g = lock(&self.inner);
-        g.totals
-            .get(&(p, sid.to_vec()))
-            .copied()
-            .unwrap_or((0, [0; 16]))
-    }
-
-    /// Recipient IDs associated with a service.
-    pub fn queues_of(&self, p: SubParty, sid: &[u8]) -> Vec<Vec<u8>> {
-        let mut g = lock(&self.inner);
-        g.data
-            .map(p)
-            .iter()
-            .filter(|(_, s)| s.as_slice() == sid)
-            .map(|(r, _)| r.clone())
-            .collect()
-    }
-
-    /// (messaging services, notifier services, queues associated for messages, for
-    /// notifications): the reference's `EntityCounts` service fields.
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let g = lock(&self.inner);
-        let by_role = |r| g.data.services.iter().filter(|s| s.role == r).count();
-        (
-            by_role(ServiceRole::Messaging),
-            by_role(ServiceRole::Notifier),
-            g.data.rcv.len(),
-            g.data.ntf.len(),
-        )
-    }
-
-    /// A copy of everything (compaction, tests).
-    pub fn snapshot(&self) -> ServiceData {
-        lock(&self.inner).data.clone()
+    /// On another backend (the database).
+    pub fn with_backend(backend: Box<dyn ServiceBackend>) -> Self {
+        ServiceStore { backend }
     }
 }
 
@@ -438,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn totals_follow_associations() {
+    fn memory_totals_follow_associations() {
         let st = ServiceStore::default();
         let mut n = 0u8;
         let mut new_id = || {
@@ -452,25 +355,50 @@ mod tests {
             .get_or_create(ServiceRole::Messaging, &[vec![9]], &[7; 32], 2, &mut new_id)
             .expect("a2");
         assert_eq!(a, a2, "same certificate and role: same service");
+        assert_eq!(
+            st.get_or_create(ServiceRole::Notifier, &[vec![9]], &[7; 32], 3, &mut new_id),
+            Err(ErrorType::Service),
+            "the same certificate in another role is refused, as the reference does"
+        );
         let b = st
-            .get_or_create(ServiceRole::Notifier, &[vec![9]], &[7; 32], 3, &mut new_id)
+            .get_or_create(ServiceRole::Notifier, &[vec![8]], &[8; 32], 3, &mut new_id)
             .expect("b");
         assert_ne!(a, b);
         let (r1, r2) = (vec![1u8; 24], vec![2u8; 24]);
         assert_eq!(
-            st.set(SubParty::Recipient, &r1, Some(&a)).expect("set"),
+            st.set(SubParty::Recipient, &r1, &r1, Some(&a))
+                .expect("set"),
             AssocChange::New
         );
-        st.set(SubParty::Recipient, &r2, Some(&a)).expect("set");
+        st.set(SubParty::Recipient, &r2, &r2, Some(&a))
+            .expect("set");
         let mut expect = [0u8; 16];
         ids_hash_add(&mut expect, &r1);
         ids_hash_add(&mut expect, &r2);
-        assert_eq!(st.count_hash(SubParty::Recipient, &a), (2, expect));
-        st.forget(SubParty::Recipient, &r1);
+        assert_eq!(
+            st.count_hash(SubParty::Recipient, &a).expect("c"),
+            (2, expect)
+        );
+        st.forget(SubParty::Recipient, &r1, &r1);
         let mut one = [0u8; 16];
         ids_hash_add(&mut one, &r2);
-        assert_eq!(st.count_hash(SubParty::Recipient, &a), (1, one));
-        assert_eq!(st.count_hash(SubParty::Notifier, &a), (0, [0; 16]));
+        assert_eq!(st.count_hash(SubParty::Recipient, &a).expect("c"), (1, one));
+        assert_eq!(
+            st.count_hash(SubParty::Notifier, &a).expect("c"),
+            (0, [0; 16])
+        );
         assert_eq!(st.counts(), (1, 1, 1, 0));
+        // notifier associations hash the notifier ID
+        let nid = vec![7u8; 24];
+        st.set(SubParty::Notifier, &r2, &nid, Some(&b))
+            .expect("set");
+        let mut nh = [0u8; 16];
+        ids_hash_add(&mut nh, &nid);
+        assert_eq!(st.count_hash(SubParty::Notifier, &b).expect("c"), (1, nh));
+        st.forget(SubParty::Notifier, &r2, &nid);
+        assert_eq!(
+            st.count_hash(SubParty::Notifier, &b).expect("c"),
+            (0, [0; 16])
+        );
     }
 }

@@ -177,10 +177,12 @@ impl Core {
         q: &Arc<Queue>,
         fx: &mut Effects,
     ) -> BrokerMsg {
+        let was = self.queue_services(ent);
         match self.store.delete_queue(q) {
             Ok((rec, _)) => {
                 self.stats.queue_deleted(rec.sender_key.is_some());
-                self.service_queue_deleted(s, ent, fx);
+                let nid = rec.notifier.as_ref().map(|n| n.notifier_id.as_slice());
+                self.service_queue_deleted(s, ent, nid, was, fx);
                 lock(&s.client.subs).remove(ent);
                 if let Some(c) = self.subs.take_queue(ent) {
                     if c.id != s.client.id {

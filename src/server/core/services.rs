@@ -22,6 +22,15 @@ use crate::store::services::{ids_hash_add, AssocChange, ServiceStore, SubParty};
 use crate::sync::lock;
 use crate::transport::service::PeerService;
 
+/// A queue's associations before a change (see [`Core::queue_services`]).
+#[derive(Debug, Default)]
+pub struct QueueServices {
+    /// The service receiving its messages.
+    pub rcv: Option<Vec<u8>>,
+    /// The service receiving its notifications.
+    pub ntf: Option<Vec<u8>>,
+}
+
 /// The session receiving for each service, by party.
 #[derive(Default)]
 pub struct ServiceSubs {
@@ -67,10 +76,10 @@ fn add_queue(st: &mut ServiceSubState, rid: &[u8], n: i64) {
 }
 
 impl Core {
-    /// The services and their queues.
+    /// The services and their queues: the store's own (the database), else in memory.
     pub fn services(&self) -> &Arc<ServiceStore> {
         self.services
-            .get_or_init(|| Arc::new(ServiceStore::default()))
+            .get_or_init(|| self.store.services().unwrap_or_default())
     }
 
     /// Use `s` (restored from the store log) as the services; false if already set.
@@ -111,21 +120,24 @@ impl Core {
         }
     }
 
-    /// A queue leaves service `sid`: the session receiving for it forgets the queue and, if it
-    /// is not this session, is told `msg` (END or DELD) about `entity`.
+    /// A queue leaves service `sid`: the session receiving for it forgets the queue (`qid`:
+    /// the ID its IdsHash has) and, if it is not this session, is told `msg` (END or DELD)
+    /// about `entity`.
+    #[allow(clippy::too_many_arguments)]
     fn leave_service(
         &self,
         s: &Session<'_>,
         p: SubParty,
         sid: &[u8],
         rid: &[u8],
+        qid: &[u8],
         ended: Option<(&[u8], BrokerMsg)>,
         fx: &mut Effects,
     ) {
         let Some(c) = self.service_subs.get(p, sid) else {
             return;
         };
-        add_queue(&mut lock(&c.service_subs), rid, -1);
+        add_queue(&mut lock(&c.service_subs), qid, -1);
         if p == SubParty::Recipient {
             lock(&c.subs).remove(rid);
         }
@@ -138,8 +150,9 @@ impl Core {
         }
     }
 
-    /// SUB/NSUB of queue `rid` (entity `ent`): in a service session the queue joins the
-    /// service; otherwise a queue associated with a service leaves it (its session gets END).
+    /// SUB/NSUB of queue `rid` (entity `ent`: the recipient or notifier ID, which is also
+    /// what the service's IdsHash has): in a service session the queue joins the service;
+    /// otherwise a queue associated with a service leaves it (its session gets END).
     pub(super) fn sub_association(
         &self,
         s: &Session<'_>,
@@ -149,7 +162,7 @@ impl Core {
         fx: &mut Effects,
     ) -> Result<Option<Vec<u8>>, ErrorType> {
         let svcs = self.services();
-        let prev = svcs.service_of(p, rid);
+        let prev = svcs.service_of(p, rid)?;
         let mine = s.client.service.get().map(|x| x.id.clone());
         if prev == mine {
             if let Some(sid) = &mine {
@@ -158,14 +171,14 @@ impl Core {
             }
             return Ok(mine);
         }
-        let change = svcs.set(p, rid, mine.as_deref())?;
+        let change = svcs.set(p, rid, ent, mine.as_deref())?;
         self.count_assoc(p, change);
         if let Some(old) = &prev {
-            self.leave_service(s, p, old, rid, Some((ent, BrokerMsg::End)), fx);
+            self.leave_service(s, p, old, rid, ent, Some((ent, BrokerMsg::End)), fx);
         }
         if let Some(sid) = &mine {
             self.become_service_receiver(s, p, sid, fx);
-            add_queue(&mut lock(&s.client.service_subs), rid, 1);
+            add_queue(&mut lock(&s.client.service_subs), ent, 1);
             if p == SubParty::Recipient {
                 // A plain subscriber of this queue ends: the service receives now.
                 if let Some(c) = self.subs.take_queue(rid) {
@@ -204,7 +217,7 @@ impl Core {
         fx: &mut Effects,
     ) -> Result<(), ErrorType> {
         self.services()
-            .set(SubParty::Recipient, rid, Some(&svc.id))?;
+            .set(SubParty::Recipient, rid, rid, Some(&svc.id))?;
         if subscribe {
             self.become_service_receiver(s, SubParty::Recipient, &svc.id, fx);
             add_queue(&mut lock(&s.client.service_subs), rid, 1);
@@ -215,7 +228,13 @@ impl Core {
     /// The session that receives messages of queue `rid`: its service's, else its
     /// subscriber. A service session gets a delivery subscription for the queue on demand.
     pub(super) fn queue_receiver(&self, rid: &[u8]) -> Option<Arc<ClientState>> {
-        match self.services().service_of(SubParty::Recipient, rid) {
+        // a failing database reads as "no service": the delivery falls back to the subscriber
+        match self
+            .services()
+            .service_of(SubParty::Recipient, rid)
+            .ok()
+            .flatten()
+        {
             Some(sid) => {
                 let c = self.service_subs.get(SubParty::Recipient, &sid)?;
                 lock(&c.subs)
@@ -229,36 +248,68 @@ impl Core {
 
     /// The session that receives notifications of queue `rid` (notifier `nid`).
     pub(super) fn ntf_receiver(&self, rid: &[u8], nid: &[u8]) -> Option<Arc<ClientState>> {
-        match self.services().service_of(SubParty::Notifier, rid) {
+        match self
+            .services()
+            .service_of(SubParty::Notifier, rid)
+            .ok()
+            .flatten()
+        {
             Some(sid) => self.service_subs.get(SubParty::Notifier, &sid),
             None => self.subs.notifier(nid),
         }
     }
 
-    /// A queue was deleted: its associations go, and the service sessions receiving for it
-    /// are told DELD.
-    pub(super) fn service_queue_deleted(&self, s: &Session<'_>, rid: &[u8], fx: &mut Effects) {
+    /// The services queue `rid` is associated with (messages, notifications), read before a
+    /// change that ends them: in the database the change itself clears them.
+    pub(super) fn queue_services(&self, rid: &[u8]) -> QueueServices {
         let svcs = self.services();
-        if let Some(sid) = svcs.service_of(SubParty::Recipient, rid) {
-            svcs.forget(SubParty::Recipient, rid);
+        let get = |p| svcs.service_of(p, rid).ok().flatten();
+        QueueServices {
+            rcv: get(SubParty::Recipient),
+            ntf: get(SubParty::Notifier),
+        }
+    }
+
+    /// A queue (notifier `nid`) was deleted: its associations `was` go, and the service
+    /// sessions receiving for it are told DELD.
+    pub(super) fn service_queue_deleted(
+        &self,
+        s: &Session<'_>,
+        rid: &[u8],
+        nid: Option<&[u8]>,
+        was: QueueServices,
+        fx: &mut Effects,
+    ) {
+        if let Some(sid) = was.rcv {
+            self.services().forget(SubParty::Recipient, rid, rid);
             self.leave_service(
                 s,
                 SubParty::Recipient,
                 &sid,
                 rid,
+                rid,
                 Some((rid, BrokerMsg::Deld)),
                 fx,
             );
         }
-        self.service_notifier_gone(s, rid, fx);
+        if let Some(nid) = nid {
+            self.service_notifier_gone(s, rid, nid, was.ntf, fx);
+        }
     }
 
-    /// A queue's notifier was removed or replaced: its notification association goes.
-    pub(super) fn service_notifier_gone(&self, s: &Session<'_>, rid: &[u8], fx: &mut Effects) {
-        let svcs = self.services();
-        if let Some(sid) = svcs.service_of(SubParty::Notifier, rid) {
-            svcs.forget(SubParty::Notifier, rid);
-            self.leave_service(s, SubParty::Notifier, &sid, rid, None, fx);
+    /// A queue's notifier `nid` was removed or replaced: its notification association `was`
+    /// goes.
+    pub(super) fn service_notifier_gone(
+        &self,
+        s: &Session<'_>,
+        rid: &[u8],
+        nid: &[u8],
+        was: Option<Vec<u8>>,
+        fx: &mut Effects,
+    ) {
+        if let Some(sid) = was {
+            self.services().forget(SubParty::Notifier, rid, nid);
+            self.leave_service(s, SubParty::Notifier, &sid, rid, nid, None, fx);
         }
     }
 
@@ -287,7 +338,14 @@ impl Core {
                 BrokerMsg::Soks(already.count, already.hash.to_vec()),
             );
         }
-        let (count, hash) = self.services().count_hash(p, &svc.id);
+        let (count, hash) = match self.services().count_hash(p, &svc.id) {
+            Ok(x) => x,
+            Err(e) => return fx.err(corr, ent, e),
+        };
+        let queues = match self.services().queues_of(p, &svc.id) {
+            Ok(q) => q,
+            Err(e) => return fx.err(corr, ent, e),
+        };
         *lock(&s.client.service_subs) = ServiceSubState {
             subscribed: true,
             count,
@@ -311,7 +369,6 @@ impl Core {
         st.sub_queues.add(count);
         self.become_service_receiver(s, p, &svc.id, fx);
         fx.reply(corr, ent, BrokerMsg::Soks(count, hash.to_vec()));
-        let queues = self.services().queues_of(p, &svc.id);
         match p {
             SubParty::Recipient => fx.jobs.push(super::Job::ServiceMessages { queues }),
             SubParty::Notifier => {

@@ -13,9 +13,25 @@ use crate::store::{Message, Queue, QueueLog, QueueRec};
 impl PgStore {
     /// A store over an opened (migrated) database.
     pub fn new(db: Db, log: Option<Arc<dyn QueueLog>>, deleted_ttl: i64) -> Self {
+        Self::with_service_log(db, log, None, deleted_ttl)
+    }
+
+    /// A store whose service records also go to `service_log` (the store log with
+    /// `db_store_log = on`, as the reference writes them there).
+    pub fn with_service_log(
+        db: Db,
+        log: Option<Arc<dyn QueueLog>>,
+        service_log: Option<Arc<crate::store::storelog_file::StoreLogWriter>>,
+        deleted_ttl: i64,
+    ) -> Self {
+        let db = Arc::new(db);
+        let services = super::services::PgServices::new(db.clone(), service_log);
         PgStore {
             db,
             log,
+            services: Arc::new(crate::store::services::ServiceStore::with_backend(
+                Box::new(services),
+            )),
             deleted_ttl,
             last_error_log: AtomicI64::new(0),
         }

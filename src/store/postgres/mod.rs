@@ -16,6 +16,7 @@ mod access;
 pub mod db;
 pub mod migrations;
 pub mod rows;
+pub mod services;
 pub mod setup;
 pub mod transfer;
 
@@ -37,7 +38,9 @@ const EXPIRE_BATCH: i32 = 10_000;
 
 /// The PostgreSQL store.
 pub struct PgStore {
-    db: Db,
+    db: Arc<Db>,
+    /// Services and queue associations, in the same database.
+    services: Arc<crate::store::services::ServiceStore>,
     /// The store log, with `db_store_log = on` (written after each commit; failures only logged).
     log: Option<Arc<dyn QueueLog>>,
     deleted_ttl: i64,
@@ -473,6 +476,10 @@ impl Store for PgStore {
         });
         let (q, n) = r.unwrap_or((0, 0));
         (q as usize, n as usize)
+    }
+
+    fn services(&self) -> Option<Arc<crate::store::services::ServiceStore>> {
+        Some(self.services.clone())
     }
 
     fn count_messages(&self) -> usize {

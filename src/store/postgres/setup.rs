@@ -140,11 +140,14 @@ pub fn open_for_config(c: &crate::config::Config) -> Result<super::PgStore, DbEr
                 what: e.to_string(),
             }
         })?;
-        Some(std::sync::Arc::new(w) as std::sync::Arc<dyn crate::store::QueueLog>)
+        Some(std::sync::Arc::new(w))
     } else {
         None
     };
-    let st = super::PgStore::new(db, log, c.store_log.db_deleted_ttl);
+    let qlog = log
+        .clone()
+        .map(|w| w as std::sync::Arc<dyn crate::store::QueueLog>);
+    let st = super::PgStore::with_service_log(db, qlog, log, c.store_log.db_deleted_ttl);
     let removed = st.compact().unwrap_or(0);
     let (queues, notifiers) = crate::store::Store::count_queues(&st);
     tracing::info!(

@@ -3,6 +3,9 @@
 //!
 //! Queues come from a replayed store log (so the database gets the compacted state) and go out
 //! as a compacted store log; messages come from and go to `smp-server-messages.log` lines.
+//! Services travel with the queues: `NEW_SERVICE` records become `services` rows (inserted
+//! first, the queues refer to them) and queue associations (`QUEUE_SERVICE`, `rsrv=`/`nsrv=`)
+//! the queues' `rcv_service_id` / `ntf_service_id`; the triggers count them as they arrive.
 //! Imports use `COPY` in one transaction each, so a failed import leaves no half table. Messages
 //! whose queue is not in the database are skipped and counted, not failed on.
 
@@ -14,8 +17,10 @@ use tokio_postgres::types::Type;
 
 use super::db::{Db, DbError};
 use super::rows::{message_from_row, message_parts, queue_from_row, QueueRow, QUEUE_COLUMNS};
+use super::services::{encode_chain, role_text, service_from_row, SERVICE_COLUMNS};
 use crate::store::memory::MemoryStore;
 use crate::store::msgfile::{encode_msg, parse_msg};
+use crate::store::services::ServiceData;
 use crate::store::{Message, Store};
 
 fn other(op: &'static str, what: impl std::fmt::Display) -> DbError {
@@ -25,7 +30,7 @@ fn other(op: &'static str, what: impl std::fmt::Display) -> DbError {
     }
 }
 
-const QUEUE_TYPES: [Type; 14] = [
+const QUEUE_TYPES: [Type; 16] = [
     Type::BYTEA,
     Type::BYTEA,
     Type::BYTEA,
@@ -40,36 +45,124 @@ const QUEUE_TYPES: [Type; 14] = [
     Type::BYTEA,
     Type::BYTEA,
     Type::BYTEA,
+    // rcv_service_id, ntf_service_id
+    Type::BYTEA,
+    Type::BYTEA,
 ];
 
-/// Insert every queue of `st` (a replayed store log); returns how many.
-pub fn import_queues(db: &Db, st: &MemoryStore) -> Result<u64, DbError> {
-    let rows: Vec<QueueRow> = st
+/// Counts of a queues import.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueImport {
+    /// Services inserted.
+    pub services: u64,
+    /// Queues inserted.
+    pub queues: u64,
+}
+
+/// Insert every service of `svc` and every queue of `st` (a replayed store log) with its
+/// associations, in one transaction.
+pub fn import_queues(db: &Db, st: &MemoryStore, svc: &ServiceData) -> Result<QueueImport, DbError> {
+    type Assoc = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let rows: Vec<(QueueRow, Assoc)> = st
         .all_queues()
         .iter()
         .filter_map(|q| q.rec().ok())
-        .map(|r| QueueRow::new(&r))
+        .map(|r| {
+            let rid = &r.recipient_id;
+            let ntf = svc.ntf.get(rid).filter(|_| r.notifier.is_some()).cloned();
+            (QueueRow::new(&r), (svc.rcv.get(rid).cloned(), ntf))
+        })
+        .collect();
+    let services: Vec<_> = svc
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.id.clone(),
+                role_text(s.role),
+                encode_chain(&s.cert),
+                s.cert_hash.clone(),
+                s.created_at,
+            )
+        })
         .collect();
     db.run("importing queues", move |mut c| async move {
         let op = "importing queues";
         let tx = c.transaction().await.map_err(DbError::query(op))?;
+        let ins = tx
+            .prepare(&format!(
+                "INSERT INTO services ({SERVICE_COLUMNS}) VALUES ($1,$2,$3,$4,$5)"
+            ))
+            .await
+            .map_err(DbError::query(op))?;
+        let mut n_services = 0;
+        for (id, role, cert, hash, at) in &services {
+            n_services += tx
+                .execute(&ins, &[id, role, cert, hash, at])
+                .await
+                .map_err(DbError::query(op))?;
+        }
         let sink = tx
             .copy_in(&format!(
-                "COPY msg_queues ({QUEUE_COLUMNS}) FROM STDIN BINARY"
+                "COPY msg_queues ({QUEUE_COLUMNS}, rcv_service_id, ntf_service_id) FROM STDIN BINARY"
             ))
             .await
             .map_err(DbError::query(op))?;
         let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &QUEUE_TYPES));
-        for r in &rows {
+        for (r, (rsrv, nsrv)) in &rows {
+            let mut params = r.params().to_vec();
+            params.push(rsrv);
+            params.push(nsrv);
             w.as_mut()
-                .write(&r.params())
+                .write(&params)
                 .await
                 .map_err(DbError::query(op))?;
         }
         let n = w.finish().await.map_err(DbError::query(op))?;
         tx.commit().await.map_err(DbError::query(op))?;
-        Ok(n)
+        Ok(QueueImport {
+            services: n_services,
+            queues: n,
+        })
     })
+}
+
+/// Every service and the associations of live queues (to write a compacted store log with).
+pub fn load_services(db: &Db) -> Result<ServiceData, DbError> {
+    let op = "exporting services";
+    let (services, queues) = db.run(op, move |c| async move {
+        let s = c
+            .query(
+                &format!("SELECT {SERVICE_COLUMNS} FROM services ORDER BY created_at, service_id"),
+                &[],
+            )
+            .await
+            .map_err(DbError::query(op))?;
+        let q = c
+            .query(
+                "SELECT recipient_id, rcv_service_id, ntf_service_id FROM msg_queues \
+                 WHERE deleted_at IS NULL \
+                 AND (rcv_service_id IS NOT NULL OR ntf_service_id IS NOT NULL)",
+                &[],
+            )
+            .await
+            .map_err(DbError::query(op))?;
+        Ok((s, q))
+    })?;
+    let mut data = ServiceData::default();
+    for r in &services {
+        data.add_service(service_from_row(r).ok_or_else(|| other(op, "bad row in services"))?);
+    }
+    for r in &queues {
+        let rid: Vec<u8> = r.get(0);
+        if let Some(s) = r.get::<_, Option<Vec<u8>>>(1) {
+            data.rcv.insert(rid.clone(), s);
+        }
+        if let Some(s) = r.get::<_, Option<Vec<u8>>>(2) {
+            data.ntf.insert(rid, s);
+        }
+    }
+    Ok(data)
 }
 
 /// Counts of a messages import.
