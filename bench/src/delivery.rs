@@ -47,6 +47,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Server CPU time over the run.
     pub server_cpu: Duration,
+    /// PostgreSQL's CPU time over the run (zero without the database stores).
+    pub db_cpu: Duration,
     /// SEND -> OK latencies, ms: p50, p99.
     pub ok_ms: (f64, f64),
     /// SEND -> MSG latencies, ms: p50, p99.
@@ -57,6 +59,11 @@ impl Outcome {
     /// Server CPU microseconds per delivered message.
     pub fn cpu_per_msg_us(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
+    }
+
+    /// PostgreSQL CPU microseconds per delivered message.
+    pub fn db_cpu_per_msg_us(&self) -> f64 {
+        self.db_cpu.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
     }
 
     /// Delivered messages per second.
@@ -257,6 +264,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     }
 
     let cpu0 = server.cpu()?;
+    let db0 = server.db_cpu()?;
     let start = Instant::now();
     let in_flight = Arc::new(Semaphore::new(load.queues * 4));
     let ok_lat = Arc::new(Mutex::new(Vec::with_capacity(load.messages)));
@@ -300,6 +308,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     }
     let elapsed = start.elapsed();
     let server_cpu = server.cpu()?.saturating_sub(cpu0);
+    let db_cpu = server.db_cpu()?.saturating_sub(db0);
     for r in routers {
         r.abort();
     }
@@ -309,6 +318,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         delivered: msg.len(),
         elapsed,
         server_cpu,
+        db_cpu,
         ok_ms: (pct(&mut ok, 0.5), pct(&mut ok, 0.99)),
         msg_ms: (pct(&mut msg, 0.5), pct(&mut msg, 0.99)),
     })

@@ -9,6 +9,7 @@
 mod conns;
 mod delivery;
 mod floor;
+mod pg;
 mod queues;
 mod report;
 mod run;
@@ -61,6 +62,24 @@ pub struct Args {
     /// Repeats of each CPU figure (the median is kept); default 3.
     #[arg(long)]
     pub repeat: Option<usize>,
+    /// Only this store's phases: memory (with the handshake and connection rows), journal or
+    /// database; default: all (`--ci`: memory and journal, see docs/benchmarks.md).
+    #[arg(long, value_parser = ["all", "memory", "journal", "database"], default_value = "all")]
+    pub store: String,
+    /// Queue counts for the many-queue figures (restart, RSS, batched SUB), comma-separated,
+    /// e.g. 100000,1000000; default: 1000000 with --full, none otherwise.
+    #[arg(long, value_delimiter = ',')]
+    pub big_queues: Vec<u64>,
+    /// Only the many-queue figures (`--big-queues`) of the stores chosen with `--store`.
+    #[arg(long)]
+    pub big_only: bool,
+    /// SUB only this many of the many queues (every k-th, spread over the whole ID range);
+    /// default: all of them.
+    #[arg(long)]
+    pub big_sub: Option<u64>,
+    /// Connections the many-queue SUB is spread over (one batch of 100 in flight on each).
+    #[arg(long, default_value_t = 4)]
+    pub sub_lanes: usize,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {

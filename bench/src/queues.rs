@@ -117,6 +117,14 @@ pub struct Created {
     pub key_cpu_us: f64,
     /// RSS bytes per queue (after NEW + KEY, not subscribed).
     pub rss_per_queue: f64,
+    /// PostgreSQL CPU µs per NEW and per KEY (zero without the database stores).
+    pub new_db_cpu_us: f64,
+    /// See `new_db_cpu_us`.
+    pub key_db_cpu_us: f64,
+    /// NEW and KEY per second of wall time (2 connections, one batch in flight on each).
+    pub new_per_s: f64,
+    /// See `new_per_s`.
+    pub key_per_s: f64,
 }
 
 /// Create `n` queues (NEW without subscribing, then KEY), measuring CPU and RSS.
@@ -138,9 +146,13 @@ pub async fn create(server: &Server, keys: &Arc<Keys>, n: usize) -> Result<Creat
         })
     };
     let cpu0 = server.cpu()?;
+    let db0 = server.db_cpu()?;
+    let t0 = std::time::Instant::now();
     let cmds = (0..n).map(|_| (Vec::new(), new())).collect();
     let answers = batched(&clients, keys, cmds, NEW_PER_BATCH, false).await?;
+    let new_s = t0.elapsed().as_secs_f64();
     let cpu1 = server.cpu()?;
+    let db1 = server.db_cpu()?;
     let mut rcv_ids = Vec::with_capacity(n);
     for a in answers {
         match a {
@@ -152,8 +164,11 @@ pub async fn create(server: &Server, keys: &Arc<Keys>, n: usize) -> Result<Creat
         .iter()
         .map(|id| (id.clone(), Command::Key(keys.snd.public())))
         .collect();
+    let t1 = std::time::Instant::now();
     let answers = batched(&clients, keys, cmds, SMALL_PER_BATCH, false).await?;
+    let key_s = t1.elapsed().as_secs_f64();
     let cpu2 = server.cpu()?;
+    let db2 = server.db_cpu()?;
     if let Some(bad) = answers.iter().find(|a| **a != BrokerMsg::Ok) {
         bail!("KEY answered {bad:?}");
     }
@@ -164,28 +179,63 @@ pub async fn create(server: &Server, keys: &Arc<Keys>, n: usize) -> Result<Creat
         new_cpu_us: cpu1.saturating_sub(cpu0).as_secs_f64() * 1e6 / n as f64,
         key_cpu_us: cpu2.saturating_sub(cpu1).as_secs_f64() * 1e6 / n as f64,
         rss_per_queue: rss1.saturating_sub(rss0) as f64 / n as f64,
+        new_db_cpu_us: db1.saturating_sub(db0).as_secs_f64() * 1e6 / n as f64,
+        key_db_cpu_us: db2.saturating_sub(db1).as_secs_f64() * 1e6 / n as f64,
+        new_per_s: n as f64 / new_s,
+        key_per_s: n as f64 / key_s,
     })
 }
 
-/// SUB every queue from fresh connections in batches; server CPU µs per SUB.
-pub async fn subscribe_all(server: &Server, keys: &Arc<Keys>, rcv_ids: &[Vec<u8>]) -> Result<f64> {
-    let clients = vec![
-        Arc::new(connect(server).await?),
-        Arc::new(connect(server).await?),
-    ];
+/// What a batched SUB of many queues measured.
+pub struct Subscribed {
+    /// Server CPU µs per SUB.
+    pub cpu_us: f64,
+    /// PostgreSQL CPU µs per SUB (zero without the database stores).
+    pub db_cpu_us: f64,
+    /// SUBs answered per second of wall time.
+    pub per_s: f64,
+    /// Wall time of the whole SUB.
+    pub secs: f64,
+}
+
+/// SUB every queue in batches from `lanes` fresh connections (one batch in flight on each);
+/// the connections are returned so that the subscriptions can be held (e.g. to measure RSS).
+pub async fn subscribe_all(
+    server: &Server,
+    keys: &Arc<Keys>,
+    rcv_ids: &[Vec<u8>],
+    lanes: usize,
+) -> Result<(Subscribed, Vec<Arc<SmpClient>>)> {
+    let mut clients = Vec::with_capacity(lanes);
+    for _ in 0..lanes.max(1) {
+        clients.push(Arc::new(connect(server).await?));
+    }
     let cmds = rcv_ids
         .iter()
         .map(|id| (id.clone(), Command::Sub))
         .collect();
     let cpu0 = server.cpu()?;
+    let db0 = server.db_cpu()?;
+    let t = std::time::Instant::now();
     let answers = batched(&clients, keys, cmds, SMALL_PER_BATCH, false).await?;
+    let secs = t.elapsed().as_secs_f64();
     let cpu = server.cpu()?.saturating_sub(cpu0);
+    let db = server.db_cpu()?.saturating_sub(db0);
     // v18 answers SUB with SOK (service ID, none here); older versions with OK.
     let ok = |a: &BrokerMsg| matches!(a, BrokerMsg::Ok | BrokerMsg::Sok(_));
     if let Some(bad) = answers.iter().find(|a| !ok(a)) {
         bail!("SUB answered {bad:?}");
     }
-    Ok(cpu.as_secs_f64() * 1e6 / rcv_ids.len().max(1) as f64)
+    let n = rcv_ids.len().max(1) as f64;
+    Ok((
+        Subscribed {
+            cpu_us: cpu.as_secs_f64() * 1e6 / n,
+            db_cpu_us: db.as_secs_f64() * 1e6 / n,
+            per_s: n / secs,
+            secs,
+        },
+        clients,
+    ))
 }
 
 fn id(i: u64, tag: u8) -> Vec<u8> {

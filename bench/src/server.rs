@@ -21,6 +21,9 @@ pub enum MsgStore {
     Memory,
     /// Our journal with `journal_fsync = batch` (what `init` writes).
     Journal,
+    /// Queues and messages in PostgreSQL (`store_queues = database`, `store_messages =
+    /// database`, [`ServerSpec::db`] is the connection string).
+    Database,
 }
 
 impl MsgStore {
@@ -29,6 +32,7 @@ impl MsgStore {
         match self {
             MsgStore::Memory => "memory",
             MsgStore::Journal => "journal",
+            MsgStore::Database => "database",
         }
     }
 }
@@ -44,6 +48,8 @@ pub struct ServerSpec {
     pub pin: Option<String>,
     /// Extra environment of the server process (e.g. `LD_PRELOAD` of another allocator).
     pub env: Vec<(String, String)>,
+    /// `db_connection` with [`MsgStore::Database`].
+    pub db: Option<String>,
 }
 
 /// An initialised server directory and, while started, its process.
@@ -58,6 +64,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// CA fingerprint clients must name.
     pub fingerprint: [u8; 32],
+    /// The PostgreSQL cluster of a database-store server (its CPU is counted separately).
+    pub cluster: Option<std::sync::Arc<crate::pg::Cluster>>,
 }
 
 impl Server {
@@ -82,7 +90,12 @@ impl Server {
                 "--no-password",
                 "--disable-web",
                 "--store-messages",
-                spec.store.name(),
+                // database is set in the INI below (init writes memory or journal)
+                if spec.store == MsgStore::Journal {
+                    "journal"
+                } else {
+                    "memory"
+                },
             ]);
         if spec.ed448 {
             init.args(["-a", "ED448"]);
@@ -104,9 +117,19 @@ impl Server {
         let ini_path = cfg.join("smp-server.ini");
         let ini = std::fs::read_to_string(&ini_path)?;
         // A free port; idle benchmark connections must not be dropped as inactive.
+        let db = spec.db.clone().filter(|_| spec.store == MsgStore::Database);
         let ini: Vec<String> = ini
             .lines()
             .map(|l| {
+                if let Some(conn) = &db {
+                    if l.starts_with("store_queues") {
+                        return "store_queues = database".to_string();
+                    } else if l.starts_with("store_messages") {
+                        return "store_messages = database".to_string();
+                    } else if l.starts_with("# db_connection") {
+                        return format!("db_connection = {conn}");
+                    }
+                }
                 if l.starts_with("port") {
                     format!("port = {port}")
                 } else if l.starts_with("disconnect") {
@@ -126,7 +149,27 @@ impl Server {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             fingerprint,
+            cluster: None,
         })
+    }
+
+    /// Point `db_connection` at another database (the server must be stopped).
+    pub fn set_db(&mut self, conn: &str) -> Result<()> {
+        let path = self.cfg.join("smp-server.ini");
+        let ini = std::fs::read_to_string(&path)?;
+        let ini: Vec<String> = ini
+            .lines()
+            .map(|l| {
+                if l.starts_with("db_connection") {
+                    format!("db_connection = {conn}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&path, ini.join("\n") + "\n")?;
+        self.spec.db = Some(conn.to_string());
+        Ok(())
     }
 
     /// The store log the server replays at start.
@@ -207,6 +250,43 @@ impl Server {
         cpu_of(self.pid()?)
     }
 
+    /// CPU time of the PostgreSQL cluster so far (zero without one).
+    pub fn db_cpu(&self) -> Result<Duration> {
+        match &self.cluster {
+            Some(c) => c.cpu(),
+            None => Ok(Duration::ZERO),
+        }
+    }
+
+    /// Run an `smp-server` tool command (e.g. `database import`) on this server's files with
+    /// `input` on stdin; returns its stdout, or fails with its output.
+    pub fn tool(&self, args: &[&str], input: &str) -> Result<String> {
+        use std::io::Write;
+        let mut c = Command::new(&self.bin)
+            .env("SMP_SERVER_CFG_PATH", &self.cfg)
+            .env("SMP_SERVER_LOG_PATH", &self.log)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawn smp-server")?;
+        c.stdin
+            .take()
+            .context("stdin")?
+            .write_all(input.as_bytes())?;
+        let out = c.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "smp-server {}: {text}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(text)
+    }
+
     /// The server's resident set size in bytes.
     pub fn rss(&self) -> Result<u64> {
         rss_of(self.pid()?)
@@ -222,7 +302,8 @@ impl Drop for Server {
     }
 }
 
-fn clock_ticks() -> u64 {
+/// Clock ticks per second (`getconf CLK_TCK`).
+pub fn clock_ticks() -> u64 {
     static TCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *TCK.get_or_init(|| {
         Command::new("getconf")

@@ -237,6 +237,33 @@ impl Db {
         F: FnOnce(Object) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, DbError>> + Send + 'static,
     {
+        self.run_within(op, Some(CALL_TIMEOUT), f)
+    }
+
+    /// [`Db::run`] without the [`CALL_TIMEOUT`] on the query (waiting for a connection is
+    /// still bounded by the pool): for the `database` tools, whose bulk `COPY` of a million
+    /// queues takes longer than any store call may; the operator sees the progress and can
+    /// stop them.
+    pub fn run_unbounded<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, DbError>> + Send + 'static,
+    {
+        self.run_within(op, None, f)
+    }
+
+    fn run_within<T, F, Fut>(
+        &self,
+        op: &'static str,
+        limit: Option<Duration>,
+        f: F,
+    ) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, DbError>> + Send + 'static,
+    {
         let pool = self.pool.clone();
         let task = async move {
             let work = async move {
@@ -246,9 +273,12 @@ impl Db {
                 })?;
                 f(conn).await
             };
-            match tokio::time::timeout(CALL_TIMEOUT, work).await {
-                Ok(r) => r,
-                Err(_) => Err(DbError::Timeout { op }),
+            match limit {
+                Some(limit) => match tokio::time::timeout(limit, work).await {
+                    Ok(r) => r,
+                    Err(_) => Err(DbError::Timeout { op }),
+                },
+                None => work.await,
             }
         };
         self.wait(op, task)

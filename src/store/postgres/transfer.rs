@@ -86,7 +86,7 @@ pub fn import_queues(db: &Db, st: &MemoryStore, svc: &ServiceData) -> Result<Que
             )
         })
         .collect();
-    db.run("importing queues", move |mut c| async move {
+    db.run_unbounded("importing queues", move |mut c| async move {
         let op = "importing queues";
         let tx = c.transaction().await.map_err(DbError::query(op))?;
         let ins = tx
@@ -193,7 +193,7 @@ pub fn import_messages(db: &Db, path: &Path) -> Result<MessageImport, DbError> {
         }
     }
     let read = msgs.len() as u64;
-    let (stored, total) = db.run(op, move |mut c| async move {
+    let (stored, total) = db.run_unbounded(op, move |mut c| async move {
         let tx = c.transaction().await.map_err(DbError::query(op))?;
         tx.batch_execute(
             "TRUNCATE messages; \
@@ -265,7 +265,7 @@ pub fn import_messages(db: &Db, path: &Path) -> Result<MessageImport, DbError> {
 /// Every live queue, into a memory store (to write a compacted store log from).
 pub fn load_queues(db: &Db) -> Result<MemoryStore, DbError> {
     let op = "exporting queues";
-    let rows = db.run(op, move |c| async move {
+    let rows = db.run_unbounded(op, move |c| async move {
         c.query(
             &format!(
                 "SELECT {QUEUE_COLUMNS} FROM msg_queues WHERE deleted_at IS NULL ORDER BY recipient_id"
@@ -288,7 +288,7 @@ pub fn load_queues(db: &Db) -> Result<MemoryStore, DbError> {
 /// first per queue; returns how many.
 pub fn export_messages(db: &Db, path: &Path) -> Result<u64, DbError> {
     let op = "exporting messages";
-    let rows = db.run(op, move |c| async move {
+    let rows = db.run_unbounded(op, move |c| async move {
         c.query(
             "SELECT m.recipient_id, m.msg_id, m.msg_ts, m.msg_quota, m.msg_ntf_flag, m.msg_body \
              FROM messages m JOIN msg_queues q ON q.recipient_id = m.recipient_id \
@@ -322,7 +322,7 @@ pub fn export_messages(db: &Db, path: &Path) -> Result<u64, DbError> {
 
 /// Messages in the database (quota markers included).
 pub fn count_messages(db: &Db) -> Result<i64, DbError> {
-    db.run("counting messages", |c| async move {
+    db.run_unbounded("counting messages", |c| async move {
         let r = c
             .query_one("SELECT COUNT(*) FROM messages", &[])
             .await
