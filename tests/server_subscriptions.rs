@@ -437,3 +437,84 @@ async fn get_connection_que_shows_prohibit_sub() {
     let j: serde_json::Value = serde_json::from_slice(&json).expect("json");
     assert_eq!(j["qiSub"]["qSubThread"], "prohibitSub", "{j}");
 }
+
+/// A block of SUBs that mixes good ones with a wrong key, a missing queue and a repeated
+/// queue is answered in the block's order, each as it would be alone (with the database
+/// store this is the batched path: one lookup and one peek for the block).
+#[tokio::test]
+async fn batched_subscriptions_answer_each_in_order() {
+    let s = start_server(Settings::default()).await;
+    let v = 18u16;
+    let owner = s.client_at(v).await;
+    let sc = s.client_at(v).await;
+    let mut qs = Vec::new();
+    for _ in 0..6 {
+        qs.push(create_queue(&owner).await);
+    }
+    for r in [&qs[1], &qs[4]] {
+        let (_, ok) = sc
+            .request(r.sid(), send_cmd(b"queued"), None)
+            .await
+            .expect("SEND");
+        assert_eq!(ok, BrokerMsg::Ok);
+        let _ = event(&owner).await;
+    }
+    let c = s.client_at(v).await;
+    let missing = vec![7u8; 24];
+    // (entity, signing queue, expected answer)
+    let plan: Vec<(Vec<u8>, usize, BrokerMsg)> = vec![
+        (qs[0].rid().to_vec(), 0, sok(v)),
+        (qs[1].rid().to_vec(), 1, sok(v)),
+        (qs[2].rid().to_vec(), 3, BrokerMsg::Err(ErrorType::Auth)),
+        (missing, 2, BrokerMsg::Err(ErrorType::Auth)),
+        (qs[4].rid().to_vec(), 4, sok(v)),
+        (qs[5].rid().to_vec(), 5, sok(v)),
+    ];
+    let items: Vec<(Vec<u8>, Vec<u8>)> = plan
+        .iter()
+        .map(|(ent, k, _)| {
+            let corr = new_corr_id();
+            let t = c
+                .transmission(&corr, ent, &Command::Sub, Some(&qs[*k].key))
+                .expect("transmission");
+            (corr, t)
+        })
+        .collect();
+    let resps = c.send_batch(items).await.expect("responses");
+    assert_eq!(resps.len(), plan.len());
+    for ((ent, _, want), (got_ent, got)) in plan.iter().zip(&resps) {
+        assert_eq!(got_ent, ent);
+        assert_eq!(got, want);
+    }
+    // the two queues with a message deliver it, once each
+    let mut got = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let (ent, m) = event(&c).await;
+        let r = qs
+            .iter()
+            .find(|r| r.rid() == ent.as_slice())
+            .expect("queue");
+        assert_eq!(decrypt_msg(r, &m).body.as_deref(), Some(&b"queued"[..]));
+        got.insert(ent);
+    }
+    assert_eq!(got.len(), 2);
+    no_event(&c).await;
+    // the four queues taken over end at their owner; the one that failed AUTH stays there
+    let mut ended = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let (ent, m) = event(&owner).await;
+        assert_eq!(m, BrokerMsg::End);
+        ended.insert(ent);
+    }
+    let taken: std::collections::HashSet<Vec<u8>> =
+        [0, 1, 4, 5].iter().map(|&i| qs[i].rid().to_vec()).collect();
+    assert_eq!(ended, taken);
+    let (_, ok) = sc
+        .request(qs[2].sid(), send_cmd(b"still the owner's"), None)
+        .await
+        .expect("SEND");
+    assert_eq!(ok, BrokerMsg::Ok);
+    let (ent, m) = event(&owner).await;
+    assert_eq!(ent.as_slice(), qs[2].rid());
+    assert!(matches!(m, BrokerMsg::Msg(..)), "{m:?}");
+}

@@ -131,6 +131,21 @@ impl Decoded {
         }
     }
 
+    /// The block's transmissions if they are several SUBs and nothing else (resubscription,
+    /// which [`super::core::Core::receive_subs`] runs with one store lookup); else the block.
+    pub fn into_subs(self) -> Result<Vec<SignedTransmission>, Self> {
+        let subs_only = self.items.len() > 1
+            && self
+                .items
+                .iter()
+                .all(|t| matches!(t, Ok(t) if matches!(t.command, Command::Sub)));
+        if subs_only {
+            Ok(self.items.into_iter().filter_map(Result::ok).collect())
+        } else {
+            Err(self)
+        }
+    }
+
     /// Whether running the block involves no signature, authenticator or decryption, so it
     /// may run on the reading worker.
     pub fn is_cheap(&self) -> bool {
@@ -191,6 +206,18 @@ fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Effects {
     let batched = decoded.items.len() > 1;
     let mut rng = rand::thread_rng();
     let mut env = Env { now, rng: &mut rng };
+    let core = &conn.state.core;
+    let decoded = if core.store.batches_lookups() {
+        match decoded.into_subs() {
+            Ok(subs) => {
+                core.receive_subs(&session, subs, &mut env, &mut fx);
+                return fx;
+            }
+            Err(other) => other,
+        }
+    } else {
+        decoded
+    };
     for (i, t) in decoded.items.into_iter().enumerate() {
         if conn.client.closed.is_cancelled() || conn.shutdown.is_cancelled() {
             break;

@@ -115,6 +115,25 @@ pub trait Store: Send + Sync + 'static {
     fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<Arc<Queue>>, ErrorType> {
         Ok(self.get_queue(party, id))
     }
+    /// Whether a lookup costs a round trip (a database), so a block of SUBs is worth looking up
+    /// with [`Store::find_queues`] and [`Store::peek_msgs`] in one go each. In-memory stores
+    /// answer `false` and the core keeps its one-by-one path for them.
+    fn batches_lookups(&self) -> bool {
+        false
+    }
+    /// [`Store::find_queue`] for many IDs of one party, answers in the order asked. The whole
+    /// batch fails together: one database failure answers every command of it `STORE`.
+    fn find_queues(
+        &self,
+        party: Party,
+        ids: &[&[u8]],
+    ) -> Result<Vec<Option<Arc<Queue>>>, ErrorType> {
+        ids.iter().map(|id| self.find_queue(party, id)).collect()
+    }
+    /// [`Store::peek_msg`] for many queues, answers in the order asked.
+    fn peek_msgs(&self, qs: &[&Queue]) -> Vec<Result<Option<Message>, ErrorType>> {
+        qs.iter().map(|q| self.peek_msg(q)).collect()
+    }
     /// Set the sender key; OK again with the same key, `AUTH` with another.
     fn secure_queue(&self, q: &Queue, key: PublicKey) -> Result<(), ErrorType>;
     /// Replace the recipient keys.

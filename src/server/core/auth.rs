@@ -114,6 +114,17 @@ pub fn verify_transmission_as(
     service: Option<&PeerService>,
     t: &SignedTransmission,
 ) -> Result<Verified, ErrorType> {
+    verify_found(dh, service, t, |party, id| store.find_queue(party, id))
+}
+
+/// [`verify_transmission_as`] with the queue lookup given: a block of SUBs looks its queues up
+/// in one store call first ([`Store::find_queues`]) and verifies each against its answer.
+pub fn verify_found(
+    dh: &DhKeyPair,
+    service: Option<&PeerService>,
+    t: &SignedTransmission,
+    find: impl FnOnce(Party, &[u8]) -> Result<Option<Arc<Queue>>, ErrorType>,
+) -> Result<Verified, ErrorType> {
     let auth = t.auth.as_ref();
     let hashed;
     let authorized: &[u8] = match (service, &t.service_sig) {
@@ -131,7 +142,7 @@ pub fn verify_transmission_as(
     let party = t.command.party();
     let q = match party {
         Party::Recipient | Party::Sender | Party::Notifier | Party::LinkClient => {
-            match store.find_queue(party, &t.entity_id)? {
+            match find(party, &t.entity_id)? {
                 Some(q) => match q.rec() {
                     Ok(r) => Some((q, r)),
                     Err(_) => return dummy(),

@@ -3,6 +3,7 @@
 //! A subscription has at most one message delivered and not yet acknowledged; ACK of it
 //! delivers the next. SEND to an empty queue delivers at once to the subscriber, if any.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Core, Delivery, Effects, Env, Outgoing, Session, Sub};
@@ -38,6 +39,15 @@ pub fn encrypt_msg(rec: &QueueRec, m: &Message) -> BrokerMsg {
     BrokerMsg::Msg(m.msg_id().to_vec(), enc)
 }
 
+/// What SUB's first half leaves for its second.
+#[derive(Debug)]
+pub(super) struct SubStarted {
+    /// The queue was not subscribed by this connection before.
+    new_sub: bool,
+    /// The service the queue now belongs to (answered in SOK).
+    service_id: Option<Vec<u8>>,
+}
+
 impl Core {
     /// SUB: subscribe this connection (taking the queue over from another with END) and
     /// deliver the first message, if any.
@@ -52,10 +62,30 @@ impl Core {
         env: &mut Env<'_>,
         fx: &mut Effects,
     ) {
+        let Some(started) = self.subscribe_start(s, corr, ent, fx) else {
+            return;
+        };
+        let mut subs = lock(&s.client.subs);
+        let head = self.store.peek_msg(q);
+        self.subscribe_finish(&mut subs, corr, ent, rec, started, head, env, fx);
+    }
+
+    /// SUB's first half: take the queue (and its service association) for this connection.
+    /// `None` when it was answered with an error.
+    pub(super) fn subscribe_start(
+        &self,
+        s: &Session<'_>,
+        corr: &[u8],
+        ent: &[u8],
+        fx: &mut Effects,
+    ) -> Option<SubStarted> {
         // A service session takes the queue into its service; a plain one takes it out.
         let service_id = match self.sub_association(s, SubParty::Recipient, ent, ent, fx) {
             Ok(id) => id,
-            Err(e) => return fx.err(corr, ent, e),
+            Err(e) => {
+                fx.err(corr, ent, e);
+                return None;
+            }
         };
         // Never hold this connection's subscriptions while touching another connection's:
         // two connections taking over each other's queues would deadlock.
@@ -65,7 +95,8 @@ impl Core {
                 Some(sub) if sub.prohibit => {
                     drop(subs);
                     self.stats.q_sub_prohibited.inc();
-                    return fx.err(corr, ent, ErrorType::Cmd(CommandError::Prohibited));
+                    fx.err(corr, ent, ErrorType::Cmd(CommandError::Prohibited));
+                    return None;
                 }
                 Some(sub) => {
                     // Repeated SUB: deliver the first message again.
@@ -91,14 +122,34 @@ impl Core {
                 self.stats.q_sub_end_b.inc();
             }
         }
-        let mut subs = lock(&s.client.subs);
-        match self.store.peek_msg(q) {
+        Some(SubStarted {
+            new_sub,
+            service_id,
+        })
+    }
+
+    /// SUB's second half: answer it and deliver `head`, the queue's first message peeked
+    /// after the subscription was taken, while holding this connection's subscriptions
+    /// (`subs`), so a SEND racing with it delivers the message once, not twice or never.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn subscribe_finish(
+        &self,
+        subs: &mut HashMap<Vec<u8>, Sub>,
+        corr: &[u8],
+        ent: &[u8],
+        rec: &QueueRec,
+        started: SubStarted,
+        head: Result<Option<Message>, ErrorType>,
+        env: &mut Env<'_>,
+        fx: &mut Effects,
+    ) {
+        match head {
             Ok(m) => {
-                fx.reply(corr, ent, BrokerMsg::Sok(service_id));
+                fx.reply(corr, ent, BrokerMsg::Sok(started.service_id));
                 if let (Some(m), Some(sub)) = (m, subs.get_mut(ent)) {
                     // A SEND racing with this SUB may have delivered it already.
                     if sub.delivered.is_none() {
-                        if new_sub {
+                        if started.new_sub {
                             self.stats.q_sub.inc();
                         }
                         self.stats.message_delivered(m.ts());

@@ -28,6 +28,7 @@ mod proxy;
 mod queue;
 pub mod relay;
 pub mod services;
+mod sub_batch;
 pub mod subscriptions;
 
 #[cfg(test)]
@@ -279,17 +280,8 @@ impl Core {
             s.client.service.get(),
             &t,
         );
-        if batch_first {
-            super::counting::batch(&self.stats, &t.command);
-        }
-        match verified {
-            Err(e) => {
-                if e == ErrorType::Auth {
-                    super::counting::auth_failure(&self.stats, &t.command);
-                }
-                fx.err(&t.corr_id, &t.entity_id, e)
-            }
-            Ok(queue) => self.apply(
+        if let Some(queue) = self.count_verified(&t, verified, batch_first, fx) {
+            self.apply(
                 s,
                 VerifiedTransmission {
                     corr_id: t.corr_id,
@@ -299,7 +291,30 @@ impl Core {
                 },
                 env,
                 fx,
-            ),
+            )
+        }
+    }
+
+    /// Count a verification's outcome; a failure is answered here, `Some` goes on to apply.
+    fn count_verified(
+        &self,
+        t: &SignedTransmission,
+        verified: Result<auth::Verified, ErrorType>,
+        batch_first: bool,
+        fx: &mut Effects,
+    ) -> Option<auth::Verified> {
+        if batch_first {
+            super::counting::batch(&self.stats, &t.command);
+        }
+        match verified {
+            Err(e) => {
+                if e == ErrorType::Auth {
+                    super::counting::auth_failure(&self.stats, &t.command);
+                }
+                fx.err(&t.corr_id, &t.entity_id, e);
+                None
+            }
+            Ok(queue) => Some(queue),
         }
     }
 
@@ -367,18 +382,8 @@ impl Core {
         fx: &mut Effects,
     ) {
         let st = self.store.as_ref();
-        // OFF, DEL and SEND work on blocked queues (SEND reports BLOCKED itself).
-        let blocked_ok = matches!(cmd, Command::Off | Command::Del | Command::Send(..));
-        if let (QueueStatus::Blocked(info), false) = (&rec.status, blocked_ok) {
-            return fx.err(corr, ent, ErrorType::Blocked(info.clone()));
-        }
-        if !matches!(cmd, Command::Off | Command::Del) {
-            let today = env.now.div_euclid(86400) * 86400;
-            if rec.updated_at != Some(today) {
-                if let Err(e) = st.update_time(q, today) {
-                    return fx.err(corr, ent, e);
-                }
-            }
+        if let Err(e) = self.queue_rules(&cmd, q, rec, env.now) {
+            return fx.err(corr, ent, e);
         }
         let ok_or = |r: Result<(), ErrorType>| match r {
             Ok(()) => BrokerMsg::Ok,
@@ -413,6 +418,28 @@ impl Core {
             | Command::Rfwd(_) => BrokerMsg::Err(ErrorType::Cmd(CommandError::Prohibited)),
         };
         fx.reply(corr, ent, r)
+    }
+
+    /// The status and activity rules every queue command passes first: a blocked queue takes
+    /// only OFF, DEL and SEND (SEND reports BLOCKED itself); the day of use is recorded.
+    fn queue_rules(
+        &self,
+        cmd: &Command,
+        q: &Queue,
+        rec: &QueueRec,
+        now: i64,
+    ) -> Result<(), ErrorType> {
+        let blocked_ok = matches!(cmd, Command::Off | Command::Del | Command::Send(..));
+        if let (QueueStatus::Blocked(info), false) = (&rec.status, blocked_ok) {
+            return Err(ErrorType::Blocked(info.clone()));
+        }
+        if !matches!(cmd, Command::Off | Command::Del) {
+            let today = now.div_euclid(86400) * 86400;
+            if rec.updated_at != Some(today) {
+                self.store.update_time(q, today)?;
+            }
+        }
+        Ok(())
     }
 
     /// Forget a connection's subscriptions when it closes.

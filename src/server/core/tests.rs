@@ -221,18 +221,9 @@ impl Harness {
         cmd: Command,
         key: Option<&PrivateSignKey>,
     ) -> (BrokerMsg, Effects) {
-        self.corr += 1;
         self.now += 7;
-        let corr = format!("{:024}", self.corr).into_bytes();
+        let (corr, st) = self.transmission(c, entity, &cmd, key);
         let (client, keys) = &self.clients[c];
-        let params = THParams {
-            session_id: keys.session_id.clone(),
-            version: VERSION,
-        };
-        let t = encode_client(&params, &corr, entity, &cmd);
-        let auth = key.map(|k| k.sign(&t.for_auth));
-        let bytes = with_auth(&params, auth.as_deref(), &t.to_send);
-        let st = decode_server(&params, parse_transmission(&params, &bytes)).expect("decodes");
         let session = Session {
             client,
             version: VERSION,
@@ -251,6 +242,27 @@ impl Harness {
         assert!(fx.jobs.is_empty(), "no network jobs for queue commands");
         let reply = fx.replies[0].msg.clone();
         (reply, fx)
+    }
+
+    /// A command from connection `c` as the server decodes it off the wire, with its corrId.
+    fn transmission(
+        &mut self,
+        c: usize,
+        entity: &[u8],
+        cmd: &Command,
+        key: Option<&PrivateSignKey>,
+    ) -> (Vec<u8>, crate::protocol::transmission::SignedTransmission) {
+        self.corr += 1;
+        let corr = format!("{:024}", self.corr).into_bytes();
+        let params = THParams {
+            session_id: self.clients[c].1.session_id.clone(),
+            version: VERSION,
+        };
+        let t = encode_client(&params, &corr, entity, cmd);
+        let auth = key.map(|k| k.sign(&t.for_auth));
+        let bytes = with_auth(&params, auth.as_deref(), &t.to_send);
+        let st = decode_server(&params, parse_transmission(&params, &bytes)).expect("decodes");
+        (corr, st)
     }
 
     /// Record what each connection received (MSG, END), checking deliveries go only to the
@@ -646,4 +658,83 @@ fn rkey_is_capped() {
             crate::protocol::errors::CommandError::Prohibited
         ))
     );
+}
+
+/// A block of SUBs run together (the database's path: one queue lookup and one peek for the
+/// block) answers and delivers exactly as the same SUBs one by one: the same replies in the
+/// same order (OK, PROHIBITED after GET, AUTH for a wrong key and a missing queue), the same
+/// MSGs after them and the same END to the connection that had the queues.
+#[test]
+fn a_block_of_subs_answers_as_one_by_one() {
+    let run = |batched: bool| {
+        let mut h = Harness::new(11);
+        for _ in 0..3 {
+            h.apply(&Op::New { client: 0 });
+        }
+        h.apply(&Op::Secure { q: 0 });
+        h.apply(&Op::Secure { q: 2 });
+        h.apply(&Op::Send { q: 0, len: 10 });
+        h.apply(&Op::Send { q: 2, len: 20 });
+        // GET on queue 1 from connection 1 prohibits SUB on it there
+        h.apply(&Op::Get { q: 1, client: 1 });
+        let q = |h: &Harness, i: usize| (h.queues[i].rcv_id.clone(), h.queues[i].rcv_key.clone());
+        let (r0, k0) = q(&h, 0);
+        let (r1, k1) = q(&h, 1);
+        let (r2, k2) = q(&h, 2);
+        let subs: Vec<(Vec<u8>, Arc<PrivateSignKey>)> = vec![
+            (r0, k0),
+            (r1, k1.clone()),
+            (r2.clone(), k1),
+            (b"no such queue id......".to_vec(), k2.clone()),
+            (r2, k2),
+        ];
+        let ts: Vec<_> = subs
+            .iter()
+            .map(|(id, k)| h.transmission(1, id, &Command::Sub, Some(k)).1)
+            .collect();
+        let (client, keys) = &h.clients[1];
+        let session = Session {
+            client,
+            version: VERSION,
+            keys,
+            forwarded: false,
+        };
+        let mut fx = Effects::default();
+        let mut env = Env {
+            now: h.now,
+            rng: &mut h.rng,
+        };
+        if batched {
+            h.core.receive_subs(&session, ts, &mut env, &mut fx);
+        } else {
+            for (i, t) in ts.into_iter().enumerate() {
+                h.core.receive(&session, t, i == 0, &mut env, &mut fx);
+            }
+        }
+        let deliveries: Vec<_> = fx
+            .deliveries
+            .iter()
+            .map(|d| (d.to, d.item.clone()))
+            .collect();
+        (fx.replies, fx.follow, deliveries)
+    };
+    let (one_by_one, block) = (run(false), run(true));
+    let kinds: Vec<String> = block.0.iter().map(|o| short(&o.msg)).collect();
+    assert_eq!(kinds.len(), 5, "one reply per SUB: {kinds:?}");
+    assert!(
+        kinds[0].starts_with("Sok") && kinds[4].starts_with("Sok"),
+        "{kinds:?}"
+    );
+    assert!(kinds[1].contains("Prohibited"), "{kinds:?}");
+    assert!(
+        kinds[2].contains("Auth") && kinds[3].contains("Auth"),
+        "{kinds:?}"
+    );
+    assert_eq!(block.1.len(), 2, "the two queues with a message deliver it");
+    assert_eq!(
+        block.2.len(),
+        2,
+        "END to the connection that had queues 0 and 2"
+    );
+    assert_eq!(block, one_by_one);
 }

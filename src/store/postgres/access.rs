@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use super::db::{Db, DbError};
-use super::rows::{message_from_row, queue_from_row};
+use super::rows::{self, message_from_row, queue_from_row, MESSAGE_COLUMNS};
 use super::PgStore;
 use crate::protocol::errors::ErrorType;
 use crate::store::{Message, Queue, QueueLog, QueueRec};
@@ -150,6 +150,70 @@ impl PgStore {
         })
     }
 
+    /// The live queues whose `column` is one of `ids`, in one query (a block of SUBs).
+    pub(super) fn load_many(
+        &self,
+        column: &'static str,
+        ids: Vec<Vec<u8>>,
+    ) -> Result<Vec<QueueRec>, ErrorType> {
+        let sql: &'static str = match column {
+            "sender_id" => SELECT_ANY_SENDER,
+            "notifier_id" => SELECT_ANY_NOTIFIER,
+            "link_id" => SELECT_ANY_LINK,
+            _ => SELECT_ANY_RECIPIENT,
+        };
+        let rows = self.run("getQueues", move |c| async move {
+            let st = c
+                .prepare_cached(sql)
+                .await
+                .map_err(DbError::query("getQueues"))?;
+            c.query(&st, &[&ids])
+                .await
+                .map_err(DbError::query("getQueues"))
+        })?;
+        rows.iter()
+            .map(queue_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                self.fail(DbError::Other {
+                    op: "getQueues",
+                    what: e.to_string(),
+                })
+            })
+    }
+
+    /// The oldest message of each of `rids` that has one, with its recipient ID, in one query:
+    /// one index probe per queue (`LATERAL ... LIMIT 1`), as [`Store::peek_msg`] does singly.
+    pub(super) fn peek_many(
+        &self,
+        rids: Vec<Vec<u8>>,
+    ) -> Result<Vec<(Vec<u8>, Message)>, ErrorType> {
+        let op = "tryPeekMsgs";
+        let rows = self.run(op, move |c| async move {
+            let st = c
+                .prepare_cached(&format!(
+                    "SELECT r.rid, m.* FROM unnest($1::bytea[]) AS r(rid) CROSS JOIN LATERAL \
+                     (SELECT {MESSAGE_COLUMNS} FROM messages WHERE recipient_id = r.rid \
+                     ORDER BY message_id ASC LIMIT 1) m"
+                ))
+                .await
+                .map_err(DbError::query(op))?;
+            c.query(&st, &[&rids]).await.map_err(DbError::query(op))
+        })?;
+        rows.iter()
+            .map(|r| {
+                let rid: Vec<u8> = r.try_get(0).map_err(|_| rows::BadRow("recipient_id"))?;
+                Ok((rid, message_from_row(r, 1)?))
+            })
+            .collect::<Result<_, rows::BadRow>>()
+            .map_err(|e| {
+                self.fail(DbError::Other {
+                    op,
+                    what: e.to_string(),
+                })
+            })
+    }
+
     pub(super) fn live_size(&self, rid: Vec<u8>) -> Result<Option<i64>, ErrorType> {
         self.run("getQueueSize", move |c| async move {
             let st = c
@@ -191,17 +255,21 @@ impl PgStore {
 }
 
 macro_rules! select_queue {
-    ($col:literal) => {
+    ($cond:literal) => {
         concat!(
             "SELECT recipient_id, recipient_keys, rcv_dh_secret, sender_id, sender_key, queue_mode, \
              notifier_id, notifier_key, rcv_ntf_dh_secret, status, updated_at, link_id, fixed_data, \
              user_data FROM msg_queues WHERE ",
-            $col,
-            " = $1 AND deleted_at IS NULL"
+            $cond,
+            " AND deleted_at IS NULL"
         )
     };
 }
-pub(super) const SELECT_BY_RECIPIENT: &str = select_queue!("recipient_id");
-pub(super) const SELECT_BY_SENDER: &str = select_queue!("sender_id");
-pub(super) const SELECT_BY_NOTIFIER: &str = select_queue!("notifier_id");
-pub(super) const SELECT_BY_LINK: &str = select_queue!("link_id");
+pub(super) const SELECT_ANY_RECIPIENT: &str = select_queue!("recipient_id = ANY($1)");
+pub(super) const SELECT_ANY_SENDER: &str = select_queue!("sender_id = ANY($1)");
+pub(super) const SELECT_ANY_NOTIFIER: &str = select_queue!("notifier_id = ANY($1)");
+pub(super) const SELECT_ANY_LINK: &str = select_queue!("link_id = ANY($1)");
+pub(super) const SELECT_BY_RECIPIENT: &str = select_queue!("recipient_id = $1");
+pub(super) const SELECT_BY_SENDER: &str = select_queue!("sender_id = $1");
+pub(super) const SELECT_BY_NOTIFIER: &str = select_queue!("notifier_id = $1");
+pub(super) const SELECT_BY_LINK: &str = select_queue!("link_id = $1");

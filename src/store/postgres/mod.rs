@@ -58,6 +58,17 @@ impl std::fmt::Debug for PgStore {
 
 type Param = Box<dyn tokio_postgres::types::ToSql + Send + Sync>;
 
+/// The `msg_queues` column a party's entity ID is kept in.
+fn party_column(party: Party) -> Option<&'static str> {
+    match party {
+        Party::Recipient => Some("recipient_id"),
+        Party::Sender => Some("sender_id"),
+        Party::Notifier => Some("notifier_id"),
+        Party::LinkClient => Some("link_id"),
+        _ => None,
+    }
+}
+
 /// A replaced notifier's columns: ID, key, DH secret.
 type OldNotifier = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -96,16 +107,63 @@ impl Store for PgStore {
     }
 
     fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<Arc<Queue>>, ErrorType> {
-        let column = match party {
-            Party::Recipient => "recipient_id",
-            Party::Sender => "sender_id",
-            Party::Notifier => "notifier_id",
-            Party::LinkClient => "link_id",
-            _ => return Ok(None),
+        let Some(column) = party_column(party) else {
+            return Ok(None);
         };
         Ok(self
             .load(column, id.to_vec())?
             .map(|r| Arc::new(Queue::new(r))))
+    }
+
+    fn batches_lookups(&self) -> bool {
+        true
+    }
+
+    fn find_queues(
+        &self,
+        party: Party,
+        ids: &[&[u8]],
+    ) -> Result<Vec<Option<Arc<Queue>>>, ErrorType> {
+        let Some(column) = party_column(party) else {
+            return Ok(vec![None; ids.len()]);
+        };
+        let recs = self.load_many(column, ids.iter().map(|id| id.to_vec()).collect())?;
+        let by_id: std::collections::HashMap<Vec<u8>, Arc<Queue>> = recs
+            .into_iter()
+            .filter_map(|r| {
+                let id = match party {
+                    Party::Recipient => Some(r.recipient_id.clone()),
+                    Party::Sender => Some(r.sender_id.clone()),
+                    Party::Notifier => r.notifier.as_ref().map(|n| n.notifier_id.clone()),
+                    _ => r.queue_data.as_ref().map(|(lid, _)| lid.clone()),
+                }?;
+                Some((id, Arc::new(Queue::new(r))))
+            })
+            .collect();
+        // The same ID twice in a block gets the same handle both times.
+        Ok(ids.iter().map(|id| by_id.get(*id).cloned()).collect())
+    }
+
+    fn peek_msgs(&self, qs: &[&Queue]) -> Vec<Result<Option<Message>, ErrorType>> {
+        let live: Vec<Vec<u8>> = qs
+            .iter()
+            .filter(|q| !q.lock().deleted)
+            .map(|q| q.recipient_id.clone())
+            .collect();
+        let heads: std::collections::HashMap<Vec<u8>, Message> = match self.peek_many(live) {
+            Ok(h) => h.into_iter().collect(),
+            Err(e) => return qs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        qs.iter()
+            .map(|q| {
+                if q.lock().deleted {
+                    Err(ErrorType::Auth)
+                } else {
+                    // A queue asked twice gets its head both times.
+                    Ok(heads.get(&q.recipient_id).cloned())
+                }
+            })
+            .collect()
     }
 
     fn secure_queue(&self, q: &Queue, key: PublicKey) -> Result<(), ErrorType> {
