@@ -18,6 +18,8 @@ pub struct Cluster {
     pub port: u16,
     bin: PathBuf,
     as_postgres: bool,
+    /// Also listening on 127.0.0.1 (TCP, TLS only): see [`Cluster::start_tls`].
+    tcp: bool,
     /// Outlives the tests on purpose: it cleans up after the process exits.
     _watchdog: Option<std::process::Child>,
 }
@@ -62,6 +64,17 @@ impl Cluster {
     }
 
     fn start() -> Cluster {
+        Cluster::start_with(None)
+    }
+
+    /// A cluster of its own that also listens on 127.0.0.1:`port` and takes TCP connections
+    /// only over TLS (`hostssl`; plain `host` is rejected), with this certificate and key
+    /// (PEM). The Unix socket stays open without TLS for `psql`.
+    pub fn start_tls(cert: &Path, key: &Path) -> Cluster {
+        Cluster::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Cluster {
         let bin = pg_bin();
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -77,12 +90,20 @@ impl Cluster {
                 .expect("chown");
             assert!(ok.success(), "chown of the cluster directory failed");
         }
-        let port = 20000 + (std::process::id() % 20000) as u16;
+        let port = if tls.is_some() {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        } else {
+            20000 + (std::process::id() % 20000) as u16
+        };
         let mut c = Cluster {
             dir: dir.clone(),
             port,
             bin,
             as_postgres,
+            tcp: tls.is_some(),
             _watchdog: None,
         };
         let data = dir.join("data");
@@ -97,6 +118,9 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some((cert, key)) = tls {
+            c.enable_tls(&data, cert, key);
+        }
         c.pg_ctl_start();
         // Stop and remove the cluster when this test process ends.
         let watchdog = format!(
@@ -117,6 +141,26 @@ impl Cluster {
         c
     }
 
+    fn enable_tls(&self, data: &Path, cert: &Path, key: &Path) {
+        std::fs::copy(cert, data.join("server.crt")).expect("server.crt");
+        std::fs::copy(key, data.join("server.key")).expect("server.key");
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 reject\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
+        let mut chown = Command::new("sh");
+        chown.args(["-c", "chmod 600 \"$1/server.key\" && { [ \"$2\" = 0 ] || chown postgres:postgres \"$1\"/server.* \"$1\"/pg_hba.conf \"$1\"/postgresql.conf; }", "sh"]);
+        chown
+            .arg(data)
+            .arg(if self.as_postgres { "1" } else { "0" });
+        assert!(
+            chown.status().expect("chmod").success(),
+            "chmod/chown of the TLS files"
+        );
+    }
+
     fn stop_command(&self) -> String {
         let pg_ctl = self.bin.join("pg_ctl");
         let run = if self.as_postgres {
@@ -132,8 +176,9 @@ impl Cluster {
     }
 
     fn pg_ctl_start(&self) {
+        let listen = if self.tcp { "127.0.0.1" } else { "" };
         let opts = format!(
-            "-k {} -p {} -c listen_addresses='' -c fsync=off -c max_connections=300",
+            "-k {} -p {} -c listen_addresses='{listen}' -c fsync=off -c max_connections=300",
             self.dir.display(),
             self.port
         );

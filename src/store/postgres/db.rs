@@ -16,7 +16,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How long one store call may take (waiting for a connection included) before it fails.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -108,9 +108,12 @@ impl DbOptions {
     /// The driver's configuration, with libpq's defaults (environment variables `PGHOST`,
     /// `PGPORT`, `PGUSER`, `PGPASSWORD`; the Unix socket directory; the OS user name) where the
     /// string leaves them out, as the reference (which uses libpq) connects.
-    pub fn pg_config(&self) -> Result<tokio_postgres::Config, DbError> {
-        let mut c: tokio_postgres::Config = self
-            .connection
+    ///
+    /// libpq's TLS parameters are taken off the string first (see [`super::tls`]); the
+    /// connector that carries them out comes back with the configuration.
+    pub fn pg_config(&self) -> Result<(tokio_postgres::Config, MakeRustlsConnect), DbError> {
+        let (rest, tls) = super::tls::split(&self.connection)?;
+        let mut c: tokio_postgres::Config = rest
             .parse()
             .map_err(|e: tokio_postgres::Error| DbError::Config(e.to_string()))?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -157,13 +160,35 @@ impl DbOptions {
         c.options(opts);
         c.connect_timeout(CONNECT_TIMEOUT);
         c.application_name("smp-server");
-        Ok(c)
+        let tcp = !c.get_hostaddrs().is_empty()
+            || c.get_hosts()
+                .iter()
+                .any(|h| matches!(h, tokio_postgres::config::Host::Tcp(_)));
+        c.ssl_mode(tls.driver_mode(tcp));
+        let connector = tls.connector()?;
+        Ok((c, connector))
     }
 
     /// The connection string with any password hidden (for messages).
     pub fn display_connection(&self) -> String {
         crate::config::redact_connection(&self.connection)
     }
+}
+
+/// An error with its causes: the pool's "error performing TLS handshake" says why only in
+/// its sources (an unknown issuer, a name mismatch), which is what the operator must fix.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 /// Schema names are put into SQL unquoted (as the reference does), so only plain names.
@@ -192,7 +217,7 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Build the pool (no connection is made yet).
     pub fn new(opts: &DbOptions) -> Result<Self, DbError> {
-        let cfg = opts.pg_config()?;
+        let (cfg, tls) = opts.pg_config()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("smp-db")
@@ -204,7 +229,7 @@ impl Db {
             })?;
         let mgr = Manager::from_config(
             cfg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -269,7 +294,7 @@ impl Db {
             let work = async move {
                 let conn = pool.get().await.map_err(|e| DbError::Connect {
                     op,
-                    what: e.to_string(),
+                    what: with_causes(&e),
                 })?;
                 f(conn).await
             };

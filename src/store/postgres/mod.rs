@@ -18,6 +18,7 @@ pub mod migrations;
 pub mod rows;
 pub mod services;
 pub mod setup;
+pub mod tls;
 pub mod transfer;
 
 use std::sync::atomic::AtomicI64;
