@@ -343,3 +343,48 @@ async fn messages_of_queues_missing_from_the_database_stop_start_until_allowed()
     drop(c);
     stop(srv).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_journal_server_moves_its_queues_to_the_database() {
+    // The upgrade path: memory + journal, `database import --table queues`, then the pair.
+    let cluster = Cluster::get();
+    let db = cluster.new_db();
+    let conn = cluster.conn(&db);
+    let s = Setup::init(&["-l", "--store-messages", "journal"]);
+    let (srv, c) = s.start().await;
+    let (r, sk) = new_queue(&c).await;
+    assert_eq!(
+        send(&c, &r, &sk, b"kept in the journal").await,
+        BrokerMsg::Ok
+    );
+    drop(c);
+    stop(srv).await;
+
+    let out = s.run_with_input(
+        &["database", "import", "--table", "queues", "-d", &conn],
+        "Y\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "import failed: {text}");
+    assert!(
+        text.contains("store_queues set to `memory`, update it to `database` in INI file"),
+        "{text}"
+    );
+    s.edit_ini(move |k, _| match k {
+        "store_queues" => Some("store_queues = database".into()),
+        "db_connection" => Some(format!("db_connection = {conn}")),
+        _ => None,
+    });
+    let (srv, c) = s.start().await;
+    let got = subscribe(&c, &r).await;
+    assert_eq!(body(&got), b"kept in the journal");
+    assert_eq!(ack(&c, &r, got.expect("message").0).await, None);
+    drop(c);
+    stop(srv).await;
+    assert_eq!(
+        Cluster::get()
+            .psql(&db, "SELECT count(*) FROM smp_server.msg_queues")
+            .trim(),
+        "1"
+    );
+}

@@ -199,10 +199,12 @@ pub fn run(cmd: StoreCmd, table: &str, args: &DbArgs, paths: &Paths) -> Result<(
             } else {
                 println!(
                     "{}",
-                    if c.store_log.store_queues == QueueStoreType::Database {
-                        "store_queues set to `database`, start the server."
-                    } else {
-                        "store_queues set to `memory`, update it to `database` in INI file"
+                    match (c.store_log.store_queues, c.store_log.store_messages) {
+                        (QueueStoreType::Database, _) =>
+                            "store_queues set to `database`, start the server.",
+                        (_, MessageStoreType::Memory) =>
+                            "store_queues set to `memory`, update it to `database` in INI file\nstore_messages set to `memory`, import messages to journal to use PostgreSQL database for queues (`smp-server journal import`)",
+                        _ => "store_queues set to `memory`, update it to `database` in INI file",
                     }
                 );
             }
