@@ -8,16 +8,19 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::binary::{stop, Setup};
-use common::pg::Cluster;
+use common::pg::{self, Cluster};
 use common::*;
 use smp_server::client::{AuthKey, SmpClient};
 use smp_server::protocol::command::{Command as Cmd, SubscriptionMode};
 use smp_server::protocol::errors::ErrorType;
 use smp_server::protocol::response::BrokerMsg;
 use smp_server::store::postgres::db::DbOptions;
+use smp_server::store::MessageLog;
 
 /// An initialised server on the pair, with its database.
 struct Pair {
@@ -387,4 +390,128 @@ async fn memory_journal_server_moves_its_queues_to_the_database() {
             .trim(),
         "1"
     );
+}
+
+/// The journal, failing on demand.
+struct Flaky {
+    inner: Arc<smp_server::store::journal::Journal>,
+    fail: AtomicBool,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), ErrorType> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err(ErrorType::Store("test: journal write failed".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl MessageLog for Flaky {
+    fn written(&self, rid: &[u8], msg: &smp_server::store::Message) -> Result<(), ErrorType> {
+        self.check()?;
+        self.inner.written(rid, msg)
+    }
+    fn removed(&self, rid: &[u8], msg_id: &[u8]) -> Result<(), ErrorType> {
+        self.check()?;
+        self.inner.removed(rid, msg_id)
+    }
+    fn cleared(&self, rid: &[u8]) -> Result<(), ErrorType> {
+        self.check()?;
+        self.inner.cleared(rid)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_object_answers_ok_only_after_the_journal_and_keeps_quota_rules() {
+    use smp_server::protocol::command::Party;
+    use smp_server::store::Store;
+    let opts = pg::fresh_db_options();
+    let db = smp_server::store::postgres::setup::open_db(&opts, true).expect("open db");
+    let pg = Arc::new(smp_server::store::postgres::PgStore::new(db, None, 86400));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jopts =
+        smp_server::store::journal::JournalOptions::new(smp_server::config::JournalFsync::Always);
+    let jdir = dir.path().join("messages");
+    let (journal, _) = smp_server::store::journal::Journal::open(&jdir, jopts).expect("journal");
+    let flaky = Arc::new(Flaky {
+        inner: Arc::new(journal),
+        fail: AtomicBool::new(false),
+    });
+    let store = Arc::new(smp_server::store::pg_journal::PgJournalStore::new(
+        pg,
+        flaky.clone(),
+    ));
+    let settings = smp_server::server::Settings {
+        msg_queue_quota: 2,
+        ..Default::default()
+    };
+    let s = start_server_on(settings, store.clone()).await;
+    let c = s.client().await;
+    let r = create_queue(&c).await;
+    let q = || store.get_queue(Party::Recipient, r.rid()).expect("queue");
+    let sendr = |b: &'static [u8]| {
+        let c = &c;
+        let sid = r.sid().to_vec();
+        async move { c.request(&sid, send_cmd(b), None).await.expect("SEND").1 }
+    };
+
+    assert_eq!(sendr(b"a").await, BrokerMsg::Ok);
+    let a = decrypt_msg(&r, &event(&c).await.1);
+    assert_eq!(a.body.as_deref(), Some(&b"a"[..]));
+    // A failed journal write: ERR STORE, and nothing kept.
+    flaky.fail.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        sendr(b"b").await,
+        BrokerMsg::Err(ErrorType::Store(_))
+    ));
+    assert_eq!(store.queue_size(&q()).expect("size"), 1);
+    // A failed ACK keeps the message.
+    let (_, resp) = c
+        .request(r.rid(), Cmd::Ack(a.msg_id.clone()), Some(&r.key))
+        .await
+        .expect("ACK");
+    assert!(
+        matches!(resp, BrokerMsg::Err(ErrorType::Store(_))),
+        "{resp:?}"
+    );
+    assert_eq!(store.queue_size(&q()).expect("size"), 1);
+    flaky.fail.store(false, Ordering::SeqCst);
+    // Subscribing again delivers it again; now the ACK is journaled.
+    let again = subscribe(&c, &r).await.expect("delivered again");
+    assert_eq!(again.0, a.msg_id);
+    assert_eq!(ack(&c, &r, again.0).await, None);
+    assert_eq!(store.queue_size(&q()).expect("size"), 0);
+
+    // Quota 2: two messages, then the marker, then nothing more.
+    for b in [&b"x1"[..], b"x2"] {
+        assert_eq!(sendr(b).await, BrokerMsg::Ok);
+    }
+    for _ in 0..2 {
+        assert_eq!(sendr(b"x3").await, BrokerMsg::Err(ErrorType::Quota));
+    }
+    assert_eq!(
+        store.queue_size(&q()).expect("size"),
+        3,
+        "2 messages + marker"
+    );
+    assert_eq!(store.count_messages(), 2, "the marker is not counted");
+    // Expiry removes them (and journals it).
+    assert_eq!(store.expire_messages(i64::MAX), 3);
+    assert_eq!(store.queue_size(&q()).expect("size"), 0);
+    assert_eq!(sendr(b"y").await, BrokerMsg::Ok);
+    // Deleting the queue drops its messages.
+    let (_, ok) = c
+        .request(r.rid(), Cmd::Del, Some(&r.key))
+        .await
+        .expect("DEL");
+    assert_eq!(ok, BrokerMsg::Ok);
+    assert_eq!(store.count_messages(), 0);
+    drop(c);
+    drop(s);
+    drop(store);
+    drop(flaky);
+    let (_, replay) = smp_server::store::journal::Journal::open(&jdir, jopts).expect("reopen");
+    assert!(replay.msgs.is_empty(), "{:?}", replay.msgs.keys());
 }

@@ -134,10 +134,28 @@ async fn start_server_routed(
     dir: tempfile::TempDir,
     route: smp_server::server::proxy::Route,
 ) -> TestServer {
+    start_with_store(settings, dir, route, scenario_store()).await
+}
+
+/// Start a server with a fresh identity on the given store.
+pub async fn start_server_on(
+    settings: Settings,
+    store: Arc<dyn smp_server::store::Store>,
+) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_identity(dir.path(), KeyAlgorithm::Ed25519, "localhost").expect("identity");
+    start_with_store(settings, dir, loopback_route(), store).await
+}
+
+async fn start_with_store(
+    settings: Settings,
+    dir: tempfile::TempDir,
+    route: smp_server::server::proxy::Route,
+    store: Arc<dyn smp_server::store::Store>,
+) -> TestServer {
     let identity = load_identity(dir.path()).expect("load identity");
     let fp = identity.fingerprint;
-    let server =
-        Arc::new(Server::with_store(settings, identity, scenario_store()).expect("server"));
+    let server = Arc::new(Server::with_store(settings, identity, store).expect("server"));
     server.state.proxy.set_route(route);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
