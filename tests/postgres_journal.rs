@@ -515,3 +515,46 @@ async fn the_server_object_answers_ok_only_after_the_journal_and_keeps_quota_rul
     let (_, replay) = smp_server::store::journal::Journal::open(&jdir, jopts).expect("reopen");
     assert!(replay.msgs.is_empty(), "{:?}", replay.msgs.keys());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_journal_is_converted_with_queues_in_the_database() {
+    use common::refjournal::{msg, RefMsg, RefQueue};
+    let p = pair();
+    let (srv, c) = p.s.start().await;
+    let (r, _) = new_queue(&c).await;
+    drop(c);
+    stop(srv).await;
+    // The reference's `messages/` layout: 4 messages, the first acknowledged.
+    let dir = p.journal_dir();
+    std::fs::remove_dir_all(&dir).expect("remove our journal");
+    let mut q = RefQueue::new(&dir, r.rid(), 256);
+    (0..4).for_each(|i| q.write_msg(&msg(0, i)));
+    q.ack();
+
+    let (srv, c) = p.s.start().await;
+    let aside: Vec<_> = std::fs::read_dir(&p.s.log)
+        .expect("ls")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("messages.reference-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the original is kept aside");
+    let mut got = Vec::new();
+    let mut next = subscribe(&c, &r).await;
+    while let Some((id, b)) = next {
+        got.push(b.expect("body"));
+        next = ack(&c, &r, id).await;
+    }
+    let want: Vec<Vec<u8>> = (1..4)
+        .map(|i| match msg(0, i) {
+            RefMsg::Msg(_, _, _, body) => body,
+            RefMsg::Quota(..) => unreachable!(),
+        })
+        .collect();
+    assert_eq!(got, want);
+    drop(c);
+    stop(srv).await;
+}
