@@ -138,12 +138,12 @@ impl PgJournalStore {
         let journal = Arc::new(journal);
         let st = PgJournalStore::new(pg, journal.clone());
         for q in mem.all_queues() {
-            let s = q.lock();
+            let mut s = q.lock();
             if !s.msgs.is_empty() {
                 guard(st.shard(&q.recipient_id)).insert(
                     q.recipient_id.clone(),
                     Held {
-                        msgs: s.msgs.clone(),
+                        msgs: std::mem::take(&mut s.msgs),
                         can_write: s.can_write,
                     },
                 );
@@ -164,10 +164,17 @@ impl PgJournalStore {
     /// it is left empty. Callers that change messages hold the queue's stripe.
     fn with_msgs<T>(&self, rid: &[u8], f: impl FnOnce(&mut Held) -> T) -> T {
         let mut m = guard(self.shard(rid));
-        let mut h = m.remove(rid).unwrap_or(Held {
+        if let Some(h) = m.get_mut(rid) {
+            let r = f(h);
+            if h.msgs.is_empty() {
+                m.remove(rid);
+            }
+            return r;
+        }
+        let mut h = Held {
             msgs: VecDeque::new(),
             can_write: true,
-        });
+        };
         let r = f(&mut h);
         if !h.msgs.is_empty() {
             m.insert(rid.to_vec(), h);
