@@ -274,8 +274,8 @@ fn queue_db(c: &Config) -> Result<Option<crate::store::postgres::db::Db>, CliErr
 }
 
 /// Put the undelivered messages of the reference's journal in `dir` into the queues of
-/// `memory`, as the reference's export reads them: only queues the store log (or database) has (the others
-/// stay in `dir`, which is not changed).
+/// `memory`, as the reference's export reads them: only queues the store log (or the
+/// database) has (the others stay in `dir`, which is not changed).
 fn load_reference(dir: &Path, memory: &MemoryStore) -> Result<(), CliError> {
     let replay = reference::read_dir(dir).map_err(|e| CliError::Message(format!("Error: {e}")))?;
     for note in &replay.notes {
