@@ -107,6 +107,6 @@ if [ $# -eq 0 ]; then
     --test service_subscriptions --test service_restart
   # and on queues in PostgreSQL with messages in the journal (store_messages = journal)
   SMP_TEST_STORE=database-journal cargo test --test server_queues --test server_links \
-    --test server_notifications --test server_subscriptions --test server_relay \
-    --test service_subscriptions
+    --test server_notifications --test server_subscriptions --test server_proxy \
+    --test server_relay --test server_malformed --test server_syntax --test service_subscriptions
 fi
