@@ -12,7 +12,7 @@
 # and SMP_TEST_TOR_NETWORK=1 (the slow private Tor network suite) and SMP_TEST_AUTH_TIMING=1
 # (tests/auth_timing.rs, a few minutes of timed requests) and SMP_TEST_REPRODUCIBLE=1
 # (tests/dist_reproducible.rs, two clones built byte-identical, ~4 minutes), then the relay scenarios
-# again on PostgreSQL (SMP_TEST_STORE=database); extra arguments go to `cargo test` (and skip
+# again on PostgreSQL (SMP_TEST_STORE=database, then database-journal); extra arguments go to `cargo test` (and skip
 # the PostgreSQL re-run). Without this script, plain `cargo test --workspace` also passes: suites whose
 # tools are missing print `skipped: <suite>: <why>`.
 set -euo pipefail
@@ -105,4 +105,8 @@ if [ $# -eq 0 ]; then
     --test server_notifications --test server_subscriptions --test server_proxy \
     --test server_relay --test server_malformed --test server_syntax --test server_identity \
     --test service_subscriptions --test service_restart
+  # and on queues in PostgreSQL with messages in the journal (store_messages = journal)
+  SMP_TEST_STORE=database-journal cargo test --test server_queues --test server_links \
+    --test server_notifications --test server_subscriptions --test server_proxy \
+    --test server_relay --test server_malformed --test server_syntax --test service_subscriptions
 fi

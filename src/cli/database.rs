@@ -14,7 +14,7 @@ use crate::config::{Config, MessageStoreType, Paths, QueueStoreType};
 use crate::store::postgres::db::{Db, DbError, DbOptions};
 use crate::store::postgres::{setup, transfer};
 
-fn db_err(e: DbError) -> CliError {
+pub(crate) fn db_err(e: DbError) -> CliError {
     CliError::Message(format!("Error: {e}"))
 }
 
@@ -40,25 +40,35 @@ fn both_present(c: &Config, o: &DbOptions) -> CliError {
     ))
 }
 
-/// Refuse to start `store_queues = database` when the files and the schema disagree.
+/// The configured database for a tool, which must have the schema (the reference's message).
+pub(crate) fn open_existing(c: &Config) -> Result<Db, CliError> {
+    let o = DbOptions::from_config(c);
+    if !exists(&o)? {
+        return Err(no_schema(&o));
+    }
+    setup::open_db(&o, false).map_err(db_err)
+}
+
+/// Refuse to start `store_queues = database` when the files and the schema disagree (with
+/// `store_messages = journal` also the message files, as `journal` does for the store log).
 pub fn check_db_storage(c: &Config) -> Result<(), CliError> {
     let sl = &c.store_log;
     if sl.store_queues != QueueStoreType::Database {
         return Ok(());
     }
-    if sl.store_messages != MessageStoreType::Database {
-        return Err(CliError::Message(format!(
-            "Error: store_queues = database with store_messages = {} is not supported by this server.\nUse store_messages = database (`smp-server database import --table messages` moves the messages).",
-            sl.store_messages
-        )));
-    }
-    let (file, dir) = (c.paths.messages_file(), c.paths.messages_journal_dir());
-    if file.exists() || dir.is_dir() {
-        return Err(CliError::Message(format!(
-            "Error: {} file or {} directory are present.\nConfigure memory storage.",
-            file.display(),
-            dir.display()
-        )));
+    if sl.store_messages == MessageStoreType::Journal {
+        // The reference's journal checks first (a messages file next to the journal pair is
+        // refused), then the database's.
+        crate::cli::journal::check_msg_store_mode(c)?;
+    } else {
+        let (file, dir) = (c.paths.messages_file(), c.paths.messages_journal_dir());
+        if file.exists() || dir.is_dir() {
+            return Err(CliError::Message(format!(
+                "Error: {} file or {} directory are present.\nConfigure memory storage.",
+                file.display(),
+                dir.display()
+            )));
+        }
     }
     let o = DbOptions::from_config(c);
     let schema = exists(&o)?;
@@ -189,10 +199,12 @@ pub fn run(cmd: StoreCmd, table: &str, args: &DbArgs, paths: &Paths) -> Result<(
             } else {
                 println!(
                     "{}",
-                    if c.store_log.store_queues == QueueStoreType::Database {
-                        "store_queues set to `database`, start the server."
-                    } else {
-                        "store_queues set to `memory`, update it to `database` in INI file"
+                    match (c.store_log.store_queues, c.store_log.store_messages) {
+                        (QueueStoreType::Database, _) =>
+                            "store_queues set to `database`, start the server.",
+                        (_, MessageStoreType::Memory) =>
+                            "store_queues set to `memory`, update it to `database` in INI file\nstore_messages set to `memory`, import messages to journal to use PostgreSQL database for queues (`smp-server journal import`)",
+                        _ => "store_queues set to `memory`, update it to `database` in INI file",
                     }
                 );
             }
@@ -308,6 +320,9 @@ pub fn run(cmd: StoreCmd, table: &str, args: &DbArgs, paths: &Paths) -> Result<(
             let m = transfer::export_messages(&db, &msgs).map_err(db_err)?;
             println!("Export completed: {m} messages");
             println!("Export queues with `smp-server database export --table queues`");
+            if c.store_log.store_messages == MessageStoreType::Journal {
+                println!("store_messages is `journal`: move the messages into the journal with `smp-server journal import`");
+            }
             Ok(())
         }
         (StoreCmd::Delete, _) => {

@@ -13,9 +13,9 @@ use std::path::Path;
 use super::args::StoreCmd;
 use super::console::Console;
 use super::CliError;
-use crate::config::{Config, MessageStoreType, Paths};
+use crate::config::{Config, MessageStoreType, Paths, QueueStoreType};
 use crate::protocol::command::Party;
-use crate::store::journal::{reference, Journal, JournalOptions, OrphanPolicy};
+use crate::store::journal::{reference, Journal, JournalOptions, OrphanPolicy, QueueSource};
 use crate::store::memory::MemoryStore;
 use crate::store::{Message, Store};
 
@@ -86,7 +86,7 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
                     file.display()
                 )));
             }
-            require_store_log(&config)?;
+            let db = queue_db(&config)?;
             Console::stdin().confirm(
                 &format!(
                     "WARNING: message log file {} will be imported to journal directory {}",
@@ -95,7 +95,11 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
                 ),
                 "Messages not imported",
             )?;
-            let (memory, _) = load_queues(&config)?;
+            let memory = match &db {
+                Some(db) => crate::store::postgres::transfer::load_queues(db)
+                    .map_err(super::database::db_err)?,
+                None => load_queues(&config)?.0,
+            };
             let imported = import_messages_log(&config, &memory)?;
             // Written under another name first, so a crash never leaves half a journal.
             let tmp = dir.with_extension("importing");
@@ -152,7 +156,15 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
                     file.display()
                 )));
             }
-            require_store_log(&config)?;
+            let sl = &config.store_log;
+            if sl.store_queues == QueueStoreType::Database
+                && sl.store_messages == MessageStoreType::Database
+            {
+                return Err(CliError::Message(
+                    "Messages can be exported with `database export --table messages`.".into(),
+                ));
+            }
+            let db = queue_db(&config)?;
             Console::stdin().confirm(
                 &format!(
                     "WARNING: journal directory {} will be exported to message log file {}",
@@ -161,7 +173,14 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
                 ),
                 "Journal not exported",
             )?;
-            let (memory, deleted) = load_queues(&config)?;
+            let (memory, mut deleted) = match &db {
+                Some(db) => (
+                    crate::store::postgres::transfer::load_queues(db)
+                        .map_err(super::database::db_err)?,
+                    HashSet::new(),
+                ),
+                None => load_queues(&config)?,
+            };
             if reference::is_reference_layout(&dir) {
                 load_reference(&dir, &memory)?;
                 return finish_export(&config, &memory);
@@ -169,11 +188,23 @@ pub fn run(cmd: StoreCmd, paths: &Paths) -> Result<(), CliError> {
             let (journal, replay) =
                 Journal::open(&dir, JournalOptions::new(config.store_log.journal_fsync))
                     .map_err(journal_err)?;
+            if let Some(db) = &db {
+                // Queues the database marks deleted: their messages go, as at start.
+                let rids = replay.msgs.keys().cloned().collect();
+                deleted = crate::store::postgres::journal_queues(db, rids)
+                    .map_err(super::database::db_err)?
+                    .deleted;
+            }
             // Messages without a queue cannot be exported; they are kept aside, not dropped.
             let policy = OrphanPolicy {
                 deleted: &deleted,
                 allow: true,
                 dir: config.paths.log_dir(),
+                queues: if db.is_some() {
+                    QueueSource::Database
+                } else {
+                    QueueSource::StoreLog
+                },
             };
             let s = journal
                 .restore_into(&memory, replay, policy)
@@ -218,10 +249,13 @@ fn finish_export(config: &Config, memory: &MemoryStore) -> Result<(), CliError> 
         "Messages: {n} exported to {}",
         config.paths.messages_file().display()
     );
+    let sl = &config.store_log;
     println!(
         "{}",
-        match config.store_log.store_messages {
-            MessageStoreType::Journal =>
+        match (sl.store_queues, sl.store_messages) {
+            (QueueStoreType::Database, _) =>
+                "store_messages set to `journal`, store_queues is set to `database`.\nExport queues to store log to use memory storage for messages (`smp-server database export`).",
+            (_, MessageStoreType::Journal) =>
                 "store_messages set to `journal`, update it to `memory` in INI file",
             _ => "store_messages set to `memory`, start the server.",
         }
@@ -229,9 +263,19 @@ fn finish_export(config: &Config, memory: &MemoryStore) -> Result<(), CliError> 
     Ok(())
 }
 
+/// Where the queues of the messages are: `None` for the store log (required then), or the
+/// database with `store_queues = database` (its schema required, as the reference's export).
+fn queue_db(c: &Config) -> Result<Option<crate::store::postgres::db::Db>, CliError> {
+    if c.store_log.store_queues == QueueStoreType::Database {
+        super::database::open_existing(c).map(Some)
+    } else {
+        require_store_log(c).map(|_| None)
+    }
+}
+
 /// Put the undelivered messages of the reference's journal in `dir` into the queues of
-/// `memory`, as the reference's export reads them: only queues the store log has (the others
-/// stay in `dir`, which is not changed).
+/// `memory`, as the reference's export reads them: only queues the store log (or the
+/// database) has (the others stay in `dir`, which is not changed).
 fn load_reference(dir: &Path, memory: &MemoryStore) -> Result<(), CliError> {
     let replay = reference::read_dir(dir).map_err(|e| CliError::Message(format!("Error: {e}")))?;
     for note in &replay.notes {

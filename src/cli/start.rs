@@ -308,12 +308,20 @@ mod tests {
 
     #[test]
     fn unsupported_storage_is_refused() {
+        // database + journal is served, but not with a messages log file beside it (the
+        // reference's rule); this check comes before any database connection.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("smp-server-messages.log"), b"").expect("write");
         let c = Config::parse(
             "[STORE_LOG]\nstore_queues = database\nstore_messages = journal\n",
-            Paths::new("/c", "/l"),
+            Paths::new(dir.path(), dir.path()),
         )
         .expect("valid");
-        assert!(check_supported(&c).is_err());
+        let e = check_supported(&c).expect_err("refused").to_string();
+        assert!(
+            e.contains("store_messages is `journal` with") && e.contains("file present"),
+            "{e}"
+        );
         let c = Config::parse(
             "[STORE_LOG]\nstore_messages = journal\n",
             Paths::new("/nonexistent-c", "/nonexistent-l"),

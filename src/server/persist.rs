@@ -30,6 +30,9 @@ pub enum PersistError {
     /// The PostgreSQL store could not be opened.
     #[error(transparent)]
     Database(#[from] crate::store::postgres::db::DbError),
+    /// The database+journal store could not be opened.
+    #[error(transparent)]
+    DatabaseJournal(#[from] crate::store::pg_journal::OpenError),
     /// A messages or notifications file could not be read or written.
     #[error("{path}: {what}")]
     File {
@@ -55,8 +58,9 @@ pub struct Persistence {
     pub store_log: Option<Arc<StoreLogWriter>>,
     /// The message journal, with `store_messages = journal`.
     pub journal: Option<Arc<crate::store::journal::Journal>>,
-    /// The PostgreSQL store, with `store_queues = database` (then `store` stays empty).
-    pub db: Option<Arc<crate::store::postgres::PgStore>>,
+    /// With `store_queues = database` (then `store` stays empty): the PostgreSQL store, or
+    /// with `store_messages = journal` the database+journal store.
+    pub db: Option<Arc<dyn Store>>,
     /// Client services and their queues (restored from the store log, appended to it).
     pub services: Arc<crate::store::services::ServiceStore>,
     messages_file: Option<PathBuf>,
@@ -87,13 +91,20 @@ impl Persistence {
             )
         })?;
         if config.store_log.store_queues == crate::config::QueueStoreType::Database {
-            let db = crate::store::postgres::setup::open_for_config(config)?;
-            let services = crate::store::Store::services(&db).unwrap_or_default();
+            let pg = Arc::new(crate::store::postgres::setup::open_for_config(config)?);
+            let services = crate::store::Store::services(pg.as_ref()).unwrap_or_default();
+            let (db, journal): (Arc<dyn Store>, _) =
+                if config.store_log.store_messages == crate::config::MessageStoreType::Journal {
+                    let (st, j) = crate::store::pg_journal::PgJournalStore::open(config, pg)?;
+                    (Arc::new(st), Some(j))
+                } else {
+                    (pg, None)
+                };
             return Ok(Persistence {
                 store: Arc::new(DurableStore::new(MemoryStore::new(), None, None)),
                 store_log: None,
-                journal: None,
-                db: Some(Arc::new(db)),
+                journal,
+                db: Some(db),
                 // Kept in the database's `services` table and queue columns.
                 services,
                 messages_file: None,

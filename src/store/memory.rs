@@ -1,6 +1,6 @@
 //! The in-memory store: hash maps from each ID to the queue handle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use super::{Message, NtfCreds, Queue, QueueRec, QueueState, QueueStatus, Store, WriteResult};
@@ -210,24 +210,10 @@ impl Store for MemoryStore {
 
     fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType> {
         live(q, |s| {
-            let empty = s.msgs.is_empty();
-            if !(s.can_write || empty) {
-                return Ok(WriteResult::Quota);
-            }
-            // The marker takes the place of the message that would exceed the quota, so a full
-            // queue holds `quota` messages and one marker.
-            s.can_write = s.msgs.len() < quota;
-            if s.can_write {
-                s.msgs.push_back(msg);
-                Ok(WriteResult::Stored { was_empty: empty })
-            } else {
-                let marker = Message::Quota {
-                    msg_id: msg.msg_id().to_vec(),
-                    ts: msg.ts(),
-                };
-                s.msgs.push_back(marker);
-                Ok(WriteResult::Quota)
-            }
+            let mut can_write = s.can_write;
+            let (r, _) = push_msg(&mut s.msgs, &mut can_write, msg, quota);
+            s.can_write = can_write;
+            Ok(r)
         })
     }
 
@@ -236,13 +222,7 @@ impl Store for MemoryStore {
     }
 
     fn del_msg(&self, q: &Queue, msg_id: &[u8]) -> Result<Option<Message>, ErrorType> {
-        live(q, |s| {
-            if s.msgs.front().is_some_and(|m| m.msg_id() == msg_id) {
-                Ok(s.msgs.pop_front())
-            } else {
-                Ok(None)
-            }
-        })
+        live(q, |s| Ok(pop_msg(&mut s.msgs, msg_id)))
     }
 
     fn del_peek_msg(
@@ -250,14 +230,7 @@ impl Store for MemoryStore {
         q: &Queue,
         msg_id: &[u8],
     ) -> Result<(Option<Message>, Option<Message>), ErrorType> {
-        live(q, |s| match s.msgs.front() {
-            None => Ok((None, None)),
-            Some(m) if m.msg_id() == msg_id => {
-                let d = s.msgs.pop_front();
-                Ok((d, s.msgs.front().cloned()))
-            }
-            Some(m) => Ok((None, Some(m.clone()))),
-        })
+        live(q, |s| Ok(pop_peek_msg(&mut s.msgs, msg_id)))
     }
 
     fn queue_size(&self, q: &Queue) -> Result<usize, ErrorType> {
@@ -265,19 +238,75 @@ impl Store for MemoryStore {
     }
 
     fn delete_expired(&self, q: &Queue, before: i64) -> Result<usize, ErrorType> {
-        live(q, |s| {
-            let mut n = 0;
-            while s.msgs.front().is_some_and(|m| m.ts() < before) {
-                s.msgs.pop_front();
-                n += 1;
-            }
-            Ok(n)
-        })
+        live(q, |s| Ok(pop_expired(&mut s.msgs, before).len()))
     }
 
     fn all_queues(&self) -> Vec<Arc<Queue>> {
         read(&self.recipients).values().cloned().collect()
     }
+}
+
+/// Append a message with the reference's quota rules (shared by every store that keeps
+/// messages in memory). Returns the result and whether anything (the message or a quota
+/// marker) was appended; `can_write` is false after the marker, until the queue empties.
+pub(crate) fn push_msg(
+    msgs: &mut VecDeque<Message>,
+    can_write: &mut bool,
+    msg: Message,
+    quota: usize,
+) -> (WriteResult, bool) {
+    let empty = msgs.is_empty();
+    if !(*can_write || empty) {
+        return (WriteResult::Quota, false);
+    }
+    // The marker takes the place of the message that would exceed the quota, so a full
+    // queue holds `quota` messages and one marker.
+    *can_write = msgs.len() < quota;
+    if *can_write {
+        msgs.push_back(msg);
+        (WriteResult::Stored { was_empty: empty }, true)
+    } else {
+        let marker = Message::Quota {
+            msg_id: msg.msg_id().to_vec(),
+            ts: msg.ts(),
+        };
+        msgs.push_back(marker);
+        (WriteResult::Quota, true)
+    }
+}
+
+/// Remove the oldest message if it has this ID (ACK).
+pub(crate) fn pop_msg(msgs: &mut VecDeque<Message>, msg_id: &[u8]) -> Option<Message> {
+    if msgs.front().is_some_and(|m| m.msg_id() == msg_id) {
+        msgs.pop_front()
+    } else {
+        None
+    }
+}
+
+/// Remove the oldest message if it has this ID and peek the next: (removed, next). When the
+/// oldest has another ID, nothing is removed and it is returned as the next.
+pub(crate) fn pop_peek_msg(
+    msgs: &mut VecDeque<Message>,
+    msg_id: &[u8],
+) -> (Option<Message>, Option<Message>) {
+    match msgs.front() {
+        None => (None, None),
+        Some(m) if m.msg_id() == msg_id => {
+            let d = msgs.pop_front();
+            (d, msgs.front().cloned())
+        }
+        Some(m) => (None, Some(m.clone())),
+    }
+}
+
+/// Remove the messages older than `before` (Unix seconds) from the head; returns them.
+pub(crate) fn pop_expired(msgs: &mut VecDeque<Message>, before: i64) -> Vec<Message> {
+    let mut gone = Vec::new();
+    while msgs.front().is_some_and(|m| m.ts() < before) {
+        gone.extend(msgs.pop_front());
+    }
+    gone
 }
 
 #[cfg(test)]

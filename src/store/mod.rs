@@ -9,6 +9,7 @@ pub mod durable;
 pub mod journal;
 pub mod memory;
 pub mod msgfile;
+pub mod pg_journal;
 pub mod postgres;
 pub mod ratelog;
 pub mod services;

@@ -40,7 +40,8 @@ pub struct TestServer {
 }
 
 /// The store the scenario servers run on: in memory, or with `SMP_TEST_STORE=database` the
-/// PostgreSQL stores on a fresh database of a throwaway cluster (`common::pg`).
+/// PostgreSQL stores on a fresh database of a throwaway cluster (`common::pg`), or with
+/// `SMP_TEST_STORE=database-journal` queues there and messages in a journal.
 pub fn scenario_store() -> Arc<dyn smp_server::store::Store> {
     match std::env::var("SMP_TEST_STORE").as_deref() {
         Ok("database") => {
@@ -48,8 +49,29 @@ pub fn scenario_store() -> Arc<dyn smp_server::store::Store> {
             let db = smp_server::store::postgres::setup::open_db(&opts, true).expect("open db");
             Arc::new(smp_server::store::postgres::PgStore::new(db, None, 86400))
         }
+        Ok("database-journal") => {
+            // Queues in PostgreSQL, messages in a journal in a directory kept for the process.
+            let opts = pg::fresh_db_options();
+            let db = smp_server::store::postgres::setup::open_db(&opts, true).expect("open db");
+            let pg = Arc::new(smp_server::store::postgres::PgStore::new(db, None, 86400));
+            let dir = tempfile::Builder::new()
+                .prefix("smp-journal-")
+                .tempdir()
+                .expect("tempdir")
+                .keep();
+            let opts = smp_server::store::journal::JournalOptions::new(
+                smp_server::config::JournalFsync::Always,
+            );
+            let (journal, _) =
+                smp_server::store::journal::Journal::open(&dir.join("messages"), opts)
+                    .expect("journal");
+            Arc::new(smp_server::store::pg_journal::PgJournalStore::new(
+                pg,
+                Arc::new(journal),
+            ))
+        }
         Ok("memory") | Err(_) => Arc::new(smp_server::store::memory::MemoryStore::new()),
-        Ok(other) => panic!("SMP_TEST_STORE={other}: use memory or database"),
+        Ok(other) => panic!("SMP_TEST_STORE={other}: use memory, database or database-journal"),
     }
 }
 
@@ -112,10 +134,28 @@ async fn start_server_routed(
     dir: tempfile::TempDir,
     route: smp_server::server::proxy::Route,
 ) -> TestServer {
+    start_with_store(settings, dir, route, scenario_store()).await
+}
+
+/// Start a server with a fresh identity on the given store.
+pub async fn start_server_on(
+    settings: Settings,
+    store: Arc<dyn smp_server::store::Store>,
+) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_identity(dir.path(), KeyAlgorithm::Ed25519, "localhost").expect("identity");
+    start_with_store(settings, dir, loopback_route(), store).await
+}
+
+async fn start_with_store(
+    settings: Settings,
+    dir: tempfile::TempDir,
+    route: smp_server::server::proxy::Route,
+    store: Arc<dyn smp_server::store::Store>,
+) -> TestServer {
     let identity = load_identity(dir.path()).expect("load identity");
     let fp = identity.fingerprint;
-    let server =
-        Arc::new(Server::with_store(settings, identity, scenario_store()).expect("server"));
+    let server = Arc::new(Server::with_store(settings, identity, store).expect("server"));
     server.state.proxy.set_route(route);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use super::orphans::check_share;
 use super::record::MAGIC;
 use super::{
-    shard_path, Journal, JournalError, JournalOptions, OrphanPolicy, Replay, RestoreStats, SHARDS,
+    shard_path, Journal, JournalError, JournalOptions, OrphanPolicy, QueueSource, Replay,
+    RestoreStats, SHARDS,
 };
 use crate::config::{Config, MessageStoreType};
 use crate::store::memory::MemoryStore;
@@ -54,6 +55,15 @@ fn check_queues_kept(config: &Config, store_log_existed: bool) -> Result<(), Jou
     Ok(())
 }
 
+/// With `store_queues = database`: convert a reference journal in place if needed, then read
+/// the journal (created if missing). The queues are in the database, so no store log is needed.
+pub fn open_for_database(config: &Config) -> Result<Opened, JournalError> {
+    let dir = config.paths.messages_journal_dir();
+    let opts = JournalOptions::new(config.store_log.journal_fsync);
+    super::reference::convert::convert_if_needed(&dir, opts)?;
+    Journal::open(&dir, opts)
+}
+
 /// The journal read at start, before its messages go into the store.
 pub type Opened = (Journal, Replay);
 
@@ -81,6 +91,7 @@ fn policy<'a>(config: &'a Config, deleted: &'a HashSet<Vec<u8>>) -> OrphanPolicy
         deleted,
         allow: config.start.allow_orphaned_messages,
         dir: config.paths.log_dir(),
+        queues: QueueSource::StoreLog,
     }
 }
 
@@ -115,7 +126,8 @@ pub fn restore(
     Ok(Some(Arc::new(journal)))
 }
 
-fn log_restored(j: &Journal, s: &RestoreStats) {
+/// Log what a restore did (also used by the database+journal store).
+pub(crate) fn log_restored(j: &Journal, s: &RestoreStats) {
     tracing::info!(
         "message journal {}: restored {} messages in {} queues (fsync: {:?})",
         j.dir().display(),

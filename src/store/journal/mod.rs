@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::config::JournalFsync;
 use crate::protocol::errors::ErrorType;
 use crate::store::{Message, MessageLog, Store};
-pub use orphans::{OrphanPolicy, RestoreStats};
+pub use orphans::{OrphanPolicy, QueueSource, RestoreStats};
 use record::Record;
 use shard::{Shard, TornTail};
 

@@ -1,4 +1,5 @@
-//! Journaled messages whose queue the store log does not have ("orphans") at start.
+//! Journaled messages whose queue the store log (or, with `store_queues = database`, the
+//! database) does not have ("orphans") at start.
 //!
 //! Messages are never deleted only because their queue is unknown: a missing, stale or
 //! emptied store log would otherwise wipe every message. Three cases:
@@ -35,6 +36,17 @@ pub struct OrphanPolicy<'a> {
     pub allow: bool,
     /// Where the orphans file is written (the log directory).
     pub dir: &'a Path,
+    /// Where the queues come from, for the refusal's advice.
+    pub queues: QueueSource,
+}
+
+/// Where the queues of the journaled messages are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueSource {
+    /// The store log (`store_queues = memory`).
+    StoreLog,
+    /// PostgreSQL (`store_queues = database`).
+    Database,
 }
 
 /// What restoring into a store did.
@@ -54,16 +66,30 @@ pub struct RestoreStats {
 
 /// The refusal text: how many, why it matters, what to do.
 fn refusal(orphaned: usize, total: usize, p: &OrphanPolicy<'_>, dir: &Path) -> JournalError {
+    let (holder, fix) = match p.queues {
+        QueueSource::StoreLog => (
+            "the store log does not have".to_string(),
+            format!(
+                "The store log may be missing, emptied or an old copy. Nothing was changed. \
+                 Restore smp-server-store.log in {} from a backup (timed copies \
+                 smp-server-store.log.<time> are made at each start) and start again",
+                p.dir.display()
+            ),
+        ),
+        QueueSource::Database => (
+            "the database does not have".to_string(),
+            "The database may be another one, another schema or an old copy. Nothing was \
+             changed. Check db_connection and db_schema in section [STORE_LOG] of \
+             smp-server.ini (or restore the database from a backup) and start again"
+                .to_string(),
+        ),
+    };
     JournalError::Refused(format!(
-        "message journal {}: {orphaned} of {total} journaled messages belong to queues that the \
-         store log does not have (more than {MAX_ORPHAN_PERCENT} %). The store log may be \
-         missing, emptied or an old copy. Nothing was changed. Restore smp-server-store.log \
-         in {} from a backup (timed copies smp-server-store.log.<time> are made at each start) \
-         and start again; or start once with `smp-server start --allow-orphaned-messages` to \
-         move these messages aside into {}/smp-server-messages.orphaned.<time>.log and run \
-         without their queues.",
+        "message journal {}: {orphaned} of {total} journaled messages belong to queues that \
+         {holder} (more than {MAX_ORPHAN_PERCENT} %). {fix}; or start once with \
+         `smp-server start --allow-orphaned-messages` to move these messages aside into \
+         {}/smp-server-messages.orphaned.<time>.log and run without their queues.",
         dir.display(),
-        p.dir.display(),
         p.dir.display()
     ))
 }

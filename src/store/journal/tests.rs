@@ -48,6 +48,7 @@ fn policy<'a>(deleted: &'a std::collections::HashSet<Vec<u8>>, dir: &'a Path) ->
         deleted,
         allow: false,
         dir,
+        queues: super::QueueSource::StoreLog,
     }
 }
 

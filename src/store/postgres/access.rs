@@ -214,7 +214,8 @@ impl PgStore {
             })
     }
 
-    pub(super) fn live_size(&self, rid: Vec<u8>) -> Result<Option<i64>, ErrorType> {
+    /// The live queue's `msg_queue_size` column; `None` if the queue is deleted or unknown.
+    pub(crate) fn live_size(&self, rid: Vec<u8>) -> Result<Option<i64>, ErrorType> {
         self.run("getQueueSize", move |c| async move {
             let st = c
                 .prepare_cached(
@@ -252,6 +253,46 @@ impl PgStore {
                 })
             })
     }
+}
+
+/// The database's view of the recipient IDs that hold journaled messages (start-up with
+/// `store_messages = journal`).
+#[derive(Debug, Default)]
+pub struct JournalQueues {
+    /// Live queues' records.
+    pub live: Vec<QueueRec>,
+    /// Queues marked deleted (`deleted_at` set) and not yet removed.
+    pub deleted: std::collections::HashSet<Vec<u8>>,
+}
+
+/// Look up `rids` in one query per batch: which are live queues (with their records) and
+/// which are deleted ones; the rest are unknown to the database.
+pub fn journal_queues(db: &Db, rids: Vec<Vec<u8>>) -> Result<JournalQueues, DbError> {
+    let mut out = JournalQueues::default();
+    for chunk in rids.chunks(10_000) {
+        let chunk = chunk.to_vec();
+        let sql = format!(
+            "SELECT {}, deleted_at IS NOT NULL FROM msg_queues WHERE recipient_id = ANY($1)",
+            super::rows::QUEUE_COLUMNS
+        );
+        let rows = db.run("getJournalQueues", move |c| async move {
+            c.query(&sql, &[&chunk])
+                .await
+                .map_err(DbError::query("getJournalQueues"))
+        })?;
+        for r in &rows {
+            let rec = queue_from_row(r).map_err(|e| DbError::Other {
+                op: "getJournalQueues",
+                what: e.to_string(),
+            })?;
+            if r.get::<_, bool>(14) {
+                out.deleted.insert(rec.recipient_id);
+            } else {
+                out.live.push(rec);
+            }
+        }
+    }
+    Ok(out)
 }
 
 macro_rules! select_queue {

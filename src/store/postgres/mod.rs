@@ -13,6 +13,7 @@
 //! and the pool reconnects on its own when the database is back.
 
 mod access;
+pub use access::{journal_queues, JournalQueues};
 pub mod db;
 pub mod migrations;
 pub mod rows;

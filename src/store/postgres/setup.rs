@@ -115,19 +115,17 @@ pub fn open_db(opts: &DbOptions, create: bool) -> Result<Db, DbError> {
     Ok(db)
 }
 
-/// With `store_queues = database`: the store the server runs on. Refuses what this server
-/// cannot serve yet (`store_messages = journal` with database queues) with the way out.
+/// With `store_queues = database`: the queue store the server runs on (with
+/// `store_messages = database` also its message store; with `journal` the messages are kept
+/// by `store::pg_journal`).
 pub fn open_for_config(c: &crate::config::Config) -> Result<super::PgStore, DbError> {
     use crate::config::MessageStoreType;
-    if c.store_log.store_messages != MessageStoreType::Database {
+    if c.store_log.store_messages == MessageStoreType::Memory {
         return Err(DbError::Other {
             op: "opening the database",
-            what: format!(
-                "store_queues = database with store_messages = {} is not supported by this \
-                 server; use store_messages = database (import the messages with \
-                 `smp-server database import --table messages`)",
-                c.store_log.store_messages
-            ),
+            what: "store_queues = database with store_messages = memory cannot be combined; \
+                   use store_messages = database or journal"
+                .to_string(),
         });
     }
     let opts = DbOptions::from_config(c);
