@@ -185,3 +185,98 @@ fn rows_in_the_reference_encodings_are_served() {
     );
     assert_eq!(row.trim(), "active|2|t");
 }
+
+/// The calls a block of SUBs makes in one query each (`find_queues`, `update_times`,
+/// `peek_msgs`) answer as their one-by-one forms: a missing or deleted queue is `None` /
+/// `AUTH`, each queue gets its own first message, and the day of use reaches the rows.
+#[test]
+fn batched_calls_answer_as_single_ones() {
+    let opts = fresh_db_options();
+    let db = setup::open_db(&opts, true).expect("open");
+    let dbname = opts
+        .connection
+        .rsplit('=')
+        .next()
+        .expect("dbname")
+        .to_string();
+    let der = format!("302a300506032b6570032100{}", "11".repeat(32));
+    let keys = format!("012c{der}");
+    let mut sql = String::new();
+    for i in 1..=3u8 {
+        sql.push_str(&format!(
+            "INSERT INTO smp_server.msg_queues (recipient_id, recipient_keys, rcv_dh_secret, \
+             sender_id, queue_mode, status, updated_at, msg_can_write, msg_queue_expire, \
+             msg_queue_size) VALUES ('\\x{rid}', '\\x{keys}', '\\x{dh}', '\\x{sid}', 'M', \
+             'active', 1700006400, TRUE, TRUE, 0);",
+            rid = format!("{i:02x}").repeat(24),
+            sid = format!("{:02x}", i + 10).repeat(24),
+            dh = "03".repeat(32),
+        ));
+    }
+    Cluster::get().psql(&dbname, &sql);
+    let st = PgStore::new(db, None, 86400);
+    let ids: Vec<Vec<u8>> = [1u8, 9, 2, 3, 1].iter().map(|&b| vec![b; 24]).collect();
+    let refs: Vec<&[u8]> = ids.iter().map(|v| v.as_slice()).collect();
+    let found = st.find_queues(Party::Recipient, &refs).expect("one query");
+    let got: Vec<Option<Vec<u8>>> = found
+        .iter()
+        .map(|q| q.as_ref().map(|q| q.recipient_id.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Some(ids[0].clone()),
+            None,
+            Some(ids[2].clone()),
+            Some(ids[3].clone()),
+            Some(ids[0].clone())
+        ]
+    );
+    let by_sender = st
+        .find_queues(Party::Sender, &[&[12u8; 24][..]])
+        .expect("sender IDs");
+    assert_eq!(
+        by_sender[0].as_ref().map(|q| q.recipient_id.clone()),
+        Some(vec![2; 24])
+    );
+    let (q1, q2, q3) = (
+        found[0].clone().expect("q1"),
+        found[2].clone().expect("q2"),
+        found[3].clone().expect("q3"),
+    );
+    for (q, id, body) in [
+        (&q1, 21u8, &b"one"[..]),
+        (&q1, 22, b"two"),
+        (&q3, 23, b"three"),
+    ] {
+        let m = Message::Msg {
+            msg_id: vec![id; 24],
+            ts: 1_700_000_000 + i64::from(id),
+            flags: Default::default(),
+            body: body.to_vec(),
+        };
+        st.write_msg(q, m, 128).expect("write");
+    }
+    // q3 deleted behind the handle's back: AUTH from both batched calls
+    let (_, n) = st.delete_queue(&q3).expect("delete");
+    assert_eq!(n, 1);
+    let days = st.update_times(&[&q1, &q2, &q3], 1_700_092_800);
+    assert_eq!(days[0], Ok(()));
+    assert_eq!(days[1], Ok(()));
+    assert!(days[2].is_err(), "{:?}", days[2]);
+    assert_eq!(q1.rec().expect("rec").updated_at, Some(1_700_092_800));
+    let rows = Cluster::get().psql(
+        &dbname,
+        "SELECT count(*) FROM smp_server.msg_queues WHERE updated_at = 1700092800",
+    );
+    assert_eq!(rows.trim(), "2");
+    let heads = st.peek_msgs(&[&q1, &q2, &q1, &q3]);
+    let ids: Vec<Result<Option<Vec<u8>>, _>> = heads
+        .into_iter()
+        .map(|h| h.map(|m| m.map(|m| m.msg_id().to_vec())))
+        .collect();
+    assert_eq!(ids[0], Ok(Some(vec![21; 24])));
+    assert_eq!(ids[1], Ok(None));
+    assert_eq!(ids[2], Ok(Some(vec![21; 24])));
+    assert!(ids[3].is_err(), "{:?}", ids[3]);
+}

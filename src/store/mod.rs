@@ -131,6 +131,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Option<Arc<Queue>>>, ErrorType> {
         ids.iter().map(|id| self.find_queue(party, id)).collect()
     }
+    /// [`Store::update_time`] for many queues (a block of SUBs on the first day of use),
+    /// answers in the order asked.
+    fn update_times(&self, qs: &[&Queue], day: i64) -> Vec<Result<(), ErrorType>> {
+        qs.iter().map(|q| self.update_time(q, day)).collect()
+    }
     /// [`Store::peek_msg`] for many queues, answers in the order asked.
     fn peek_msgs(&self, qs: &[&Queue]) -> Vec<Result<Option<Message>, ErrorType>> {
         qs.iter().map(|q| self.peek_msg(q)).collect()

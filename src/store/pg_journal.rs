@@ -275,6 +275,10 @@ impl Store for PgJournalStore {
         self.pg.set_status(q, status)
     }
 
+    fn update_times(&self, qs: &[&Queue], day: i64) -> Vec<Result<(), ErrorType>> {
+        self.pg.update_times(qs, day)
+    }
+
     fn update_time(&self, q: &Queue, day: i64) -> Result<(), ErrorType> {
         self.pg.update_time(q, day)
     }

@@ -183,6 +183,22 @@ impl Effects {
     }
 }
 
+/// A blocked queue takes only OFF, DEL and SEND (SEND reports BLOCKED itself).
+fn status_rule(cmd: &Command, rec: &QueueRec) -> Result<(), ErrorType> {
+    let blocked_ok = matches!(cmd, Command::Off | Command::Del | Command::Send(..));
+    match (&rec.status, blocked_ok) {
+        (QueueStatus::Blocked(info), false) => Err(ErrorType::Blocked(info.clone())),
+        _ => Ok(()),
+    }
+}
+
+/// The day (Unix seconds at midnight UTC) to record as the queue's last use, if it changes:
+/// every command but OFF and DEL uses the queue.
+fn day_to_record(cmd: &Command, rec: &QueueRec, now: i64) -> Option<i64> {
+    let today = now.div_euclid(86400) * 86400;
+    (!matches!(cmd, Command::Off | Command::Del) && rec.updated_at != Some(today)).then_some(today)
+}
+
 /// Per-connection material commands need: who the client is, its version, and the keys of the
 /// session (for authenticators and the relay role).
 pub struct Session<'a> {
@@ -429,15 +445,9 @@ impl Core {
         rec: &QueueRec,
         now: i64,
     ) -> Result<(), ErrorType> {
-        let blocked_ok = matches!(cmd, Command::Off | Command::Del | Command::Send(..));
-        if let (QueueStatus::Blocked(info), false) = (&rec.status, blocked_ok) {
-            return Err(ErrorType::Blocked(info.clone()));
-        }
-        if !matches!(cmd, Command::Off | Command::Del) {
-            let today = now.div_euclid(86400) * 86400;
-            if rec.updated_at != Some(today) {
-                self.store.update_time(q, today)?;
-            }
+        status_rule(cmd, rec)?;
+        if let Some(today) = day_to_record(cmd, rec, now) {
+            self.store.update_time(q, today)?;
         }
         Ok(())
     }

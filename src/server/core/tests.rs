@@ -688,6 +688,8 @@ fn a_block_of_subs_answers_as_one_by_one() {
             (b"no such queue id......".to_vec(), k2.clone()),
             (r2, k2),
         ];
+        // a new day: the SUBs record it (one store call for the block on the batched path)
+        h.now += 86_400;
         let ts: Vec<_> = subs
             .iter()
             .map(|(id, k)| h.transmission(1, id, &Command::Sub, Some(k)).1)
@@ -716,7 +718,16 @@ fn a_block_of_subs_answers_as_one_by_one() {
             .iter()
             .map(|d| (d.to, d.item.clone()))
             .collect();
-        (fx.replies, fx.follow, deliveries)
+        let today = h.now.div_euclid(86_400) * 86_400;
+        let days: Vec<Option<i64>> = (0..3)
+            .map(|i| h.queue(&h.queues[i].rcv_id).rec().expect("rec").updated_at)
+            .collect();
+        // as one by one: the day is recorded before the subscription rules (PROHIBITED) apply
+        assert!(
+            days.iter().all(|d| *d == Some(today)),
+            "verified SUBs record the day of use: {days:?}"
+        );
+        (fx.replies, fx.follow, deliveries, days)
     };
     let (one_by_one, block) = (run(false), run(true));
     let kinds: Vec<String> = block.0.iter().map(|o| short(&o.msg)).collect();

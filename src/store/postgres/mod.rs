@@ -331,6 +331,43 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn update_times(&self, qs: &[&Queue], day: i64) -> Vec<Result<(), ErrorType>> {
+        // One statement and one commit for the block; a queue deleted meanwhile gets no row.
+        let rids: Vec<Vec<u8>> = qs.iter().map(|q| q.recipient_id.clone()).collect();
+        let updated = self.run("updateQueueTimes", move |c| async move {
+            let op = "updateQueueTimes";
+            let st = c
+                .prepare_cached(
+                    "UPDATE msg_queues SET updated_at = $2 WHERE recipient_id = ANY($1) \
+                     AND deleted_at IS NULL RETURNING recipient_id",
+                )
+                .await
+                .map_err(DbError::query(op))?;
+            let rows = c
+                .query(&st, &[&rids, &day])
+                .await
+                .map_err(DbError::query(op))?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get::<_, Vec<u8>>(0).ok())
+                .collect::<std::collections::HashSet<_>>())
+        });
+        match updated {
+            Err(e) => qs.iter().map(|_| Err(e.clone())).collect(),
+            Ok(done) => qs
+                .iter()
+                .map(|q| {
+                    if done.contains(&q.recipient_id) {
+                        self.changed(q, |r| r.updated_at = Some(day));
+                        Ok(())
+                    } else {
+                        Err(ErrorType::Auth)
+                    }
+                })
+                .collect(),
+        }
+    }
+
     fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType> {
         let rid = q.recipient_id.clone();
         let day = crate::clock::now_secs() / 86400 * 86400;
