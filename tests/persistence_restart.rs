@@ -128,17 +128,7 @@ async fn stop(mut r: Running) {
 }
 
 async fn new_queue(c: &SmpClient) -> Recipient {
-    let k = key_for(18);
-    let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");
-    let Cmd::New(mut req) = new_req(&k, &dh, SubscriptionMode::OnlyCreate, None) else {
-        unreachable!()
-    };
-    req.auth = Some(b"test".to_vec());
-    let (_, ids) = c.request(b"", Cmd::New(req), Some(&k)).await.expect("NEW");
-    let BrokerMsg::Ids(ids) = ids else {
-        panic!("expected IDS, got {ids:?}")
-    };
-    Recipient { key: k, dh, ids }
+    common::binary::new_queue_with_password(c, SubscriptionMode::OnlyCreate).await
 }
 
 fn files(dir: &Path) -> Vec<String> {

@@ -13,17 +13,7 @@ use smp_server::store::memory::MemoryStore;
 use smp_server::store::Store;
 
 async fn new_queue(c: &smp_server::client::SmpClient) -> Recipient {
-    let k = key_for(18);
-    let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");
-    let Cmd::New(mut req) = new_req(&k, &dh, SubscriptionMode::OnlyCreate, None) else {
-        unreachable!()
-    };
-    req.auth = Some(b"test".to_vec());
-    let (_, ids) = c.request(b"", Cmd::New(req), Some(&k)).await.expect("NEW");
-    let BrokerMsg::Ids(ids) = ids else {
-        panic!("expected IDS, got {ids:?}")
-    };
-    Recipient { key: k, dh, ids }
+    common::binary::new_queue_with_password(c, SubscriptionMode::OnlyCreate).await
 }
 
 fn records(path: &std::path::Path) -> Vec<smp_server::store::QueueRec> {

@@ -11,7 +11,7 @@ use common::binary::{stop, Setup};
 use common::pg::Cluster;
 use common::*;
 use smp_server::client::SmpClient;
-use smp_server::protocol::command::{Command as Cmd, SubscriptionMode};
+use smp_server::protocol::command::Command as Cmd;
 use smp_server::protocol::errors::ErrorType;
 use smp_server::protocol::response::BrokerMsg;
 
@@ -34,24 +34,7 @@ fn db_server() -> Setup {
 }
 
 async fn secured_queue(c: &SmpClient) -> (Recipient, smp_server::client::AuthKey) {
-    let k = key_for(18);
-    let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");
-    let Cmd::New(mut req) = new_req(&k, &dh, SubscriptionMode::OnlyCreate, None) else {
-        unreachable!()
-    };
-    req.auth = Some(b"test".to_vec());
-    let (_, ids) = c.request(b"", Cmd::New(req), Some(&k)).await.expect("NEW");
-    let BrokerMsg::Ids(ids) = ids else {
-        panic!("expected IDS, got {ids:?}")
-    };
-    let r = Recipient { key: k, dh, ids };
-    let sk = key_for(18);
-    let (_, ok) = c
-        .request(r.rid(), Cmd::Key(pk(&sk)), Some(&r.key))
-        .await
-        .expect("KEY");
-    assert_eq!(ok, BrokerMsg::Ok);
-    (r, sk)
+    common::binary::secured_queue_with_password(c).await
 }
 
 /// Subscribe and receive, acknowledging each, until nothing more comes; the bodies in order.

@@ -54,17 +54,7 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
 
 /// NEW with the server's password (`Setup::init` sets `test`), subscribed.
 async fn new_queue(c: &smp_server::client::SmpClient) -> Recipient {
-    let k = key_for(18);
-    let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");
-    let Cmd::New(mut req) = new_req(&k, &dh, SubscriptionMode::Subscribe, None) else {
-        unreachable!()
-    };
-    req.auth = Some(b"test".to_vec());
-    let (_, ids) = c.request(b"", Cmd::New(req), Some(&k)).await.expect("NEW");
-    let BrokerMsg::Ids(ids) = ids else {
-        panic!("expected IDS, got {ids:?}")
-    };
-    Recipient { key: k, dh, ids }
+    common::binary::new_queue_with_password(c, SubscriptionMode::Subscribe).await
 }
 
 fn tls_cluster(pki: &Pki) -> Cluster {

@@ -159,3 +159,42 @@ pub async fn stop(mut r: Running) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// NEW with the password [`Setup::init`] sets (`test`), subscribed or not as `mode` says.
+pub async fn new_queue_with_password(
+    c: &SmpClient,
+    mode: smp_server::protocol::command::SubscriptionMode,
+) -> super::Recipient {
+    use smp_server::protocol::command::Command;
+    use smp_server::protocol::response::BrokerMsg;
+    let k = super::key_for(18);
+    let dh = smp_server::crypto::keys::DhKeyPair::generate().expect("dh");
+    let Command::New(mut req) = super::new_req(&k, &dh, mode, None) else {
+        unreachable!()
+    };
+    req.auth = Some(b"test".to_vec());
+    let (_, ids) = c
+        .request(b"", Command::New(req), Some(&k))
+        .await
+        .expect("NEW");
+    let BrokerMsg::Ids(ids) = ids else {
+        panic!("expected IDS, got {ids:?}")
+    };
+    super::Recipient { key: k, dh, ids }
+}
+
+/// [`new_queue_with_password`], unsubscribed, then secured with a new sender key.
+pub async fn secured_queue_with_password(
+    c: &SmpClient,
+) -> (super::Recipient, smp_server::client::AuthKey) {
+    use smp_server::protocol::command::{Command, SubscriptionMode};
+    use smp_server::protocol::response::BrokerMsg;
+    let r = new_queue_with_password(c, SubscriptionMode::OnlyCreate).await;
+    let sk = super::key_for(18);
+    let (_, ok) = c
+        .request(r.rid(), Command::Key(super::pk(&sk)), Some(&r.key))
+        .await
+        .expect("KEY");
+    assert_eq!(ok, BrokerMsg::Ok);
+    (r, sk)
+}
