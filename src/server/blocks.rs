@@ -47,7 +47,14 @@ const VERIFY_NICE: i32 = 10;
 impl VerifyPool {
     /// One thread per CPU. The threads end when the pool is dropped (the server's state).
     pub fn new() -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_waiting(0)
+    }
+
+    /// One thread per CPU, plus `waiting` for blocks whose store calls wait on I/O (a
+    /// database: its pool size, see [`crate::store::Store::io_waits`]), so commands waiting
+    /// for commits do not leave the CPUs idle, and the database can commit them together.
+    pub fn with_waiting(waiting: usize) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) + waiting;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..threads {

@@ -163,6 +163,7 @@ impl ServerState {
     /// New state around a store.
     pub fn new(settings: Settings, store: Arc<dyn Store>) -> Self {
         let stats = Arc::new(crate::stats::ServerStats::new(crate::clock::now_secs()));
+        let io_waits = store.io_waits();
         ServerState {
             core: Core::new(settings.clone(), store.clone(), stats.clone()),
             settings,
@@ -177,7 +178,7 @@ impl ServerState {
                 std::time::Duration::from_secs(20),
             )),
             names: std::sync::OnceLock::new(),
-            verify_pool: super::blocks::VerifyPool::new(),
+            verify_pool: super::blocks::VerifyPool::with_waiting(io_waits),
         }
     }
 

@@ -122,6 +122,11 @@ pub trait Store: Send + Sync + 'static {
     fn batches_lookups(&self) -> bool {
         false
     }
+    /// How many of its calls can usefully wait on I/O at once (a database: its connection
+    /// pool); the server runs that many more blocks in parallel. In-memory stores: 0.
+    fn io_waits(&self) -> usize {
+        0
+    }
     /// [`Store::find_queue`] for many IDs of one party, answers in the order asked. The whole
     /// batch fails together: one database failure answers every command of it `STORE`.
     fn find_queues(

@@ -235,6 +235,10 @@ impl Store for PgJournalStore {
         true
     }
 
+    fn io_waits(&self) -> usize {
+        self.pg.io_waits()
+    }
+
     fn find_queues(
         &self,
         party: Party,

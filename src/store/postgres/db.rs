@@ -255,6 +255,11 @@ impl Db {
         })
     }
 
+    /// The most connections the pool opens (`db_pool_size`).
+    pub fn pool_size(&self) -> usize {
+        self.pool.status().max_size
+    }
+
     /// Run `f` with a pooled connection and wait for its result (see the module doc).
     pub fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, DbError>
     where

@@ -121,6 +121,10 @@ impl Store for PgStore {
         true
     }
 
+    fn io_waits(&self) -> usize {
+        self.db.pool_size()
+    }
+
     fn find_queues(
         &self,
         party: Party,
