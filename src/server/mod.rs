@@ -235,74 +235,83 @@ impl Server {
     ) where
         S: connector::AsyncReadWrite + 'static,
     {
-        let timeout = tls::DEFAULT_HANDSHAKE_TIMEOUT;
-        // one load: the TLS and SMP handshakes of a connection present the same chain
-        let creds = self.creds.current();
-        let accepted = match &web {
-            Some(w) => tls::accept_routed(sock, creds.tls.clone(), w.as_ref(), timeout).await,
-            None => tls::accept(sock, creds.tls.clone(), timeout)
-                .await
-                .map(tls::RoutedConn::Smp),
-        };
-        let conn = match accepted {
-            Ok(tls::RoutedConn::Smp(c)) => c,
-            Ok(tls::RoutedConn::Other { stream, alpn, .. }) => {
-                if let Some(w) = web {
-                    w.serve_tls(stream, alpn, shutdown).await;
+        // The handshakes run in a future of their own, freed when they end: their state (the
+        // TLS accept, the SMP handshake, the partly moved connection) is several KB that would
+        // otherwise stay in this task for the connection's life (docs/benchmarks.md).
+        let (me, web_shutdown) = (self.clone(), shutdown.clone());
+        let handshakes = Box::pin(async move {
+            let timeout = tls::DEFAULT_HANDSHAKE_TIMEOUT;
+            // one load: the TLS and SMP handshakes of a connection present the same chain
+            let creds = me.creds.current();
+            let accepted = match &web {
+                Some(w) => tls::accept_routed(sock, creds.tls.clone(), w.as_ref(), timeout).await,
+                None => tls::accept(sock, creds.tls.clone(), timeout)
+                    .await
+                    .map(tls::RoutedConn::Smp),
+            };
+            let conn = match accepted {
+                Ok(tls::RoutedConn::Smp(c)) => c,
+                Ok(tls::RoutedConn::Other { stream, alpn, .. }) => {
+                    if let Some(w) = web {
+                        w.serve_tls(stream, alpn, web_shutdown).await;
+                    }
+                    return None;
                 }
-                return;
-            }
-            Err(e) => {
-                if self.state.settings.log_tls_errors {
-                    tracing::warn!("TLS handshake failed: {e}");
-                } else {
-                    tracing::debug!("TLS handshake failed: {e}");
+                Err(e) => {
+                    if me.state.settings.log_tls_errors {
+                        tracing::warn!("TLS handshake failed: {e}");
+                    } else {
+                        tracing::debug!("TLS handshake failed: {e}");
+                    }
+                    return None;
                 }
-                return;
+            };
+            let alpn_smp = conn.alpn.as_deref() == Some(tls::SMP_ALPN);
+            let ask_client_cert = creds.ask_client_cert;
+            let (r, w) = tokio::io::split(conn.stream);
+            let creds = HandshakeCredentials {
+                chain: &creds.identity.chain,
+                sign_key: &creds.identity.server_key,
+                key_hash: &creds.identity.fingerprint.0,
+            };
+            let core = &me.state.core;
+            let get_service = |role, chain: &[Vec<u8>], fp: &[u8; 32]| {
+                let id_len = core.settings.queue_id_bytes;
+                core.services()
+                    .get_or_create(role, chain, fp, crate::clock::now_secs(), &mut || {
+                        crate::crypto::random_bytes(id_len)
+                    })
+                    .map_err(|_| ())
+            };
+            let services = ask_client_cert.then_some(ServiceLookup {
+                tls_chain: &conn.peer_chain,
+                get_service: &get_service,
+            });
+            let hs = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                server_handshake(
+                    r,
+                    w,
+                    conn.session_id,
+                    alpn_smp,
+                    &creds,
+                    me.versions,
+                    services,
+                ),
+            )
+            .await;
+            match hs {
+                Ok(Ok(s)) => Some(s),
+                Ok(Err(e)) => {
+                    tracing::debug!("SMP handshake failed: {e}");
+                    None
+                }
+                Err(_) => None,
             }
-        };
-        let alpn_smp = conn.alpn.as_deref() == Some(tls::SMP_ALPN);
-        let ask_client_cert = creds.ask_client_cert;
-        let (r, w) = tokio::io::split(conn.stream);
-        let creds = HandshakeCredentials {
-            chain: &creds.identity.chain,
-            sign_key: &creds.identity.server_key,
-            key_hash: &creds.identity.fingerprint.0,
-        };
-        let core = &self.state.core;
-        let get_service = |role, chain: &[Vec<u8>], fp: &[u8; 32]| {
-            let id_len = core.settings.queue_id_bytes;
-            core.services()
-                .get_or_create(role, chain, fp, crate::clock::now_secs(), &mut || {
-                    crate::crypto::random_bytes(id_len)
-                })
-                .map_err(|_| ())
-        };
-        let services = ask_client_cert.then_some(ServiceLookup {
-            tls_chain: &conn.peer_chain,
-            get_service: &get_service,
         });
-        let hs = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            server_handshake(
-                r,
-                w,
-                conn.session_id,
-                alpn_smp,
-                &creds,
-                self.versions,
-                services,
-            ),
-        )
-        .await;
-        let sess = match hs {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!("SMP handshake failed: {e}");
-                return;
-            }
-            Err(_) => return,
+        let Some(sess) = handshakes.await else {
+            return;
         };
-        session::run_session(self.state.clone(), sess, shutdown).await;
+        Box::pin(session::run_session(self.state.clone(), sess, shutdown)).await;
     }
 }

@@ -85,10 +85,11 @@ pub async fn run_session<R, W>(
         }
         // Verification may run off this worker (`server::blocks`); the next block is read only
         // after this one's effects are carried out, so they stay in order.
-        let Some(fx) = run_block(&conn, Decoded::new(&params, block), now).await else {
+        // Boxed: a block's futures live only while it runs, not in the idle session's state.
+        let Some(fx) = Box::pin(run_block(&conn, Decoded::new(&params, block), now)).await else {
             break;
         };
-        if !carry_out(&state, &client, fx).await {
+        if !Box::pin(carry_out(&state, &client, fx)).await {
             break;
         }
     }
