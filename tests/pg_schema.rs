@@ -37,6 +37,15 @@ UNION ALL
 SELECT 'migration ' || name FROM smp_server.migrations
 ";
 
+/// The database name of options from `fresh_db_options` (the last `dbname=` of the string).
+fn db_name(opts: &smp_server::store::postgres::db::DbOptions) -> String {
+    opts.connection
+        .rsplit('=')
+        .next()
+        .expect("dbname")
+        .to_string()
+}
+
 fn sorted(lines: impl Iterator<Item = String>) -> Vec<String> {
     let mut v: Vec<String> = lines.filter(|l| !l.is_empty()).collect();
     v.sort();
@@ -48,12 +57,7 @@ fn schema_equals_the_reference_schema() {
     let opts = fresh_db_options();
     let db = setup::open_db(&opts, true).expect("open and migrate");
     drop(db);
-    let dbname = opts
-        .connection
-        .rsplit('=')
-        .next()
-        .expect("dbname")
-        .to_string();
+    let dbname = db_name(&opts);
     let ours = sorted(
         Cluster::get()
             .psql(&dbname, CATALOG)
@@ -86,12 +90,7 @@ fn schema_equals_the_reference_schema() {
 fn unknown_migration_stops_start_up() {
     let opts = fresh_db_options();
     drop(setup::open_db(&opts, true).expect("open"));
-    let dbname = opts
-        .connection
-        .rsplit('=')
-        .next()
-        .expect("dbname")
-        .to_string();
+    let dbname = db_name(&opts);
     Cluster::get().psql(
         &dbname,
         "INSERT INTO smp_server.migrations (name, ts) VALUES ('29990101_future', now())",
@@ -113,12 +112,7 @@ fn missing_schema_is_a_clear_error() {
 fn rows_in_the_reference_encodings_are_served() {
     let opts = fresh_db_options();
     let db = setup::open_db(&opts, true).expect("open");
-    let dbname = opts
-        .connection
-        .rsplit('=')
-        .next()
-        .expect("dbname")
-        .to_string();
+    let dbname = db_name(&opts);
     // Ed25519 SubjectPublicKeyInfo DER = 302a300506032b6570032100 || 32 key bytes.
     let der = format!("302a300506032b6570032100{}", "11".repeat(32));
     let keys = format!("012c{der}");
@@ -193,12 +187,7 @@ fn rows_in_the_reference_encodings_are_served() {
 fn batched_calls_answer_as_single_ones() {
     let opts = fresh_db_options();
     let db = setup::open_db(&opts, true).expect("open");
-    let dbname = opts
-        .connection
-        .rsplit('=')
-        .next()
-        .expect("dbname")
-        .to_string();
+    let dbname = db_name(&opts);
     let der = format!("302a300506032b6570032100{}", "11".repeat(32));
     let keys = format!("012c{der}");
     let mut sql = String::new();
