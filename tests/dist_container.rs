@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::connect_when_up;
+use common::{connect_when_up, free_port};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -104,11 +104,7 @@ async fn container_entrypoint_initialises_once_and_runs_the_server() {
     );
 
     // Later starts run the real server (Tor off and a free port, to run here).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let ini: String = ini
         .lines()
         .map(|l| {

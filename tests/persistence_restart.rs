@@ -35,11 +35,7 @@ fn init() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("etc");
     let log = dir.path().join("var");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let mut s = Setup {
         _dir: dir,
         cfg,

@@ -234,7 +234,7 @@ fn start_server(
         .stderr(file("server.err"))
         .spawn()
         .expect("start");
-    let s = Server {
+    let mut s = Server {
         proc: Running(child),
         dir,
         cfg,
@@ -242,7 +242,18 @@ fn start_server(
         smp_port,
         shared_port,
     };
-    wait_port(shared_port, "smp-server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", shared_port)).is_err() {
+        if let Ok(Some(status)) = s.proc.0.try_wait() {
+            panic!("smp-server exited ({status}) before listening:\n{}", s.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "smp-server did not listen on {shared_port}:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     s
 }
 

@@ -91,10 +91,7 @@ impl Cluster {
             assert!(ok.success(), "chown of the cluster directory failed");
         }
         let port = if tls.is_some() {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
+            super::process::free_port()
         } else {
             20000 + (std::process::id() % 20000) as u16
         };

@@ -8,24 +8,45 @@ use smp_server::client::{ClientOptions, SmpClient};
 
 /// A loopback port that was free a moment ago (for a child process to bind).
 ///
-/// The kernel may hand the same ephemeral port to two `bind(0)` calls once the first listener is
-/// closed, so ports already given out by this test process are skipped: two servers started by
-/// one test never get the same port for their SMP and control listeners.
+/// Ports are drawn at random from below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`): a port from `bind(0)` lies inside it, where any
+/// outgoing connection made meanwhile (by this test or another suite running at the same time)
+/// may take it as its local port, and the child's `bind` then fails with "address in use". Ports
+/// already given out by this test process are skipped, so two servers started by one test never
+/// share a port.
 pub fn free_port() -> u16 {
     use std::collections::HashSet;
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::{Mutex, OnceLock};
     static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        if given.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOW: u16 = 10_000;
+    let state = std::collections::hash_map::RandomState::new();
+    for attempt in 0u64.. {
+        let port = if ephemeral_low > LOW + 1_000 && attempt < 10_000 {
+            let mut h = state.build_hasher();
+            h.write_u64(attempt);
+            h.write_u32(std::process::id());
+            LOW + (h.finish() % u64::from(ephemeral_low - LOW)) as u16
+        } else {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("bind")
+                .local_addr()
+                .expect("addr")
+                .port()
+        };
+        // Free on every address a server may bind (the wildcard conflicts with 127.0.0.1 too).
+        let free = std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free && given.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
             return port;
         }
     }
+    unreachable!("the loop above only ends by returning")
 }
 
 /// A child process that is killed (and reaped) when the test lets go of it, also on panic.

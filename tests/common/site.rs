@@ -154,11 +154,7 @@ impl Site {
     /// A new directory (not yet initialized); `log` is where a tmpfs may be mounted.
     pub fn new() -> Site {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = free_port();
         Site {
             cfg: dir.path().join("etc"),
             log: dir.path().join("var"),
