@@ -245,7 +245,10 @@ fn start_server(
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", shared_port)).is_err() {
         if let Ok(Some(status)) = s.proc.0.try_wait() {
-            panic!("smp-server exited ({status}) before listening:\n{}", s.log());
+            panic!(
+                "smp-server exited ({status}) before listening:\n{}",
+                s.log()
+            );
         }
         assert!(
             Instant::now() < deadline,
