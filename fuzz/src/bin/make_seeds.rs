@@ -114,7 +114,7 @@ fn commands(k: &Keys) -> Vec<(&'static str, Command)> {
             }),
         ),
         ("sub", Command::Sub),
-        ("subs", Command::Subs),
+        ("subs", Command::Subs(3, vec![7; 16])),
         ("key", Command::Key(auth.clone())),
         (
             "rkey",
@@ -141,7 +141,7 @@ fn commands(k: &Keys) -> Vec<(&'static str, Command)> {
         ("lkey", Command::Lkey(auth.clone())),
         ("lget", Command::Lget),
         ("nsub", Command::Nsub),
-        ("nsubs", Command::Nsubs),
+        ("nsubs", Command::Nsubs(2, vec![8; 16])),
         (
             "prxy",
             Command::Prxy(
@@ -182,7 +182,7 @@ fn responses(k: &Keys, chain: &CertChainPubKey) -> Vec<(&'static str, BrokerMsg)
             BrokerMsg::Lnk(vec![2; 24], (b"fixed".to_vec(), b"user".to_vec())),
         ),
         ("sok", BrokerMsg::Sok(Some(vec![4; 16]))),
-        ("soks", BrokerMsg::Soks(12)),
+        ("soks", BrokerMsg::Soks(12, vec![9; 16])),
         (
             "msg",
             BrokerMsg::Msg(vec![6; 24], b"encrypted body".repeat(8)),
@@ -196,7 +196,7 @@ fn responses(k: &Keys, chain: &CertChainPubKey) -> Vec<(&'static str, BrokerMsg)
         ("rres", BrokerMsg::Rres(vec![0x11; 200])),
         ("pres", BrokerMsg::Pres(vec![0x22; 200])),
         ("end", BrokerMsg::End),
-        ("ends", BrokerMsg::Ends(3)),
+        ("ends", BrokerMsg::Ends(3, vec![1; 16])),
         ("deld", BrokerMsg::Deld),
         (
             "info",
@@ -404,12 +404,15 @@ fn main() {
         sender_id: vec![2; 24],
         sender_key: Some(k.sign.public()),
         queue_mode: Some(QueueMode::Messaging),
-        queue_data: Some((vec![3; 24], (b"fixed".to_vec(), b"user".to_vec()))),
-        notifier: Some(NtfCreds {
+        queue_data: Some(Box::new((
+            vec![3; 24],
+            (b"fixed".to_vec(), b"user".to_vec()),
+        ))),
+        notifier: Some(Box::new(NtfCreds {
             notifier_id: vec![4; 24],
             notifier_key: k.sign.public(),
             rcv_ntf_dh_secret: [6; 32],
-        }),
+        })),
         status: QueueStatus::Active,
         updated_at: Some(1_764_892_800),
     };
@@ -417,7 +420,7 @@ fn main() {
         reason: BlockingReason::Content,
         notice: Some(ClientNotice { ttl: None }),
     };
-    let ntf = rec.notifier.clone().expect("notifier");
+    let ntf = *rec.notifier.clone().expect("notifier");
     let history = vec![
         StoreLogRecord::Create(Box::new(rec.clone())),
         StoreLogRecord::Secure(rid.clone(), k.sign.public()),
