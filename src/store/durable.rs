@@ -105,7 +105,7 @@ fn restore_plain(_: &MemoryStore, q: &Queue, old: &QueueRec) {
 /// Restore link data (and its index).
 fn restore_link(st: &MemoryStore, q: &Queue, old: &QueueRec) {
     let _ = st.delete_link(q);
-    if let Some((lid, d)) = &old.queue_data {
+    if let Some((lid, d)) = old.queue_data.as_deref() {
         let _ = st.add_link(q, lid.clone(), d.clone());
     }
 }
@@ -114,7 +114,7 @@ fn restore_link(st: &MemoryStore, q: &Queue, old: &QueueRec) {
 fn restore_notifier(st: &MemoryStore, q: &Queue, old: &QueueRec) {
     let _ = st.delete_notifier(q);
     if let Some(c) = &old.notifier {
-        let _ = st.add_notifier(q, c.clone());
+        let _ = st.add_notifier(q, (**c).clone());
     }
 }
 

@@ -3,12 +3,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use super::{Message, NtfCreds, Queue, QueueRec, QueueState, QueueStatus, Store, WriteResult};
+use super::{
+    IdKey, Message, NtfCreds, Queue, QueueRec, QueueState, QueueStatus, Store, WriteResult,
+};
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{Party, QueueLinkData};
 use crate::protocol::errors::ErrorType;
 
-type Index = RwLock<HashMap<Vec<u8>, Arc<Queue>>>;
+type Index = RwLock<HashMap<IdKey, Arc<Queue>>>;
 
 /// Queues and messages in memory.
 #[derive(Debug, Default)]
@@ -19,11 +21,11 @@ pub struct MemoryStore {
     links: Index,
 }
 
-fn read(i: &Index) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Arc<Queue>>> {
+fn read(i: &Index) -> std::sync::RwLockReadGuard<'_, HashMap<IdKey, Arc<Queue>>> {
     i.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write(i: &Index) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Arc<Queue>>> {
+fn write(i: &Index) -> std::sync::RwLockWriteGuard<'_, HashMap<IdKey, Arc<Queue>>> {
     i.write().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -58,27 +60,27 @@ impl Store for MemoryStore {
         let mut s = write(&self.senders);
         let mut n = write(&self.notifiers);
         let mut l = write(&self.links);
-        let taken = r.contains_key(&rec.recipient_id)
-            || s.contains_key(&rec.sender_id)
+        let taken = r.contains_key(&rec.recipient_id[..])
+            || s.contains_key(&rec.sender_id[..])
             || rec
                 .notifier
                 .as_ref()
-                .is_some_and(|c| n.contains_key(&c.notifier_id))
+                .is_some_and(|c| n.contains_key(&c.notifier_id[..]))
             || rec
                 .queue_data
-                .as_ref()
-                .is_some_and(|(lid, _)| l.contains_key(lid));
+                .as_deref()
+                .is_some_and(|(lid, _)| l.contains_key(&lid[..]));
         if taken {
             return Err(ErrorType::Duplicate);
         }
         let q = Arc::new(Queue::new(rec.clone()));
-        r.insert(rec.recipient_id.clone(), q.clone());
-        s.insert(rec.sender_id.clone(), q.clone());
+        r.insert(IdKey::new(&rec.recipient_id), q.clone());
+        s.insert(IdKey::new(&rec.sender_id), q.clone());
         if let Some(c) = &rec.notifier {
-            n.insert(c.notifier_id.clone(), q.clone());
+            n.insert(IdKey::new(&c.notifier_id), q.clone());
         }
-        if let Some((lid, _)) = &rec.queue_data {
-            l.insert(lid.clone(), q.clone());
+        if let Some((lid, _)) = rec.queue_data.as_deref() {
+            l.insert(IdKey::new(lid), q.clone());
         }
         Ok(q)
     }
@@ -115,34 +117,34 @@ impl Store for MemoryStore {
     fn add_link(&self, q: &Queue, link_id: Vec<u8>, data: QueueLinkData) -> Result<(), ErrorType> {
         let mut l = write(&self.links);
         live(q, |s| {
-            match &s.rec.queue_data {
+            match s.rec.queue_data.as_deref() {
                 None => {
-                    if l.contains_key(&link_id) {
+                    if l.contains_key(&link_id[..]) {
                         return Err(ErrorType::Auth);
                     }
                 }
                 Some((lid, d)) if *lid == link_id && d.0 == data.0 => {}
                 Some(_) => return Err(ErrorType::Auth),
             }
-            s.rec.queue_data = Some((link_id.clone(), data));
+            s.rec.queue_data = Some(Box::new((link_id.clone(), data)));
             Ok(())
         })?;
-        if let Some(h) = read(&self.recipients).get(&q.recipient_id) {
-            l.insert(link_id, h.clone());
+        if let Some(h) = read(&self.recipients).get(&q.recipient_id[..]) {
+            l.insert(IdKey::new(&link_id), h.clone());
         }
         Ok(())
     }
 
     fn delete_link(&self, q: &Queue) -> Result<(), ErrorType> {
         let old = live(q, |s| Ok(s.rec.queue_data.take()))?;
-        if let Some((lid, _)) = old {
-            write(&self.links).remove(&lid);
+        if let Some((lid, _)) = old.as_deref() {
+            write(&self.links).remove(&lid[..]);
         }
         Ok(())
     }
 
     fn get_link(&self, q: &Queue, link_id: &[u8]) -> Result<QueueLinkData, ErrorType> {
-        live(q, |s| match &s.rec.queue_data {
+        live(q, |s| match s.rec.queue_data.as_deref() {
             Some((lid, d)) if lid == link_id => Ok(d.clone()),
             _ => Err(ErrorType::Auth),
         })
@@ -150,26 +152,26 @@ impl Store for MemoryStore {
 
     fn add_notifier(&self, q: &Queue, creds: NtfCreds) -> Result<Option<NtfCreds>, ErrorType> {
         let mut n = write(&self.notifiers);
-        if n.contains_key(&creds.notifier_id) {
+        if n.contains_key(&creds.notifier_id[..]) {
             return Err(ErrorType::Duplicate);
         }
-        let new_id = creds.notifier_id.clone();
-        let old = live(q, |s| Ok(s.rec.notifier.replace(creds)))?;
+        let new_id = IdKey::new(&creds.notifier_id);
+        let old = live(q, |s| Ok(s.rec.notifier.replace(Box::new(creds))))?;
         if let Some(o) = &old {
-            n.remove(&o.notifier_id);
+            n.remove(&o.notifier_id[..]);
         }
-        if let Some(h) = read(&self.recipients).get(&q.recipient_id) {
+        if let Some(h) = read(&self.recipients).get(&q.recipient_id[..]) {
             n.insert(new_id, h.clone());
         }
-        Ok(old)
+        Ok(old.map(|o| *o))
     }
 
     fn delete_notifier(&self, q: &Queue) -> Result<Option<NtfCreds>, ErrorType> {
         let old = live(q, |s| Ok(s.rec.notifier.take()))?;
         if let Some(o) = &old {
-            write(&self.notifiers).remove(&o.notifier_id);
+            write(&self.notifiers).remove(&o.notifier_id[..]);
         }
-        Ok(old)
+        Ok(old.map(|o| *o))
     }
 
     fn set_status(&self, q: &Queue, status: QueueStatus) -> Result<(), ErrorType> {
@@ -197,13 +199,13 @@ impl Store for MemoryStore {
             s.msgs.clear();
             Ok((s.rec.clone(), count))
         })?;
-        r.remove(&rec.recipient_id);
-        sn.remove(&rec.sender_id);
+        r.remove(&rec.recipient_id[..]);
+        sn.remove(&rec.sender_id[..]);
         if let Some(c) = &rec.notifier {
-            n.remove(&c.notifier_id);
+            n.remove(&c.notifier_id[..]);
         }
-        if let Some((lid, _)) = &rec.queue_data {
-            l.remove(lid);
+        if let Some((lid, _)) = rec.queue_data.as_deref() {
+            l.remove(&lid[..]);
         }
         Ok((rec, count))
     }
@@ -375,6 +377,25 @@ mod tests {
         assert!(st.get_queue(Party::Recipient, &[1; 24]).is_none());
         assert!(st.get_queue(Party::Sender, &[101; 24]).is_none());
         assert_eq!(st.peek_msg(&q).err(), Some(ErrorType::Auth));
+    }
+
+    #[test]
+    fn ids_of_any_length_are_indexed_and_found_by_slice() {
+        let st = MemoryStore::new();
+        // 24-byte IDs are kept inline, longer ones (foreign store logs) boxed.
+        let mut long = rec(2);
+        long.recipient_id = vec![9; 33];
+        long.sender_id = vec![8; 7];
+        st.add_queue(rec(1)).expect("add");
+        st.add_queue(long).expect("add long");
+        assert!(st.get_queue(Party::Recipient, &[9; 33]).is_some());
+        assert!(st.get_queue(Party::Sender, &[8; 7]).is_some());
+        assert!(st.get_queue(Party::Recipient, &[9; 24]).is_none());
+        assert!(st.get_queue(Party::Sender, &[8; 8]).is_none());
+        assert!(st.get_queue(Party::Recipient, &[1; 24]).is_some());
+        assert_eq!(IdKey::new(&[3; 24]), IdKey::new(&[3; 24]));
+        assert_ne!(IdKey::new(&[3; 24]), IdKey::new(&[3; 25]));
+        assert!(std::mem::size_of::<IdKey>() <= 32);
     }
 
     #[test]

@@ -26,13 +26,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{Party, QueueLinkData};
 use crate::protocol::errors::{BlockingInfo, ErrorType};
-pub use types::{Message, NtfCreds, QueueRec, QueueStatus};
+pub use types::{IdKey, Message, NtfCreds, QueueRec, QueueStatus};
 
 /// A queue: its record and its messages under one lock.
 #[derive(Debug)]
 pub struct Queue {
-    /// Recipient ID (immutable, used as the queue's key everywhere).
-    pub recipient_id: Vec<u8>,
+    /// Recipient ID (immutable, used as the queue's key everywhere), kept inline.
+    pub recipient_id: IdKey,
     state: Mutex<QueueState>,
 }
 
@@ -53,7 +53,7 @@ impl Queue {
     /// A queue handle around a record.
     pub fn new(rec: QueueRec) -> Self {
         Queue {
-            recipient_id: rec.recipient_id.clone(),
+            recipient_id: IdKey::new(&rec.recipient_id),
             state: Mutex::new(QueueState {
                 rec,
                 msgs: VecDeque::new(),
@@ -255,4 +255,19 @@ pub trait MessageLog: Send + Sync + 'static {
     fn removed(&self, recipient_id: &[u8], msg_id: &[u8]) -> Result<(), ErrorType>;
     /// All messages of a queue are gone (queue deleted).
     fn cleared(&self, recipient_id: &[u8]) -> Result<(), ErrorType>;
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every idle queue keeps one `Queue` in memory: these sizes are what an operator pays per
+    /// queue (see docs/benchmarks.md), so growing them should be a decision, not an accident.
+    #[test]
+    fn queue_handles_stay_compact() {
+        assert!(std::mem::size_of::<PublicKey>() <= 32);
+        assert!(std::mem::size_of::<QueueRec>() <= 200);
+        assert!(std::mem::size_of::<Queue>() <= 280);
+        assert!(std::mem::size_of::<IdKey>() <= 32);
+    }
 }

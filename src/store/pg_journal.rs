@@ -141,7 +141,7 @@ impl PgJournalStore {
             let mut s = q.lock();
             if !s.msgs.is_empty() {
                 guard(st.shard(&q.recipient_id)).insert(
-                    q.recipient_id.clone(),
+                    q.recipient_id.to_vec(),
                     Held {
                         msgs: std::mem::take(&mut s.msgs),
                         can_write: s.can_write,
@@ -288,7 +288,7 @@ impl Store for PgJournalStore {
     }
 
     fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType> {
-        let rid = &q.recipient_id;
+        let rid: &[u8] = &q.recipient_id;
         let _g = self.stripe(rid);
         let (rec, _) = self.pg.delete_queue(q)?;
         let held = guard(self.shard(rid)).remove(rid);
@@ -312,7 +312,7 @@ impl Store for PgJournalStore {
         let _g = self.stripe(rid);
         if !self.has_msgs(rid) {
             // The first message of an empty queue: the queue must still exist.
-            self.pg.live_size(rid.clone())?.ok_or(ErrorType::Auth)?;
+            self.pg.live_size(rid.to_vec())?.ok_or(ErrorType::Auth)?;
         }
         let (r, appended, prev) = self.with_msgs(rid, |h| {
             let prev = h.can_write;
@@ -334,7 +334,7 @@ impl Store for PgJournalStore {
     fn peek_msg(&self, q: &Queue) -> Result<Option<Message>, ErrorType> {
         check_live(q)?;
         Ok(guard(self.shard(&q.recipient_id))
-            .get(&q.recipient_id)
+            .get(&q.recipient_id[..])
             .and_then(|h| h.msgs.front().cloned()))
     }
 
@@ -362,12 +362,12 @@ impl Store for PgJournalStore {
 
     fn queue_size(&self, q: &Queue) -> Result<usize, ErrorType> {
         check_live(q)?;
-        if let Some(h) = guard(self.shard(&q.recipient_id)).get(&q.recipient_id) {
+        if let Some(h) = guard(self.shard(&q.recipient_id)).get(&q.recipient_id[..]) {
             return Ok(h.msgs.len());
         }
         // No messages: answer `AUTH` for a queue deleted meanwhile, as the other stores do.
         self.pg
-            .live_size(q.recipient_id.clone())?
+            .live_size(q.recipient_id.to_vec())?
             .ok_or(ErrorType::Auth)?;
         Ok(0)
     }
@@ -382,7 +382,7 @@ impl Store for PgJournalStore {
     fn all_queues(&self) -> Vec<Arc<Queue>> {
         let qs = self.pg.all_queues();
         for q in &qs {
-            if let Some(h) = guard(self.shard(&q.recipient_id)).get(&q.recipient_id) {
+            if let Some(h) = guard(self.shard(&q.recipient_id)).get(&q.recipient_id[..]) {
                 let mut s = q.lock();
                 s.msgs = h.msgs.clone();
                 s.can_write = h.can_write;

@@ -94,7 +94,7 @@ pub fn encode_queue_rec_with(q: &QueueRec, rsrv: Option<&[u8]>, nsrv: Option<&[u
             QueueMode::Contact => " queue_mode=C",
         });
     }
-    if let Some((lid, (fixed, user))) = &q.queue_data {
+    if let Some((lid, (fixed, user))) = q.queue_data.as_deref() {
         s.push_str(&format!(
             " link_id={} queue_data={} {}",
             b64(lid),
@@ -266,12 +266,12 @@ fn parse_queue_rec(c: &mut Cursor<'_>, recipient_id: Vec<u8>) -> Result<QueueRec
         c.tag(" queue_data=")?;
         let f = c.bytes()?;
         c.space()?;
-        Some((lid, (f, c.bytes()?)))
+        Some(Box::new((lid, (f, c.bytes()?))))
     } else {
         None
     };
     let notifier = if c.try_tag(" notifier=") {
-        Some(parse_ntf(c)?)
+        Some(Box::new(parse_ntf(c)?))
     } else {
         None
     };
@@ -324,14 +324,14 @@ pub fn update_records(old: &QueueRec, new: &QueueRec) -> Vec<StoreLogRecord> {
         v.push(Keys(rid(), new.recipient_keys.clone()));
     }
     if old.queue_data != new.queue_data {
-        v.push(match &new.queue_data {
+        v.push(match new.queue_data.as_deref() {
             Some((l, d)) => Link(rid(), l.clone(), d.clone()),
             None => DeleteLink(rid()),
         });
     }
     if old.notifier != new.notifier {
         v.push(match &new.notifier {
-            Some(n) => Notifier(rid(), n.clone()),
+            Some(n) => Notifier(rid(), (**n).clone()),
             None => DeleteNotifier(rid()),
         });
     }

@@ -60,12 +60,15 @@ fn create_is_encoded_as_the_reference_writes_it() {
     );
     q.sender_key = Some(ed(4));
     q.queue_mode = Some(QueueMode::Contact);
-    q.queue_data = Some((vec![8; 24], (b"fixed data".to_vec(), b"user".to_vec())));
-    q.notifier = Some(NtfCreds {
+    q.queue_data = Some(Box::new((
+        vec![8; 24],
+        (b"fixed data".to_vec(), b"user".to_vec()),
+    )));
+    q.notifier = Some(Box::new(NtfCreds {
         notifier_id: vec![6; 24],
         notifier_key: ed(4),
         rcv_ntf_dh_secret: [5; 32],
-    });
+    }));
     q.updated_at = Some(1699920000);
     q.status = QueueStatus::Blocked(BlockingInfo {
         reason: BlockingReason::Content,

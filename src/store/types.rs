@@ -41,10 +41,11 @@ pub struct QueueRec {
     pub sender_key: Option<PublicKey>,
     /// Queue mode (None for queues created before v9).
     pub queue_mode: Option<QueueMode>,
-    /// Link ID and encrypted link data.
-    pub queue_data: Option<(Vec<u8>, QueueLinkData)>,
-    /// Notifier credentials.
-    pub notifier: Option<NtfCreds>,
+    /// Link ID and encrypted link data (boxed: most queues have none, and every idle queue's
+    /// record stays in memory).
+    pub queue_data: Option<Box<(Vec<u8>, QueueLinkData)>>,
+    /// Notifier credentials (boxed for the same reason).
+    pub notifier: Option<Box<NtfCreds>>,
     /// Status.
     pub status: QueueStatus,
     /// Day (Unix seconds at 00:00 UTC) the queue was last used; kept coarse for privacy.
@@ -107,5 +108,76 @@ impl Message {
         match self {
             Message::Msg { ts, .. } | Message::Quota { ts, .. } => *ts,
         }
+    }
+}
+
+/// An entity ID kept compactly (index keys, a queue's own ID): IDs of up to 24 bytes (all the server makes, and all a client
+/// may choose) are kept inline, saving an allocation per queue and index; longer ones (only
+/// from foreign store logs) are boxed.
+#[derive(Clone)]
+pub enum IdKey {
+    /// Up to 24 bytes, zero-padded.
+    #[allow(missing_docs)]
+    Inline { len: u8, bytes: [u8; 24] },
+    /// Longer IDs.
+    Boxed(Box<[u8]>),
+}
+
+impl IdKey {
+    /// Copy an ID.
+    pub fn new(id: &[u8]) -> Self {
+        if id.len() <= 24 {
+            let mut bytes = [0u8; 24];
+            bytes[..id.len()].copy_from_slice(id);
+            IdKey::Inline {
+                len: id.len() as u8,
+                bytes,
+            }
+        } else {
+            IdKey::Boxed(id.into())
+        }
+    }
+
+    /// The ID's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            IdKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            IdKey::Boxed(b) => b,
+        }
+    }
+}
+
+// Hash and equality are those of the byte slice, so lookups can borrow `&[u8]`.
+impl std::hash::Hash for IdKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialEq for IdKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for IdKey {}
+
+impl std::borrow::Borrow<[u8]> for IdKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // IDs identify queues: never print them.
+        write!(f, "IdKey({} bytes)", self.as_slice().len())
+    }
+}
+
+impl std::ops::Deref for IdKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
     }
 }

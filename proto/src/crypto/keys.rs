@@ -65,49 +65,68 @@ impl KeyAlgorithm {
 }
 
 /// A public key of one of the four algorithms SMP uses, holding the raw key bytes.
+///
+/// Every queue holds two or more of these, so the common 32-byte keys are kept inline (40 bytes,
+/// no allocation) and only the rare 448-bit keys are boxed.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct PublicKey {
-    alg: KeyAlgorithm,
-    raw: Vec<u8>,
+pub struct PublicKey(RawKey);
+
+/// The raw bytes of a [`PublicKey`], tagged with their algorithm.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum RawKey {
+    Ed25519([u8; 32]),
+    X25519([u8; 32]),
+    Ed448(Box<[u8; 57]>),
+    X448(Box<[u8; 56]>),
 }
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Keys identify queues: never print them in full.
-        write!(f, "PublicKey({:?})", self.alg)
+        write!(f, "PublicKey({:?})", self.algorithm())
     }
 }
 
 impl PublicKey {
     /// Wrap raw key bytes, checking the length for the algorithm.
     pub fn from_raw(alg: KeyAlgorithm, raw: &[u8]) -> Result<Self, CryptoError> {
-        if raw.len() != alg.key_len() {
-            return Err(CryptoError::BadKey("wrong raw key length"));
-        }
-        Ok(PublicKey {
-            alg,
-            raw: raw.to_vec(),
-        })
+        let bad = |_| CryptoError::BadKey("wrong raw key length");
+        Ok(PublicKey(match alg {
+            KeyAlgorithm::Ed25519 => RawKey::Ed25519(raw.try_into().map_err(bad)?),
+            KeyAlgorithm::X25519 => RawKey::X25519(raw.try_into().map_err(bad)?),
+            KeyAlgorithm::Ed448 => RawKey::Ed448(Box::new(raw.try_into().map_err(bad)?)),
+            KeyAlgorithm::X448 => RawKey::X448(Box::new(raw.try_into().map_err(bad)?)),
+        }))
     }
 
     /// The key's algorithm.
     pub fn algorithm(&self) -> KeyAlgorithm {
-        self.alg
+        match self.0 {
+            RawKey::Ed25519(_) => KeyAlgorithm::Ed25519,
+            RawKey::X25519(_) => KeyAlgorithm::X25519,
+            RawKey::Ed448(_) => KeyAlgorithm::Ed448,
+            RawKey::X448(_) => KeyAlgorithm::X448,
+        }
     }
 
     /// The raw key bytes (32, 56 or 57 bytes).
     pub fn raw(&self) -> &[u8] {
-        &self.raw
+        match &self.0 {
+            RawKey::Ed25519(k) | RawKey::X25519(k) => k,
+            RawKey::Ed448(k) => &k[..],
+            RawKey::X448(k) => &k[..],
+        }
     }
 
     /// The SubjectPublicKeyInfo DER, as SMP sends it.
     pub fn to_der(&self) -> Vec<u8> {
-        let n = self.raw.len();
+        let raw = self.raw();
+        let n = raw.len();
         let mut out = Vec::with_capacity(12 + n);
         out.extend_from_slice(&[0x30, (n + 10) as u8, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65]);
-        out.push(self.alg.oid_byte());
+        out.push(self.algorithm().oid_byte());
         out.extend_from_slice(&[0x03, (n + 1) as u8, 0x00]);
-        out.extend_from_slice(&self.raw);
+        out.extend_from_slice(raw);
         out
     }
 
@@ -136,10 +155,7 @@ impl PublicKey {
         if der.len() != 12 + n || der[..12] != expected {
             return Err(BAD);
         }
-        Ok(PublicKey {
-            alg,
-            raw: der[12..].to_vec(),
-        })
+        PublicKey::from_raw(alg, &der[12..])
     }
 }
 
@@ -255,14 +271,10 @@ impl PrivateSignKey {
     /// The matching public key, as SMP and certificates carry it.
     pub fn public(&self) -> PublicKey {
         match self {
-            PrivateSignKey::Ed25519(k) => PublicKey {
-                alg: KeyAlgorithm::Ed25519,
-                raw: k.verifying_key().to_bytes().to_vec(),
-            },
-            PrivateSignKey::Ed448(k) => PublicKey {
-                alg: KeyAlgorithm::Ed448,
-                raw: k.verifying_key().to_bytes().to_vec(),
-            },
+            PrivateSignKey::Ed25519(k) => PublicKey(RawKey::Ed25519(k.verifying_key().to_bytes())),
+            PrivateSignKey::Ed448(k) => {
+                PublicKey(RawKey::Ed448(Box::new(k.verifying_key().to_bytes())))
+            }
         }
     }
 
@@ -351,10 +363,10 @@ impl PrivateSignKey {
 /// Verify a pure EdDSA signature. False, never a panic, for a DH key, a signature of the wrong
 /// length for the key, an invalid key or signature encoding, or a bad signature.
 pub fn verify(key: &PublicKey, sig: &[u8], msg: &[u8]) -> bool {
-    match key.alg {
+    match key.algorithm() {
         KeyAlgorithm::Ed25519 => {
             let (Ok(raw), Ok(sig)) = (
-                <[u8; 32]>::try_from(key.raw.as_slice()),
+                <[u8; 32]>::try_from(key.raw()),
                 <[u8; ED25519_SIGNATURE_LEN]>::try_from(sig),
             ) else {
                 return false;
@@ -368,7 +380,7 @@ pub fn verify(key: &PublicKey, sig: &[u8], msg: &[u8]) -> bool {
         }
         KeyAlgorithm::Ed448 => {
             let (Ok(raw), Ok(sig)) = (
-                <[u8; 57]>::try_from(key.raw.as_slice()),
+                <[u8; 57]>::try_from(key.raw()),
                 <[u8; ED448_SIGNATURE_LEN]>::try_from(sig),
             ) else {
                 return false;
@@ -435,9 +447,13 @@ fn decode_dummy_key(alg: KeyAlgorithm) -> PublicKey {
         .decode(b64)
         .ok()
         .and_then(|der| PublicKey::from_der(&der).ok())
-        .unwrap_or_else(|| PublicKey {
-            alg,
-            raw: vec![0; alg.key_len()],
+        .unwrap_or_else(|| {
+            PublicKey(match alg {
+                KeyAlgorithm::Ed25519 => RawKey::Ed25519([0; 32]),
+                KeyAlgorithm::X25519 => RawKey::X25519([0; 32]),
+                KeyAlgorithm::Ed448 => RawKey::Ed448(Box::new([0; 57])),
+                KeyAlgorithm::X448 => RawKey::X448(Box::new([0; 56])),
+            })
         })
 }
 
@@ -477,22 +493,15 @@ impl DhKeyPair {
 
     /// The public key (algorithm X25519).
     pub fn public(&self) -> PublicKey {
-        PublicKey {
-            alg: KeyAlgorithm::X25519,
-            raw: x25519_dalek::PublicKey::from(&self.secret)
-                .as_bytes()
-                .to_vec(),
-        }
+        PublicKey(RawKey::X25519(
+            x25519_dalek::PublicKey::from(&self.secret).to_bytes(),
+        ))
     }
 
     /// The raw X25519 shared secret with `peer` (no hashing: the reference uses it as is).
     pub fn dh(&self, peer: &PublicKey) -> Result<[u8; 32], CryptoError> {
-        let raw: [u8; 32] = match peer.alg {
-            KeyAlgorithm::X25519 => peer
-                .raw
-                .as_slice()
-                .try_into()
-                .map_err(|_| CryptoError::BadKey("wrong raw key length"))?,
+        let raw: [u8; 32] = match &peer.0 {
+            RawKey::X25519(k) => *k,
             _ => return Err(CryptoError::BadKey("DH peer key is not X25519")),
         };
         let peer = x25519_dalek::PublicKey::from(raw);
@@ -503,6 +512,24 @@ impl DhKeyPair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_compact_and_keep_algorithm_and_bytes() {
+        // Queues hold several keys each: 32-byte keys must not allocate.
+        assert!(std::mem::size_of::<PublicKey>() <= 40);
+        for alg in [
+            KeyAlgorithm::Ed25519,
+            KeyAlgorithm::X25519,
+            KeyAlgorithm::Ed448,
+            KeyAlgorithm::X448,
+        ] {
+            let raw: Vec<u8> = (0..alg.key_len() as u8).collect();
+            let k = PublicKey::from_raw(alg, &raw).expect("key");
+            assert_eq!((k.algorithm(), k.raw()), (alg, &raw[..]));
+            assert_eq!(PublicKey::from_der(&k.to_der()).expect("der"), k);
+            assert!(PublicKey::from_raw(alg, &raw[1..]).is_err());
+        }
+    }
 
     #[test]
     fn der_round_trip_and_known_prefix() {

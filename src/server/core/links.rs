@@ -28,7 +28,7 @@ impl Core {
         lid: Vec<u8>,
         data: QueueLinkData,
     ) -> BrokerMsg {
-        if rec.is_secured_msg_queue() || rec.queue_data.as_ref().is_some_and(|(l, _)| *l != lid) {
+        if rec.is_secured_msg_queue() || rec.queue_data.as_deref().is_some_and(|(l, _)| *l != lid) {
             BrokerMsg::Err(ErrorType::Auth)
         } else {
             ok_or(self.store.add_link(q, lid, data))

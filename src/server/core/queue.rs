@@ -91,8 +91,8 @@ impl Core {
                 sender_id: sender_id.clone(),
                 sender_key: None,
                 queue_mode,
-                queue_data: queue_data.clone(),
-                notifier: notifier.clone(),
+                queue_data: queue_data.clone().map(Box::new),
+                notifier: notifier.clone().map(Box::new),
                 status: QueueStatus::Active,
                 updated_at: Some(env.now.div_euclid(86400) * 86400),
             };

@@ -141,7 +141,7 @@ impl Store for PgStore {
                     Party::Recipient => Some(r.recipient_id.clone()),
                     Party::Sender => Some(r.sender_id.clone()),
                     Party::Notifier => r.notifier.as_ref().map(|n| n.notifier_id.clone()),
-                    _ => r.queue_data.as_ref().map(|(lid, _)| lid.clone()),
+                    _ => r.queue_data.as_deref().map(|(lid, _)| lid.clone()),
                 }?;
                 Some((id, Arc::new(Queue::new(r))))
             })
@@ -154,7 +154,7 @@ impl Store for PgStore {
         let live: Vec<Vec<u8>> = qs
             .iter()
             .filter(|q| !q.lock().deleted)
-            .map(|q| q.recipient_id.clone())
+            .map(|q| q.recipient_id.to_vec())
             .collect();
         let heads: std::collections::HashMap<Vec<u8>, Message> = match self.peek_many(live) {
             Ok(h) => h.into_iter().collect(),
@@ -166,7 +166,7 @@ impl Store for PgStore {
                     Err(ErrorType::Auth)
                 } else {
                     // A queue asked twice gets its head both times.
-                    Ok(heads.get(&q.recipient_id).cloned())
+                    Ok(heads.get(&q.recipient_id[..]).cloned())
                 }
             })
             .collect()
@@ -178,7 +178,7 @@ impl Store for PgStore {
             "secureQueue",
             "UPDATE msg_queues SET sender_key = $2 WHERE recipient_id = $1 AND deleted_at IS NULL \
              AND (sender_key IS NULL OR sender_key = $2)",
-            q.recipient_id.clone(),
+            q.recipient_id.to_vec(),
             vec![Box::new(der) as Param],
         )?;
         self.changed(q, |r| r.sender_key = Some(key));
@@ -189,7 +189,7 @@ impl Store for PgStore {
         self.update(
             "updateKeys",
             "UPDATE msg_queues SET recipient_keys = $2 WHERE recipient_id = $1 AND deleted_at IS NULL",
-            q.recipient_id.clone(),
+            q.recipient_id.to_vec(),
             vec![Box::new(rows::encode_keys(&keys)) as Param],
         )?;
         self.changed(q, |r| r.recipient_keys = keys);
@@ -199,7 +199,7 @@ impl Store for PgStore {
     fn add_link(&self, q: &Queue, link_id: Vec<u8>, data: QueueLinkData) -> Result<(), ErrorType> {
         // A new link, or the same link ID with the same fixed data. Another queue's link ID
         // violates the unique index: a client fault, answered `AUTH` like any other mismatch.
-        let (rid, lid, d) = (q.recipient_id.clone(), link_id.clone(), data.clone());
+        let (rid, lid, d) = (q.recipient_id.to_vec(), link_id.clone(), data.clone());
         let r = self.db.run("addQueueLinkData", move |c| async move {
             let op = "addQueueLinkData";
             let st = c
@@ -220,7 +220,7 @@ impl Store for PgStore {
             Err(e) if e.is_unique_violation() => return Err(ErrorType::Auth),
             Err(e) => return Err(self.fail(e)),
         }
-        self.changed(q, |r| r.queue_data = Some((link_id, data)));
+        self.changed(q, |r| r.queue_data = Some(Box::new((link_id, data))));
         Ok(())
     }
 
@@ -229,7 +229,7 @@ impl Store for PgStore {
             "deleteQueueLinkData",
             "UPDATE msg_queues SET link_id = NULL, fixed_data = NULL, user_data = NULL \
              WHERE recipient_id = $1 AND deleted_at IS NULL",
-            q.recipient_id.clone(),
+            q.recipient_id.to_vec(),
             vec![],
         )?;
         self.changed(q, |r| r.queue_data = None);
@@ -238,15 +238,15 @@ impl Store for PgStore {
 
     fn get_link(&self, q: &Queue, link_id: &[u8]) -> Result<QueueLinkData, ErrorType> {
         match self.load("link_id", link_id.to_vec())? {
-            Some(r) if r.recipient_id == q.recipient_id => {
-                r.queue_data.map(|(_, d)| d).ok_or(ErrorType::Auth)
+            Some(r) if r.recipient_id[..] == q.recipient_id[..] => {
+                r.queue_data.map(|b| b.1).ok_or(ErrorType::Auth)
             }
             _ => Err(ErrorType::Auth),
         }
     }
 
     fn add_notifier(&self, q: &Queue, creds: NtfCreds) -> Result<Option<NtfCreds>, ErrorType> {
-        let rid = q.recipient_id.clone();
+        let rid = q.recipient_id.to_vec();
         let c2 = creds.clone();
         let r = self.db.run("addQueueNotifier", move |mut c| async move {
             let op = "addQueueNotifier";
@@ -290,22 +290,23 @@ impl Store for PgStore {
             }),
             _ => None,
         };
-        self.changed(q, |r| r.notifier = Some(creds));
+        self.changed(q, |r| r.notifier = Some(Box::new(creds)));
         Ok(old)
     }
 
     fn delete_notifier(&self, q: &Queue) -> Result<Option<NtfCreds>, ErrorType> {
         let old = self
-            .load("recipient_id", q.recipient_id.clone())?
+            .load("recipient_id", q.recipient_id.to_vec())?
             .ok_or(ErrorType::Auth)?
-            .notifier;
+            .notifier
+            .map(|n| *n);
         if old.is_some() {
             self.update(
                 "deleteQueueNotifier",
                 "UPDATE msg_queues SET notifier_id = NULL, notifier_key = NULL, \
                  rcv_ntf_dh_secret = NULL, ntf_service_id = NULL \
                  WHERE recipient_id = $1 AND deleted_at IS NULL",
-                q.recipient_id.clone(),
+                q.recipient_id.to_vec(),
                 vec![],
             )?;
             self.changed(q, |r| r.notifier = None);
@@ -317,7 +318,7 @@ impl Store for PgStore {
         self.update(
             "setStatus",
             "UPDATE msg_queues SET status = $2 WHERE recipient_id = $1 AND deleted_at IS NULL",
-            q.recipient_id.clone(),
+            q.recipient_id.to_vec(),
             vec![Box::new(rows::status_text(&status)) as Param],
         )?;
         self.changed(q, |r| r.status = status);
@@ -328,7 +329,7 @@ impl Store for PgStore {
         self.update(
             "updateQueueTime",
             "UPDATE msg_queues SET updated_at = $2 WHERE recipient_id = $1 AND deleted_at IS NULL",
-            q.recipient_id.clone(),
+            q.recipient_id.to_vec(),
             vec![Box::new(day) as Param],
         )?;
         self.changed(q, |r| r.updated_at = Some(day));
@@ -337,7 +338,7 @@ impl Store for PgStore {
 
     fn update_times(&self, qs: &[&Queue], day: i64) -> Vec<Result<(), ErrorType>> {
         // One statement and one commit for the block; a queue deleted meanwhile gets no row.
-        let rids: Vec<Vec<u8>> = qs.iter().map(|q| q.recipient_id.clone()).collect();
+        let rids: Vec<Vec<u8>> = qs.iter().map(|q| q.recipient_id.to_vec()).collect();
         let updated = self.run("updateQueueTimes", move |c| async move {
             let op = "updateQueueTimes";
             let st = c
@@ -361,7 +362,7 @@ impl Store for PgStore {
             Ok(done) => qs
                 .iter()
                 .map(|q| {
-                    if done.contains(&q.recipient_id) {
+                    if done.contains(&q.recipient_id[..]) {
                         self.changed(q, |r| r.updated_at = Some(day));
                         Ok(())
                     } else {
@@ -373,7 +374,7 @@ impl Store for PgStore {
     }
 
     fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType> {
-        let rid = q.recipient_id.clone();
+        let rid = q.recipient_id.to_vec();
         let day = crate::clock::now_secs() / 86400 * 86400;
         let size = self.run("deleteStoreQueue", move |c| async move {
             let op = "deleteStoreQueue";
@@ -405,7 +406,7 @@ impl Store for PgStore {
 
     fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType> {
         let quota = i32::try_from(quota).unwrap_or(i32::MAX);
-        let rid = q.recipient_id.clone();
+        let rid = q.recipient_id.to_vec();
         let row = self.run("writeMsg", move |c| async move {
             let op = "writeMsg";
             let (is_quota, ntf, body) = message_parts(&msg);
@@ -435,7 +436,7 @@ impl Store for PgStore {
             Some((false, was_empty)) => Ok(WriteResult::Stored { was_empty }),
             Some((true, _)) => Ok(WriteResult::Quota),
             // not written: the queue is full, or gone
-            None => match self.live_size(q.recipient_id.clone())? {
+            None => match self.live_size(q.recipient_id.to_vec())? {
                 Some(_) => Ok(WriteResult::Quota),
                 None => Err(ErrorType::Auth),
             },
@@ -446,7 +447,7 @@ impl Store for PgStore {
         if q.lock().deleted {
             return Err(ErrorType::Auth);
         }
-        let rid = q.recipient_id.clone();
+        let rid = q.recipient_id.to_vec();
         let row = self.run("tryPeekMsg", move |c| async move {
             let op = "tryPeekMsg";
             let st = c
@@ -472,7 +473,7 @@ impl Store for PgStore {
         let mut m = self.messages_of(
             "tryDelMsg",
             "SELECT r_msg_id, r_msg_ts, r_msg_quota, r_msg_ntf_flag, r_msg_body FROM try_del_msg($1, $2)",
-            q.recipient_id.clone(),
+            q.recipient_id.to_vec(),
             msg_id.to_vec(),
         )?;
         Ok(if m.is_empty() {
@@ -490,7 +491,7 @@ impl Store for PgStore {
         let ms = self.messages_of(
             "tryDelPeekMsg",
             "SELECT r_msg_id, r_msg_ts, r_msg_quota, r_msg_ntf_flag, r_msg_body FROM try_del_peek_msg($1, $2)",
-            q.recipient_id.clone(),
+            q.recipient_id.to_vec(),
             msg_id.to_vec(),
         )?;
         let mut it = ms.into_iter();
@@ -504,13 +505,13 @@ impl Store for PgStore {
 
     fn queue_size(&self, q: &Queue) -> Result<usize, ErrorType> {
         let n = self
-            .live_size(q.recipient_id.clone())?
+            .live_size(q.recipient_id.to_vec())?
             .ok_or(ErrorType::Auth)?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     fn delete_expired(&self, q: &Queue, before: i64) -> Result<usize, ErrorType> {
-        let rid = q.recipient_id.clone();
+        let rid = q.recipient_id.to_vec();
         let n = self.run("deleteExpiredMsgs", move |c| async move {
             let op = "deleteExpiredMsgs";
             let r = c

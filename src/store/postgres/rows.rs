@@ -123,9 +123,9 @@ impl QueueRow {
             ndh: r.notifier.as_ref().map(|n| n.rcv_ntf_dh_secret.to_vec()),
             status: status_text(&r.status),
             updated: r.updated_at,
-            link: r.queue_data.as_ref().map(|(l, _)| l.clone()),
-            fixed: r.queue_data.as_ref().map(|(_, d)| d.0.clone()),
-            user: r.queue_data.as_ref().map(|(_, d)| d.1.clone()),
+            link: r.queue_data.as_deref().map(|(l, _)| l.clone()),
+            fixed: r.queue_data.as_deref().map(|(_, d)| d.0.clone()),
+            user: r.queue_data.as_deref().map(|(_, d)| d.1.clone()),
         }
     }
 
@@ -161,11 +161,11 @@ pub fn queue_from_row(row: &Row) -> Result<QueueRec, BadRow> {
         get_ob(7, "notifier_key")?,
         get_ob(8, "rcv_ntf_dh_secret")?,
     ) {
-        (Some(id), Some(k), Some(dh)) => Some(NtfCreds {
+        (Some(id), Some(k), Some(dh)) => Some(Box::new(NtfCreds {
             notifier_id: id,
             notifier_key: key(k, "notifier_key")?,
             rcv_ntf_dh_secret: secret(&dh, "rcv_ntf_dh_secret")?,
-        }),
+        })),
         _ => None,
     };
     let mode: Option<String> = row.try_get(5).map_err(|_| BadRow("queue_mode"))?;
@@ -177,13 +177,13 @@ pub fn queue_from_row(row: &Row) -> Result<QueueRec, BadRow> {
     };
     let status: String = row.try_get(9).map_err(|_| BadRow("status"))?;
     let queue_data = get_ob(11, "link_id")?.map(|l| -> Result<_, BadRow> {
-        Ok((
+        Ok(Box::new((
             l,
             (
                 get_ob(12, "fixed_data")?.unwrap_or_default(),
                 get_ob(13, "user_data")?.unwrap_or_default(),
             ),
-        ))
+        )))
     });
     Ok(QueueRec {
         recipient_id: get_b(0, "recipient_id")?,
