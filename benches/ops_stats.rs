@@ -47,10 +47,10 @@ fn main() {
         sid.resize(24, 2);
         store
             .add_queue(QueueRec {
-                recipient_id: rid,
+                recipient_id: rid.into(),
                 recipient_keys: vec![key.clone()],
                 rcv_dh_secret: [0; 32],
-                sender_id: sid,
+                sender_id: sid.into(),
                 sender_key: None,
                 queue_mode: None,
                 queue_data: None,

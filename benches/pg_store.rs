@@ -34,10 +34,10 @@ fn rss_kb() -> u64 {
 
 fn rec(i: u64, k: &PublicKey) -> QueueRec {
     QueueRec {
-        recipient_id: id(i, 1),
+        recipient_id: id(i, 1).into(),
         recipient_keys: vec![k.clone()],
         rcv_dh_secret: [9; 32],
-        sender_id: id(i, 2),
+        sender_id: id(i, 2).into(),
         sender_key: Some(k.clone()),
         queue_mode: None,
         queue_data: None,

@@ -34,10 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // every 10th queue is deleted again, so compaction has something to drop
     for i in 0..n + n / 10 {
         let rec = QueueRec {
-            recipient_id: id(i, 1),
+            recipient_id: id(i, 1).into(),
             recipient_keys: vec![rk.clone()],
             rcv_dh_secret: [9; 32],
-            sender_id: id(i, 2),
+            sender_id: id(i, 2).into(),
             sender_key: None,
             queue_mode: Some(smp_server::protocol::command::QueueMode::Messaging),
             queue_data: None,

@@ -252,10 +252,10 @@ pub fn write_store_log(path: &Path, keys: &Keys, n: u64) -> Result<Vec<Vec<u8>>>
     let secret = [9u8; 32];
     for i in 0..n {
         let rec = QueueRec {
-            recipient_id: id(i, 1),
+            recipient_id: id(i, 1).into(),
             recipient_keys: vec![keys.rcv.public()],
             rcv_dh_secret: secret,
-            sender_id: id(i, 2),
+            sender_id: id(i, 2).into(),
             sender_key: None,
             queue_mode: Some(QueueMode::Messaging),
             queue_data: None,

@@ -216,7 +216,7 @@ impl ControlContext {
             Ok((rec, n)) => {
                 self.state.stats.queue_deleted(rec.sender_key.is_some());
                 if let Some(c) = self.state.core.subs.take_queue(&rec.recipient_id) {
-                    lock(&c.subs).remove(&rec.recipient_id);
+                    lock(&c.subs).remove(&rec.recipient_id[..]);
                 }
                 if let Some(nc) = &rec.notifier {
                     lock(&self.state.core.pending_ntfs).remove(&nc.notifier_id);
@@ -251,7 +251,7 @@ impl ControlContext {
                 return;
             }
         };
-        let new = QueueStatus::Blocked(info.clone());
+        let new = QueueStatus::Blocked(Box::new(info.clone()));
         if rec.status != new {
             if let Err(e) = self.state.store.set_status(&q, new.clone()) {
                 let _ = writeln!(o, "error: {}", show_err(&e));

@@ -56,10 +56,10 @@ fn key(b: u8) -> PublicKey {
 
 fn rec(rid: u8) -> QueueRec {
     QueueRec {
-        recipient_id: vec![rid; 24],
+        recipient_id: vec![rid; 24].into(),
         recipient_keys: vec![key(1)],
         rcv_dh_secret: [0; 32],
-        sender_id: vec![rid + 100; 24],
+        sender_id: vec![rid + 100; 24].into(),
         sender_key: None,
         queue_mode: None,
         queue_data: None,

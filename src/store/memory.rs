@@ -1,6 +1,6 @@
 //! The in-memory store: hash maps from each ID to the queue handle.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use super::{
@@ -12,20 +12,45 @@ use crate::protocol::errors::ErrorType;
 
 type Index = RwLock<HashMap<IdKey, Arc<Queue>>>;
 
+/// A queue handle as a set member keyed by its own recipient ID: the recipient index then
+/// costs one pointer per queue instead of a copy of the ID and a pointer.
+#[derive(Debug)]
+struct ByRecipient(Arc<Queue>);
+
+impl std::hash::Hash for ByRecipient {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.recipient_id.as_slice().hash(state)
+    }
+}
+
+impl PartialEq for ByRecipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.recipient_id.as_slice() == other.0.recipient_id.as_slice()
+    }
+}
+
+impl Eq for ByRecipient {}
+
+impl std::borrow::Borrow<[u8]> for ByRecipient {
+    fn borrow(&self) -> &[u8] {
+        self.0.recipient_id.as_slice()
+    }
+}
+
 /// Queues and messages in memory.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    recipients: Index,
+    recipients: RwLock<HashSet<ByRecipient>>,
     senders: Index,
     notifiers: Index,
     links: Index,
 }
 
-fn read(i: &Index) -> std::sync::RwLockReadGuard<'_, HashMap<IdKey, Arc<Queue>>> {
+fn read<T>(i: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     i.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write(i: &Index) -> std::sync::RwLockWriteGuard<'_, HashMap<IdKey, Arc<Queue>>> {
+fn write<T>(i: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     i.write().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -60,7 +85,7 @@ impl Store for MemoryStore {
         let mut s = write(&self.senders);
         let mut n = write(&self.notifiers);
         let mut l = write(&self.links);
-        let taken = r.contains_key(&rec.recipient_id[..])
+        let taken = r.contains(&rec.recipient_id[..])
             || s.contains_key(&rec.sender_id[..])
             || rec
                 .notifier
@@ -74,7 +99,7 @@ impl Store for MemoryStore {
             return Err(ErrorType::Duplicate);
         }
         let q = Arc::new(Queue::new(rec.clone()));
-        r.insert(IdKey::new(&rec.recipient_id), q.clone());
+        r.insert(ByRecipient(q.clone()));
         s.insert(IdKey::new(&rec.sender_id), q.clone());
         if let Some(c) = &rec.notifier {
             n.insert(IdKey::new(&c.notifier_id), q.clone());
@@ -87,7 +112,7 @@ impl Store for MemoryStore {
 
     fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>> {
         let idx = match party {
-            Party::Recipient => &self.recipients,
+            Party::Recipient => return read(&self.recipients).get(id).map(|q| q.0.clone()),
             Party::Sender => &self.senders,
             Party::Notifier => &self.notifiers,
             Party::LinkClient => &self.links,
@@ -130,7 +155,7 @@ impl Store for MemoryStore {
             Ok(())
         })?;
         if let Some(h) = read(&self.recipients).get(&q.recipient_id[..]) {
-            l.insert(IdKey::new(&link_id), h.clone());
+            l.insert(IdKey::new(&link_id), h.0.clone());
         }
         Ok(())
     }
@@ -161,7 +186,7 @@ impl Store for MemoryStore {
             n.remove(&o.notifier_id[..]);
         }
         if let Some(h) = read(&self.recipients).get(&q.recipient_id[..]) {
-            n.insert(new_id, h.clone());
+            n.insert(new_id, h.0.clone());
         }
         Ok(old.map(|o| *o))
     }
@@ -244,7 +269,7 @@ impl Store for MemoryStore {
     }
 
     fn all_queues(&self) -> Vec<Arc<Queue>> {
-        read(&self.recipients).values().cloned().collect()
+        read(&self.recipients).iter().map(|q| q.0.clone()).collect()
     }
 }
 
@@ -319,10 +344,10 @@ mod tests {
 
     fn rec(rid: u8) -> QueueRec {
         QueueRec {
-            recipient_id: vec![rid; 24],
+            recipient_id: vec![rid; 24].into(),
             recipient_keys: vec![PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k")],
             rcv_dh_secret: [0; 32],
-            sender_id: vec![rid + 100; 24],
+            sender_id: vec![rid + 100; 24].into(),
             sender_key: None,
             queue_mode: None,
             queue_data: None,
@@ -384,8 +409,8 @@ mod tests {
         let st = MemoryStore::new();
         // 24-byte IDs are kept inline, longer ones (foreign store logs) boxed.
         let mut long = rec(2);
-        long.recipient_id = vec![9; 33];
-        long.sender_id = vec![8; 7];
+        long.recipient_id = vec![9; 33].into();
+        long.sender_id = vec![8; 7].into();
         st.add_queue(rec(1)).expect("add");
         st.add_queue(long).expect("add long");
         assert!(st.get_queue(Party::Recipient, &[9; 33]).is_some());

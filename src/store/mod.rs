@@ -228,7 +228,7 @@ pub trait Store: Send + Sync + 'static {
         self.set_status(
             q,
             match info {
-                Some(i) => QueueStatus::Blocked(i),
+                Some(i) => QueueStatus::Blocked(Box::new(i)),
                 None => QueueStatus::Active,
             },
         )
@@ -266,8 +266,8 @@ mod size_tests {
     #[test]
     fn queue_handles_stay_compact() {
         assert!(std::mem::size_of::<PublicKey>() <= 32);
-        assert!(std::mem::size_of::<QueueRec>() <= 200);
-        assert!(std::mem::size_of::<Queue>() <= 280);
+        assert!(std::mem::size_of::<QueueRec>() <= 208);
+        assert!(std::mem::size_of::<Queue>() <= 288);
         assert!(std::mem::size_of::<IdKey>() <= 32);
     }
 }

@@ -286,7 +286,7 @@ fn parse_queue_rec(c: &mut Cursor<'_>, recipient_id: Vec<u8>) -> Result<QueueRec
         } else if c.try_tag("off") {
             QueueStatus::Off
         } else if c.try_tag("blocked,") {
-            QueueStatus::Blocked(parse_blocking(c)?)
+            QueueStatus::Blocked(Box::new(parse_blocking(c)?))
         } else {
             return Err(c.err("status=active|off|blocked,..."));
         }
@@ -297,10 +297,10 @@ fn parse_queue_rec(c: &mut Cursor<'_>, recipient_id: Vec<u8>) -> Result<QueueRec
         c.bytes()?;
     }
     Ok(QueueRec {
-        recipient_id,
+        recipient_id: recipient_id.into(),
         recipient_keys,
         rcv_dh_secret,
-        sender_id,
+        sender_id: sender_id.into(),
         sender_key,
         queue_mode,
         queue_data,
@@ -313,7 +313,7 @@ fn parse_queue_rec(c: &mut Cursor<'_>, recipient_id: Vec<u8>) -> Result<QueueRec
 /// The records that turn `old` into `new` (what a queue change writes to the log).
 pub fn update_records(old: &QueueRec, new: &QueueRec) -> Vec<StoreLogRecord> {
     use StoreLogRecord::*;
-    let rid = || new.recipient_id.clone();
+    let rid = || new.recipient_id.to_vec();
     let mut v = Vec::new();
     if old.sender_key != new.sender_key {
         if let Some(k) = &new.sender_key {
@@ -339,7 +339,7 @@ pub fn update_records(old: &QueueRec, new: &QueueRec) -> Vec<StoreLogRecord> {
         v.push(match &new.status {
             QueueStatus::Active => Unblock(rid()),
             QueueStatus::Off => Suspend(rid()),
-            QueueStatus::Blocked(i) => Block(rid(), i.clone()),
+            QueueStatus::Blocked(i) => Block(rid(), (**i).clone()),
         });
     }
     if old.updated_at != new.updated_at {

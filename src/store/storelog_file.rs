@@ -114,7 +114,7 @@ fn apply(st: &MemoryStore, r: StoreLogRecord, line: &[u8], stats: &mut ReplaySta
     let svc = &mut stats.services;
     let res: Result<(), ErrorType> = match r {
         Create(rec) => {
-            let rid = rec.recipient_id.clone();
+            let rid = rec.recipient_id.to_vec();
             let has_ntf = rec.notifier.is_some();
             st.add_queue(*rec).map(|_| {
                 let (rsrv, nsrv) = line_service_ids(line);
@@ -159,7 +159,7 @@ fn apply(st: &MemoryStore, r: StoreLogRecord, line: &[u8], stats: &mut ReplaySta
                         svc.set(&r, SubParty::Notifier, nsrv);
                     }),
                     Suspend(_) => st.set_status(&h, super::QueueStatus::Off),
-                    Block(_, i) => st.set_status(&h, super::QueueStatus::Blocked(i)),
+                    Block(_, i) => st.set_status(&h, super::QueueStatus::Blocked(Box::new(i))),
                     Unblock(_) => st.set_status(&h, super::QueueStatus::Active),
                     Delete(r) => st.delete_queue(&h).map(|_| {
                         svc.queue_deleted(&r);
@@ -254,7 +254,7 @@ pub fn write_compacted(
     }
     for q in st.all_queues() {
         if let Ok(rec) = q.rec() {
-            let rid = &rec.recipient_id;
+            let rid: &[u8] = &rec.recipient_id;
             let rsrv = services.rcv.get(rid).map(Vec::as_slice);
             let nsrv = services.ntf.get(rid).map(Vec::as_slice);
             let mut line = if rsrv.is_some() || nsrv.is_some() {

@@ -16,10 +16,10 @@ fn ed(b: u8) -> PublicKey {
 
 fn rec() -> QueueRec {
     QueueRec {
-        recipient_id: vec![1; 24],
+        recipient_id: vec![1; 24].into(),
         recipient_keys: vec![ed(3)],
         rcv_dh_secret: [5; 32],
-        sender_id: vec![2; 24],
+        sender_id: vec![2; 24].into(),
         sender_key: None,
         queue_mode: Some(QueueMode::Messaging),
         queue_data: None,
@@ -70,10 +70,10 @@ fn create_is_encoded_as_the_reference_writes_it() {
         rcv_ntf_dh_secret: [5; 32],
     }));
     q.updated_at = Some(1699920000);
-    q.status = QueueStatus::Blocked(BlockingInfo {
+    q.status = QueueStatus::Blocked(Box::new(BlockingInfo {
         reason: BlockingReason::Content,
         notice: None,
-    });
+    }));
     let expected = format!(
         "CREATE rid=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB rk={K1} rdh={DH} \
          sid=AgICAgICAgICAgICAgICAgICAgICAgIC sk={K2} queue_mode=C \

@@ -23,20 +23,20 @@ pub enum QueueStatus {
     /// Suspended by the recipient (OFF): sending is refused.
     Off,
     /// Blocked by the operator.
-    Blocked(BlockingInfo),
+    Blocked(Box<BlockingInfo>),
 }
 
 /// Everything the server knows about a queue (what the store log records).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRec {
     /// Recipient ID.
-    pub recipient_id: Vec<u8>,
+    pub recipient_id: IdKey,
     /// Keys that authorize recipient commands (several for contact queues after RKEY).
     pub recipient_keys: Vec<PublicKey>,
     /// Shared secret that encrypts message bodies to the recipient.
     pub rcv_dh_secret: [u8; 32],
     /// Sender ID.
-    pub sender_id: Vec<u8>,
+    pub sender_id: IdKey,
     /// Key that authorizes SEND once the queue is secured.
     pub sender_key: Option<PublicKey>,
     /// Queue mode (None for queues created before v9).
@@ -179,5 +179,29 @@ impl std::ops::Deref for IdKey {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.as_slice()
+    }
+}
+
+impl From<Vec<u8>> for IdKey {
+    fn from(v: Vec<u8>) -> Self {
+        IdKey::new(&v)
+    }
+}
+
+impl From<&[u8]> for IdKey {
+    fn from(v: &[u8]) -> Self {
+        IdKey::new(v)
+    }
+}
+
+impl PartialEq<[u8]> for IdKey {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<Vec<u8>> for IdKey {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
     }
 }

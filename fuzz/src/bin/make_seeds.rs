@@ -398,10 +398,10 @@ fn main() {
     // Store log: our encoder's records for a full queue history, and the reference's file.
     let rid = vec![1u8; 24];
     let rec = QueueRec {
-        recipient_id: rid.clone(),
+        recipient_id: rid.clone().into(),
         recipient_keys: vec![k.sign.public(), k.sign448.public()],
         rcv_dh_secret: [5; 32],
-        sender_id: vec![2; 24],
+        sender_id: vec![2; 24].into(),
         sender_key: Some(k.sign.public()),
         queue_mode: Some(QueueMode::Messaging),
         queue_data: Some(Box::new((

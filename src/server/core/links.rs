@@ -59,7 +59,7 @@ impl Core {
             .secure(q, k)
             .and_then(|_| self.store.get_link(q, link_id))
         {
-            Ok(d) => BrokerMsg::Lnk(rec.sender_id.clone(), d),
+            Ok(d) => BrokerMsg::Lnk(rec.sender_id.to_vec(), d),
             Err(e) => BrokerMsg::Err(e),
         }
     }
@@ -70,7 +70,7 @@ impl Core {
             return BrokerMsg::Err(ErrorType::Auth);
         }
         match self.store.get_link(q, link_id) {
-            Ok(d) => BrokerMsg::Lnk(rec.sender_id.clone(), d),
+            Ok(d) => BrokerMsg::Lnk(rec.sender_id.to_vec(), d),
             Err(e) => BrokerMsg::Err(e),
         }
     }

@@ -278,7 +278,7 @@ impl Core {
             }
             QueueStatus::Blocked(i) => {
                 stats.msg_sent_block.inc();
-                return BrokerMsg::Err(ErrorType::Blocked(i.clone()));
+                return BrokerMsg::Err(ErrorType::Blocked((**i).clone()));
             }
             QueueStatus::Active => {}
         }
@@ -328,7 +328,7 @@ impl Core {
     /// Deliver a message just written to an empty queue, if the recipient is subscribed and
     /// has nothing unacknowledged.
     fn try_deliver(&self, rec: &QueueRec, msg: &Message, env: &mut Env<'_>, fx: &mut Effects) {
-        let rid = &rec.recipient_id;
+        let rid: &[u8] = &rec.recipient_id;
         let Some(c) = self.queue_receiver(rid) else {
             return;
         };

@@ -187,7 +187,7 @@ impl Effects {
 fn status_rule(cmd: &Command, rec: &QueueRec) -> Result<(), ErrorType> {
     let blocked_ok = matches!(cmd, Command::Off | Command::Del | Command::Send(..));
     match (&rec.status, blocked_ok) {
-        (QueueStatus::Blocked(info), false) => Err(ErrorType::Blocked(info.clone())),
+        (QueueStatus::Blocked(info), false) => Err(ErrorType::Blocked((**info).clone())),
         _ => Ok(()),
     }
 }

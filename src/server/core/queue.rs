@@ -10,7 +10,7 @@ use crate::crypto::random::bytes_from;
 use crate::protocol::command::{NewQueueReq, QueueMode, QueueReqData, SubscriptionMode};
 use crate::protocol::errors::{CommandError, ErrorType};
 use crate::protocol::response::{BrokerMsg, QueueIdsKeys};
-use crate::store::{Message, NtfCreds, Queue, QueueRec, QueueStatus};
+use crate::store::{IdKey, Message, NtfCreds, Queue, QueueRec, QueueStatus};
 use crate::sync::lock;
 
 /// Recipient keys a contact queue may hold (RKEY). The reference's clients use one key per
@@ -85,10 +85,10 @@ impl Core {
                 rcv_ntf_dh_secret: *secret,
             });
             let rec = QueueRec {
-                recipient_id: rid.clone(),
+                recipient_id: IdKey::new(&rid),
                 recipient_keys: vec![req.rcv_auth_key.clone()],
                 rcv_dh_secret,
-                sender_id: sender_id.clone(),
+                sender_id: IdKey::new(&sender_id),
                 sender_key: None,
                 queue_mode,
                 queue_data: queue_data.clone().map(Box::new),

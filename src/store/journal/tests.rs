@@ -8,10 +8,10 @@ use crate::store::{QueueRec, QueueStatus};
 
 fn rec(rid: u8) -> QueueRec {
     QueueRec {
-        recipient_id: vec![rid; 24],
+        recipient_id: vec![rid; 24].into(),
         recipient_keys: vec![PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k")],
         rcv_dh_secret: [0; 32],
-        sender_id: vec![rid.wrapping_add(100); 24],
+        sender_id: vec![rid.wrapping_add(100); 24].into(),
         sender_key: None,
         queue_mode: None,
         queue_data: None,

@@ -286,7 +286,7 @@ pub fn journal_queues(db: &Db, rids: Vec<Vec<u8>>) -> Result<JournalQueues, DbEr
                 what: e.to_string(),
             })?;
             if r.get::<_, bool>(14) {
-                out.deleted.insert(rec.recipient_id);
+                out.deleted.insert(rec.recipient_id.to_vec());
             } else {
                 out.live.push(rec);
             }

@@ -138,8 +138,8 @@ impl Store for PgStore {
             .into_iter()
             .filter_map(|r| {
                 let id = match party {
-                    Party::Recipient => Some(r.recipient_id.clone()),
-                    Party::Sender => Some(r.sender_id.clone()),
+                    Party::Recipient => Some(r.recipient_id.to_vec()),
+                    Party::Sender => Some(r.sender_id.to_vec()),
                     Party::Notifier => r.notifier.as_ref().map(|n| n.notifier_id.clone()),
                     _ => r.queue_data.as_deref().map(|(lid, _)| lid.clone()),
                 }?;

@@ -73,7 +73,7 @@ fn parse_status(s: &str) -> Result<QueueStatus, BadRow> {
         _ => {
             let info = s.strip_prefix("blocked,").ok_or(BadRow("status"))?;
             BlockingInfo::parse(info.as_bytes())
-                .map(QueueStatus::Blocked)
+                .map(|i| QueueStatus::Blocked(Box::new(i)))
                 .map_err(|_| BadRow("status"))
         }
     }
@@ -112,10 +112,10 @@ impl QueueRow {
     /// The columns of a record.
     pub fn new(r: &QueueRec) -> Self {
         QueueRow {
-            rid: r.recipient_id.clone(),
+            rid: r.recipient_id.to_vec(),
             keys: encode_keys(&r.recipient_keys),
             dh: r.rcv_dh_secret.to_vec(),
-            sid: r.sender_id.clone(),
+            sid: r.sender_id.to_vec(),
             skey: r.sender_key.as_ref().map(PublicKey::to_der),
             mode: mode_text(r.queue_mode),
             nid: r.notifier.as_ref().map(|n| n.notifier_id.clone()),
@@ -186,10 +186,10 @@ pub fn queue_from_row(row: &Row) -> Result<QueueRec, BadRow> {
         )))
     });
     Ok(QueueRec {
-        recipient_id: get_b(0, "recipient_id")?,
+        recipient_id: get_b(0, "recipient_id")?.into(),
         recipient_keys: decode_keys(&get_b(1, "recipient_keys")?)?,
         rcv_dh_secret: secret(&get_b(2, "rcv_dh_secret")?, "rcv_dh_secret")?,
-        sender_id: get_b(3, "sender_id")?,
+        sender_id: get_b(3, "sender_id")?.into(),
         sender_key: get_ob(4, "sender_key")?
             .map(|k| key(k, "sender_key"))
             .transpose()?,

@@ -68,7 +68,7 @@ pub fn import_queues(db: &Db, st: &MemoryStore, svc: &ServiceData) -> Result<Que
         .iter()
         .filter_map(|q| q.rec().ok())
         .map(|r| {
-            let rid = &r.recipient_id;
+            let rid: &[u8] = &r.recipient_id;
             let ntf = svc.ntf.get(rid).filter(|_| r.notifier.is_some()).cloned();
             (QueueRow::new(&r), (svc.rcv.get(rid).cloned(), ntf))
         })
