@@ -81,7 +81,9 @@ impl UpdateWindow {
         let hm = |t: &str| -> Option<u16> {
             let (h, m) = t.trim().split_once(':')?;
             let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-            (h < 24 && m < 60).then_some(h * 60 + m)
+            // `then`, not `then_some`: the sum must not be computed for an out-of-range hour
+            // (9999:00 overflows u16; found by the `ini` fuzz target).
+            (h < 24 && m < 60).then(|| h * 60 + m)
         };
         let (a, b) = s.split_once('-')?;
         let w = UpdateWindow {
@@ -258,6 +260,21 @@ pub(crate) fn template(out: &mut String) {
 mod tests {
     use super::*;
     use crate::config::{Config, Paths};
+
+    #[test]
+    fn window_rejects_out_of_range_times_without_overflow() {
+        for bad in [
+            "9999:00-05:00",
+            "03:00-65535:59",
+            "24:00-05:00",
+            "03:60-05:00",
+            "03:00-03:00",
+        ] {
+            assert!(UpdateWindow::parse(bad).is_none(), "{bad}");
+        }
+        let w = UpdateWindow::parse("23:30-01:15").expect("wraps midnight");
+        assert!(w.contains(23 * 60 + 45) && w.contains(60) && !w.contains(12 * 60));
+    }
 
     fn parse(s: &str) -> Result<Update, ConfigError> {
         Config::parse(s, Paths::new("/c", "/l")).map(|c| c.update)
