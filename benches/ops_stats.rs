@@ -9,7 +9,7 @@ use smp_server::server::{ServerState, Settings};
 use smp_server::stats::daily::take_daily_line;
 use smp_server::stats::{entity_counts, ServerStats};
 use smp_server::store::memory::MemoryStore;
-use smp_server::store::{QueueRec, QueueStatus, Store};
+use smp_server::store::{QueueBody, QueueRec, QueueStatus, Store};
 
 fn main() {
     // 1. the statistics one SEND + ACK records
@@ -48,15 +48,17 @@ fn main() {
         store
             .add_queue(QueueRec {
                 recipient_id: rid.into(),
-                recipient_keys: vec![key.clone()],
-                rcv_dh_secret: [0; 32],
                 sender_id: sid.into(),
-                sender_key: None,
-                queue_mode: None,
-                queue_data: None,
-                notifier: None,
-                status: QueueStatus::Active,
-                updated_at: None,
+                body: QueueBody {
+                    recipient_keys: vec![key.clone()].into(),
+                    rcv_dh_secret: [0; 32],
+                    sender_key: None,
+                    queue_mode: None,
+                    queue_data: None,
+                    notifier: None,
+                    status: QueueStatus::Active,
+                    updated_at: None,
+                },
             })
             .expect("add");
     }

@@ -13,7 +13,7 @@ use smp_server::crypto::keys::{KeyAlgorithm, PublicKey};
 use smp_server::protocol::command::{MsgFlags, Party};
 use smp_server::store::postgres::db::DbOptions;
 use smp_server::store::postgres::{setup, PgStore};
-use smp_server::store::{Message, QueueRec, QueueStatus, Store};
+use smp_server::store::{Message, QueueBody, QueueRec, QueueStatus, Store};
 
 fn id(i: u64, tag: u8) -> Vec<u8> {
     let mut v = vec![tag; 24];
@@ -35,15 +35,17 @@ fn rss_kb() -> u64 {
 fn rec(i: u64, k: &PublicKey) -> QueueRec {
     QueueRec {
         recipient_id: id(i, 1).into(),
-        recipient_keys: vec![k.clone()],
-        rcv_dh_secret: [9; 32],
         sender_id: id(i, 2).into(),
-        sender_key: Some(k.clone()),
-        queue_mode: None,
-        queue_data: None,
-        notifier: None,
-        status: QueueStatus::Active,
-        updated_at: Some(1_700_006_400),
+        body: QueueBody {
+            recipient_keys: vec![k.clone()].into(),
+            rcv_dh_secret: [9; 32],
+            sender_key: Some(k.clone()),
+            queue_mode: None,
+            queue_data: None,
+            notifier: None,
+            status: QueueStatus::Active,
+            updated_at: Some(1_700_006_400),
+        },
     }
 }
 

@@ -11,7 +11,7 @@ use smp_server::crypto::keys::{KeyAlgorithm, PublicKey};
 use smp_server::store::memory::MemoryStore;
 use smp_server::store::storelog::StoreLogRecord;
 use smp_server::store::storelog_file::open_store_log;
-use smp_server::store::{QueueRec, QueueStatus};
+use smp_server::store::{QueueBody, QueueRec, QueueStatus};
 
 fn id(i: u64, tag: u8) -> Vec<u8> {
     let mut v = vec![tag; 24];
@@ -35,15 +35,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..n + n / 10 {
         let rec = QueueRec {
             recipient_id: id(i, 1).into(),
-            recipient_keys: vec![rk.clone()],
-            rcv_dh_secret: [9; 32],
             sender_id: id(i, 2).into(),
-            sender_key: None,
-            queue_mode: Some(smp_server::protocol::command::QueueMode::Messaging),
-            queue_data: None,
-            notifier: None,
-            status: QueueStatus::Active,
-            updated_at: None,
+            body: QueueBody {
+                recipient_keys: vec![rk.clone()].into(),
+                rcv_dh_secret: [9; 32],
+                sender_key: None,
+                queue_mode: Some(smp_server::protocol::command::QueueMode::Messaging),
+                queue_data: None,
+                notifier: None,
+                status: QueueStatus::Active,
+                updated_at: None,
+            },
         };
         let mut recs = vec![
             StoreLogRecord::Create(Box::new(rec)),

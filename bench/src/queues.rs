@@ -18,7 +18,7 @@ use smp_server::protocol::command::{
 };
 use smp_server::protocol::response::BrokerMsg;
 use smp_server::store::storelog::StoreLogRecord;
-use smp_server::store::{QueueRec, QueueStatus};
+use smp_server::store::{QueueBody, QueueRec, QueueStatus};
 
 use crate::server::Server;
 
@@ -253,15 +253,17 @@ pub fn write_store_log(path: &Path, keys: &Keys, n: u64) -> Result<Vec<Vec<u8>>>
     for i in 0..n {
         let rec = QueueRec {
             recipient_id: id(i, 1).into(),
-            recipient_keys: vec![keys.rcv.public()],
-            rcv_dh_secret: secret,
             sender_id: id(i, 2).into(),
-            sender_key: None,
-            queue_mode: Some(QueueMode::Messaging),
-            queue_data: None,
-            notifier: None,
-            status: QueueStatus::Active,
-            updated_at: None,
+            body: QueueBody {
+                recipient_keys: vec![keys.rcv.public()].into(),
+                rcv_dh_secret: secret,
+                sender_key: None,
+                queue_mode: Some(QueueMode::Messaging),
+                queue_data: None,
+                notifier: None,
+                status: QueueStatus::Active,
+                updated_at: None,
+            },
         };
         for r in [
             StoreLogRecord::Create(Box::new(rec)),

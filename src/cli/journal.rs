@@ -287,7 +287,7 @@ fn load_reference(dir: &Path, memory: &MemoryStore) -> Result<(), CliError> {
             Some(q) => {
                 let mut s = q.lock();
                 s.can_write = !matches!(msgs.back(), Some(Message::Quota { .. }));
-                s.msgs = msgs;
+                s.msgs = msgs.into();
             }
             None => {
                 left += msgs.len();

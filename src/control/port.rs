@@ -282,7 +282,7 @@ impl ControlContext {
             Err(e) => {
                 let _ = writeln!(o, "error: {}", show_err(&e));
             }
-            Ok((q, rec)) => match rec.status {
+            Ok((q, rec)) => match rec.body.status {
                 QueueStatus::Blocked(info) => {
                     match self.state.store.set_status(&q, QueueStatus::Active) {
                         Ok(()) => {

@@ -150,7 +150,7 @@ impl Persistence {
         let nid_of = |rid: &[u8]| {
             mem.get_queue(Party::Recipient, rid)
                 .and_then(|q| q.rec().ok())
-                .and_then(|r| r.notifier.map(|n| n.notifier_id))
+                .and_then(|r| r.body.notifier.map(|n| n.notifier_id))
         };
         let services = Arc::new(crate::store::services::ServiceStore::new(
             services.unwrap_or_default(),
@@ -399,12 +399,12 @@ pub fn restore_messages(
         match m {
             Message::Msg { ts, .. } if old.is_some_and(|o| ts < o) => s.expired += 1,
             m @ Message::Msg { .. } => {
-                qs.msgs.push_back(m);
+                qs.msgs.with_mut(|d| d.push_back(m));
                 s.stored += 1;
             }
             m @ Message::Quota { .. } => {
                 // The queue was full when saved: it stays full until emptied.
-                qs.msgs.push_back(m);
+                qs.msgs.with_mut(|d| d.push_back(m));
                 qs.can_write = false;
             }
         }
@@ -482,7 +482,7 @@ pub fn save_messages(path: &Path, st: &dyn Store) -> Result<usize, PersistError>
         if s.deleted {
             continue;
         }
-        for m in &s.msgs {
+        for m in s.msgs.iter() {
             lines.push(encode_msg(&q.recipient_id, m));
         }
     }

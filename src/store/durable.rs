@@ -239,7 +239,7 @@ impl Store for DurableStore {
             if let Err(e) = log.written(&q.recipient_id, &m) {
                 let mut s = q.lock();
                 if s.msgs.back().is_some_and(|b| b.msg_id() == id) {
-                    s.msgs.pop_back();
+                    s.msgs.with_mut(|d| d.pop_back());
                 }
                 s.can_write = prev_can_write;
                 return Err(e);
@@ -257,7 +257,7 @@ impl Store for DurableStore {
         let d = self.inner.del_msg(q, msg_id)?;
         if let (Some(m), Some(log)) = (&d, &self.mlog) {
             if let Err(e) = log.removed(&q.recipient_id, msg_id) {
-                q.lock().msgs.push_front(m.clone());
+                q.lock().msgs.with_mut(|d| d.push_front(m.clone()));
                 return Err(e);
             }
         }
@@ -273,7 +273,7 @@ impl Store for DurableStore {
         let (d, next) = self.inner.del_peek_msg(q, msg_id)?;
         if let (Some(m), Some(log)) = (&d, &self.mlog) {
             if let Err(e) = log.removed(&q.recipient_id, msg_id) {
-                q.lock().msgs.push_front(m.clone());
+                q.lock().msgs.with_mut(|d| d.push_front(m.clone()));
                 return Err(e);
             }
         }
@@ -301,9 +301,11 @@ impl Store for DurableStore {
         if let Some(last) = removed.get(n.wrapping_sub(1)) {
             if let Err(e) = log.removed(&q.recipient_id, last.msg_id()) {
                 let mut s = q.lock();
-                for m in removed.into_iter().take(n).rev() {
-                    s.msgs.push_front(m);
-                }
+                s.msgs.with_mut(|d| {
+                    for m in removed.into_iter().take(n).rev() {
+                        d.push_front(m);
+                    }
+                });
                 return Err(e);
             }
         }

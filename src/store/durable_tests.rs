@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use super::*;
 use crate::crypto::keys::KeyAlgorithm;
 use crate::protocol::command::MsgFlags;
+use crate::store::QueueBody;
 
 #[derive(Default)]
 struct Recorder {
@@ -57,15 +58,17 @@ fn key(b: u8) -> PublicKey {
 fn rec(rid: u8) -> QueueRec {
     QueueRec {
         recipient_id: vec![rid; 24].into(),
-        recipient_keys: vec![key(1)],
-        rcv_dh_secret: [0; 32],
         sender_id: vec![rid + 100; 24].into(),
-        sender_key: None,
-        queue_mode: None,
-        queue_data: None,
-        notifier: None,
-        status: QueueStatus::Active,
-        updated_at: None,
+        body: QueueBody {
+            recipient_keys: vec![key(1)].into(),
+            rcv_dh_secret: [0; 32],
+            sender_key: None,
+            queue_mode: None,
+            queue_data: None,
+            notifier: None,
+            status: QueueStatus::Active,
+            updated_at: None,
+        },
     }
 }
 

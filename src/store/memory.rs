@@ -12,36 +12,43 @@ use crate::protocol::errors::ErrorType;
 
 type Index = RwLock<HashMap<IdKey, Arc<Queue>>>;
 
-/// A queue handle as a set member keyed by its own recipient ID: the recipient index then
-/// costs one pointer per queue instead of a copy of the ID and a pointer.
-#[derive(Debug)]
-struct ByRecipient(Arc<Queue>);
+/// A queue handle as a set member keyed by one of its own (immutable) IDs: an index then costs
+/// one pointer per queue instead of a copy of the ID and a pointer.
+macro_rules! handle_key {
+    ($name:ident, $field:ident) => {
+        #[derive(Debug)]
+        struct $name(Arc<Queue>);
 
-impl std::hash::Hash for ByRecipient {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.recipient_id.as_slice().hash(state)
-    }
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.$field.as_slice().hash(state)
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.$field.as_slice() == other.0.$field.as_slice()
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl std::borrow::Borrow<[u8]> for $name {
+            fn borrow(&self) -> &[u8] {
+                self.0.$field.as_slice()
+            }
+        }
+    };
 }
 
-impl PartialEq for ByRecipient {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.recipient_id.as_slice() == other.0.recipient_id.as_slice()
-    }
-}
-
-impl Eq for ByRecipient {}
-
-impl std::borrow::Borrow<[u8]> for ByRecipient {
-    fn borrow(&self) -> &[u8] {
-        self.0.recipient_id.as_slice()
-    }
-}
+handle_key!(ByRecipient, recipient_id);
+handle_key!(BySender, sender_id);
 
 /// Queues and messages in memory.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     recipients: RwLock<HashSet<ByRecipient>>,
-    senders: Index,
+    senders: RwLock<HashSet<BySender>>,
     notifiers: Index,
     links: Index,
 }
@@ -86,7 +93,7 @@ impl Store for MemoryStore {
         let mut n = write(&self.notifiers);
         let mut l = write(&self.links);
         let taken = r.contains(&rec.recipient_id[..])
-            || s.contains_key(&rec.sender_id[..])
+            || s.contains(&rec.sender_id[..])
             || rec
                 .notifier
                 .as_ref()
@@ -98,14 +105,16 @@ impl Store for MemoryStore {
         if taken {
             return Err(ErrorType::Duplicate);
         }
-        let q = Arc::new(Queue::new(rec.clone()));
+        let nid = rec.notifier.as_ref().map(|c| IdKey::new(&c.notifier_id));
+        let lid = rec.queue_data.as_deref().map(|(lid, _)| IdKey::new(lid));
+        let q = Arc::new(Queue::new(rec));
         r.insert(ByRecipient(q.clone()));
-        s.insert(IdKey::new(&rec.sender_id), q.clone());
-        if let Some(c) = &rec.notifier {
-            n.insert(IdKey::new(&c.notifier_id), q.clone());
+        s.insert(BySender(q.clone()));
+        if let Some(nid) = nid {
+            n.insert(nid, q.clone());
         }
-        if let Some((lid, _)) = rec.queue_data.as_deref() {
-            l.insert(IdKey::new(lid), q.clone());
+        if let Some(lid) = lid {
+            l.insert(lid, q.clone());
         }
         Ok(q)
     }
@@ -113,7 +122,7 @@ impl Store for MemoryStore {
     fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>> {
         let idx = match party {
             Party::Recipient => return read(&self.recipients).get(id).map(|q| q.0.clone()),
-            Party::Sender => &self.senders,
+            Party::Sender => return read(&self.senders).get(id).map(|q| q.0.clone()),
             Party::Notifier => &self.notifiers,
             Party::LinkClient => &self.links,
             _ => return None,
@@ -134,7 +143,7 @@ impl Store for MemoryStore {
 
     fn update_keys(&self, q: &Queue, keys: Vec<PublicKey>) -> Result<(), ErrorType> {
         live(q, |s| {
-            s.rec.recipient_keys = keys;
+            s.rec.recipient_keys = keys.into();
             Ok(())
         })
     }
@@ -220,9 +229,8 @@ impl Store for MemoryStore {
         let mut l = write(&self.links);
         let (rec, count) = live(q, |s| {
             s.deleted = true;
-            let count = s.msgs.len();
-            s.msgs.clear();
-            Ok((s.rec.clone(), count))
+            let count = s.msgs.take().len();
+            Ok((q.record(&s.rec), count))
         })?;
         r.remove(&rec.recipient_id[..]);
         sn.remove(&rec.sender_id[..]);
@@ -238,7 +246,7 @@ impl Store for MemoryStore {
     fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType> {
         live(q, |s| {
             let mut can_write = s.can_write;
-            let (r, _) = push_msg(&mut s.msgs, &mut can_write, msg, quota);
+            let (r, _) = s.msgs.with_mut(|m| push_msg(m, &mut can_write, msg, quota));
             s.can_write = can_write;
             Ok(r)
         })
@@ -249,7 +257,7 @@ impl Store for MemoryStore {
     }
 
     fn del_msg(&self, q: &Queue, msg_id: &[u8]) -> Result<Option<Message>, ErrorType> {
-        live(q, |s| Ok(pop_msg(&mut s.msgs, msg_id)))
+        live(q, |s| Ok(s.msgs.with_mut(|m| pop_msg(m, msg_id))))
     }
 
     fn del_peek_msg(
@@ -257,7 +265,7 @@ impl Store for MemoryStore {
         q: &Queue,
         msg_id: &[u8],
     ) -> Result<(Option<Message>, Option<Message>), ErrorType> {
-        live(q, |s| Ok(pop_peek_msg(&mut s.msgs, msg_id)))
+        live(q, |s| Ok(s.msgs.with_mut(|m| pop_peek_msg(m, msg_id))))
     }
 
     fn queue_size(&self, q: &Queue) -> Result<usize, ErrorType> {
@@ -265,7 +273,7 @@ impl Store for MemoryStore {
     }
 
     fn delete_expired(&self, q: &Queue, before: i64) -> Result<usize, ErrorType> {
-        live(q, |s| Ok(pop_expired(&mut s.msgs, before).len()))
+        live(q, |s| Ok(s.msgs.with_mut(|m| pop_expired(m, before).len())))
     }
 
     fn all_queues(&self) -> Vec<Arc<Queue>> {
@@ -341,19 +349,25 @@ mod tests {
     use super::*;
     use crate::crypto::keys::KeyAlgorithm;
     use crate::protocol::command::MsgFlags;
+    use crate::store::QueueBody;
 
     fn rec(rid: u8) -> QueueRec {
         QueueRec {
             recipient_id: vec![rid; 24].into(),
-            recipient_keys: vec![PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k")],
-            rcv_dh_secret: [0; 32],
             sender_id: vec![rid + 100; 24].into(),
-            sender_key: None,
-            queue_mode: None,
-            queue_data: None,
-            notifier: None,
-            status: QueueStatus::Active,
-            updated_at: None,
+            body: QueueBody {
+                recipient_keys: vec![
+                    PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k")
+                ]
+                .into(),
+                rcv_dh_secret: [0; 32],
+                sender_key: None,
+                queue_mode: None,
+                queue_data: None,
+                notifier: None,
+                status: QueueStatus::Active,
+                updated_at: None,
+            },
         }
     }
 

@@ -26,37 +26,91 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{Party, QueueLinkData};
 use crate::protocol::errors::{BlockingInfo, ErrorType};
-pub use types::{IdKey, Message, NtfCreds, QueueRec, QueueStatus};
+pub use types::{IdKey, Message, NtfCreds, QueueBody, QueueRec, QueueStatus, RecipientKeys};
 
-/// A queue: its record and its messages under one lock.
+/// A queue: its IDs, and its record's body and messages under one lock.
+///
+/// Every idle queue keeps one of these in memory, so its layout is what an operator pays per
+/// queue: the IDs are kept once, outside the lock (they never change, and the memory store's
+/// indexes hash the handles by them), and an empty queue holds no message buffer.
 #[derive(Debug)]
 pub struct Queue {
     /// Recipient ID (immutable, used as the queue's key everywhere), kept inline.
     pub recipient_id: IdKey,
+    /// Sender ID (immutable).
+    pub sender_id: IdKey,
     state: Mutex<QueueState>,
 }
 
 /// The mutable part of a queue.
 #[derive(Debug)]
 pub struct QueueState {
-    /// The queue record.
-    pub rec: QueueRec,
+    /// The queue record without its IDs (those are the handle's).
+    pub rec: QueueBody,
     /// Undelivered messages, oldest first.
-    pub msgs: VecDeque<Message>,
+    pub msgs: Msgs,
     /// False after the quota marker was written, until the queue empties.
     pub can_write: bool,
     /// Set when the queue is deleted; the handle may outlive the store entry.
     pub deleted: bool,
 }
 
+/// A queue's undelivered messages, oldest first. An empty queue (nearly every idle one) holds
+/// no buffer: one pointer instead of a `VecDeque`'s 32 bytes, and the buffer a burst of
+/// messages grew is freed as soon as the queue drains, so memory returns after load.
+#[derive(Debug, Default)]
+pub struct Msgs(Option<Box<VecDeque<Message>>>);
+
+static NO_MSGS: VecDeque<Message> = VecDeque::new();
+
+impl Msgs {
+    /// Change the messages; the buffer is dropped again if they end up empty.
+    pub fn with_mut<T>(&mut self, f: impl FnOnce(&mut VecDeque<Message>) -> T) -> T {
+        let d = self.0.get_or_insert_with(Default::default);
+        let r = f(d);
+        if d.is_empty() {
+            self.0 = None;
+        }
+        r
+    }
+
+    /// Take all messages out, leaving none.
+    pub fn take(&mut self) -> VecDeque<Message> {
+        self.0.take().map(|b| *b).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Msgs {
+    type Target = VecDeque<Message>;
+    fn deref(&self) -> &VecDeque<Message> {
+        self.0.as_deref().unwrap_or(&NO_MSGS)
+    }
+}
+
+impl From<VecDeque<Message>> for Msgs {
+    fn from(d: VecDeque<Message>) -> Self {
+        if d.is_empty() {
+            Msgs(None)
+        } else {
+            Msgs(Some(Box::new(d)))
+        }
+    }
+}
+
 impl Queue {
     /// A queue handle around a record.
     pub fn new(rec: QueueRec) -> Self {
+        let QueueRec {
+            recipient_id,
+            sender_id,
+            body,
+        } = rec;
         Queue {
-            recipient_id: IdKey::new(&rec.recipient_id),
+            recipient_id,
+            sender_id,
             state: Mutex::new(QueueState {
-                rec,
-                msgs: VecDeque::new(),
+                rec: body,
+                msgs: Msgs::default(),
                 can_write: true,
                 deleted: false,
             }),
@@ -69,13 +123,22 @@ impl Queue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The whole record: this handle's IDs with a copy of `body` (from its locked state).
+    pub fn record(&self, body: &QueueBody) -> QueueRec {
+        QueueRec {
+            recipient_id: self.recipient_id.clone(),
+            sender_id: self.sender_id.clone(),
+            body: body.clone(),
+        }
+    }
+
     /// A copy of the record, or `AUTH` if deleted.
     pub fn rec(&self) -> Result<QueueRec, ErrorType> {
         let s = self.lock();
         if s.deleted {
             Err(ErrorType::Auth)
         } else {
-            Ok(s.rec.clone())
+            Ok(self.record(&s.rec))
         }
     }
 }
@@ -265,9 +328,17 @@ mod size_tests {
     /// queue (see docs/benchmarks.md), so growing them should be a decision, not an accident.
     #[test]
     fn queue_handles_stay_compact() {
-        assert!(std::mem::size_of::<PublicKey>() <= 40);
-        assert!(std::mem::size_of::<QueueRec>() <= 216);
-        assert!(std::mem::size_of::<Queue>() <= 296);
-        assert!(std::mem::size_of::<IdKey>() <= 32);
+        let sizes = [
+            ("PublicKey", std::mem::size_of::<PublicKey>()),
+            ("RecipientKeys", std::mem::size_of::<RecipientKeys>()),
+            ("IdKey", std::mem::size_of::<IdKey>()),
+            ("QueueBody", std::mem::size_of::<QueueBody>()),
+            ("QueueRec", std::mem::size_of::<QueueRec>()),
+            ("Queue", std::mem::size_of::<Queue>()),
+        ];
+        let limits = [40, 40, 32, 168, 232, 256];
+        for ((name, size), limit) in sizes.iter().zip(limits) {
+            assert!(*size <= limit, "{name} is {size} bytes, more than {limit}");
+        }
     }
 }

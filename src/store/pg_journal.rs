@@ -143,7 +143,7 @@ impl PgJournalStore {
                 guard(st.shard(&q.recipient_id)).insert(
                     q.recipient_id.to_vec(),
                     Held {
-                        msgs: std::mem::take(&mut s.msgs),
+                        msgs: s.msgs.take(),
                         can_write: s.can_write,
                     },
                 );
@@ -384,7 +384,7 @@ impl Store for PgJournalStore {
         for q in &qs {
             if let Some(h) = guard(self.shard(&q.recipient_id)).get(&q.recipient_id[..]) {
                 let mut s = q.lock();
-                s.msgs = h.msgs.clone();
+                s.msgs = h.msgs.clone().into();
                 s.can_write = h.can_write;
             }
         }

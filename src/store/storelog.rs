@@ -18,7 +18,7 @@
 //! are skipped here and read by `store::services::line_service_ids`.
 
 use super::strenc::{b64, key, keys, Cursor, ParseError};
-use super::{NtfCreds, QueueRec, QueueStatus};
+use super::{NtfCreds, QueueBody, QueueRec, QueueStatus};
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{QueueLinkData, QueueMode};
 use crate::protocol::errors::BlockingInfo;
@@ -298,15 +298,17 @@ fn parse_queue_rec(c: &mut Cursor<'_>, recipient_id: Vec<u8>) -> Result<QueueRec
     }
     Ok(QueueRec {
         recipient_id: recipient_id.into(),
-        recipient_keys,
-        rcv_dh_secret,
         sender_id: sender_id.into(),
-        sender_key,
-        queue_mode,
-        queue_data,
-        notifier,
-        status,
-        updated_at,
+        body: QueueBody {
+            recipient_keys: recipient_keys.into(),
+            rcv_dh_secret,
+            sender_key,
+            queue_mode,
+            queue_data,
+            notifier,
+            status,
+            updated_at,
+        },
     })
 }
 
@@ -321,7 +323,7 @@ pub fn update_records(old: &QueueRec, new: &QueueRec) -> Vec<StoreLogRecord> {
         }
     }
     if old.recipient_keys != new.recipient_keys {
-        v.push(Keys(rid(), new.recipient_keys.clone()));
+        v.push(Keys(rid(), new.recipient_keys.to_vec()));
     }
     if old.queue_data != new.queue_data {
         v.push(match new.queue_data.as_deref() {

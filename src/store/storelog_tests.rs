@@ -3,6 +3,7 @@
 use super::*;
 use crate::crypto::keys::KeyAlgorithm;
 use crate::protocol::errors::{BlockingReason, ClientNotice};
+use crate::store::QueueBody;
 
 const FIXTURE: &str = include_str!("../../tests/fixtures/reference-store.log");
 
@@ -17,15 +18,17 @@ fn ed(b: u8) -> PublicKey {
 fn rec() -> QueueRec {
     QueueRec {
         recipient_id: vec![1; 24].into(),
-        recipient_keys: vec![ed(3)],
-        rcv_dh_secret: [5; 32],
         sender_id: vec![2; 24].into(),
-        sender_key: None,
-        queue_mode: Some(QueueMode::Messaging),
-        queue_data: None,
-        notifier: None,
-        status: QueueStatus::Active,
-        updated_at: None,
+        body: QueueBody {
+            recipient_keys: vec![ed(3)].into(),
+            rcv_dh_secret: [5; 32],
+            sender_key: None,
+            queue_mode: Some(QueueMode::Messaging),
+            queue_data: None,
+            notifier: None,
+            status: QueueStatus::Active,
+            updated_at: None,
+        },
     }
 }
 

@@ -26,17 +26,41 @@ pub enum QueueStatus {
     Blocked(Box<BlockingInfo>),
 }
 
-/// Everything the server knows about a queue (what the store log records).
+/// Everything the server knows about a queue (what the store log records): its two IDs and
+/// the rest ([`QueueBody`], reached through `Deref`, so `rec.sender_key` reads as before).
+///
+/// The split exists for memory: a live queue handle ([`super::Queue`]) keeps the immutable IDs
+/// once, outside its lock, where the indexes hash them, and only the body under the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRec {
     /// Recipient ID.
     pub recipient_id: IdKey,
-    /// Keys that authorize recipient commands (several for contact queues after RKEY).
-    pub recipient_keys: Vec<PublicKey>,
-    /// Shared secret that encrypts message bodies to the recipient.
-    pub rcv_dh_secret: [u8; 32],
     /// Sender ID.
     pub sender_id: IdKey,
+    /// Keys, secrets, status and the rest.
+    pub body: QueueBody,
+}
+
+impl std::ops::Deref for QueueRec {
+    type Target = QueueBody;
+    fn deref(&self) -> &QueueBody {
+        &self.body
+    }
+}
+
+impl std::ops::DerefMut for QueueRec {
+    fn deref_mut(&mut self) -> &mut QueueBody {
+        &mut self.body
+    }
+}
+
+/// A queue record without its IDs: the part that changes over the queue's life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueBody {
+    /// Keys that authorize recipient commands (several for contact queues after RKEY).
+    pub recipient_keys: RecipientKeys,
+    /// Shared secret that encrypts message bodies to the recipient.
+    pub rcv_dh_secret: [u8; 32],
     /// Key that authorizes SEND once the queue is secured.
     pub sender_key: Option<PublicKey>,
     /// Queue mode (None for queues created before v9).
@@ -52,7 +76,7 @@ pub struct QueueRec {
     pub updated_at: Option<i64>,
 }
 
-impl QueueRec {
+impl QueueBody {
     /// A contact (address) queue: LGET allowed, sender can't secure. Queues from before queue
     /// modes count as contact queues when they have no sender key.
     pub fn is_contact(&self) -> bool {
@@ -69,6 +93,67 @@ impl QueueRec {
             Some(QueueMode::Contact) => false,
             _ => self.sender_key.is_some(),
         }
+    }
+}
+
+/// A queue's recipient keys: nearly always one, kept inline (no allocation per queue); a
+/// contact queue may have several after RKEY. Reads as a slice.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecipientKeys(KeysRepr);
+
+/// One key inline, or the list; `One` whenever there is exactly one, so equality is by value.
+#[derive(Clone, PartialEq, Eq)]
+enum KeysRepr {
+    One(PublicKey),
+    Many(Box<[PublicKey]>),
+}
+
+impl std::ops::Deref for RecipientKeys {
+    type Target = [PublicKey];
+    fn deref(&self) -> &[PublicKey] {
+        match &self.0 {
+            KeysRepr::One(k) => std::slice::from_ref(k),
+            KeysRepr::Many(ks) => ks,
+        }
+    }
+}
+
+impl From<Vec<PublicKey>> for RecipientKeys {
+    fn from(mut v: Vec<PublicKey>) -> Self {
+        match v.pop() {
+            Some(k) if v.is_empty() => RecipientKeys(KeysRepr::One(k)),
+            Some(k) => {
+                v.push(k);
+                RecipientKeys(KeysRepr::Many(v.into_boxed_slice()))
+            }
+            None => RecipientKeys(KeysRepr::Many(Box::default())),
+        }
+    }
+}
+
+impl From<PublicKey> for RecipientKeys {
+    fn from(k: PublicKey) -> Self {
+        RecipientKeys(KeysRepr::One(k))
+    }
+}
+
+impl PartialEq<Vec<PublicKey>> for RecipientKeys {
+    fn eq(&self, other: &Vec<PublicKey>) -> bool {
+        **self == other[..]
+    }
+}
+
+impl<'a> IntoIterator for &'a RecipientKeys {
+    type Item = &'a PublicKey;
+    type IntoIter = std::slice::Iter<'a, PublicKey>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl std::fmt::Debug for RecipientKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 

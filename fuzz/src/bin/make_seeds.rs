@@ -25,7 +25,7 @@ use smp_server::stats::counters::ServerStats;
 use smp_server::store::journal::record::{encode_frame, Record};
 use smp_server::store::msgfile::{encode_msg, encode_ntf, NtfLine};
 use smp_server::store::storelog::StoreLogRecord;
-use smp_server::store::{Message, NtfCreds, QueueRec, QueueStatus};
+use smp_server::store::{Message, NtfCreds, QueueBody, QueueRec, QueueStatus};
 use smp_server_fuzz::{params, SESSION_ID};
 
 /// The versions seeds are written at: each one where the encoding changes.
@@ -399,22 +399,24 @@ fn main() {
     let rid = vec![1u8; 24];
     let rec = QueueRec {
         recipient_id: rid.clone().into(),
-        recipient_keys: vec![k.sign.public(), k.sign448.public()],
-        rcv_dh_secret: [5; 32],
         sender_id: vec![2; 24].into(),
-        sender_key: Some(k.sign.public()),
-        queue_mode: Some(QueueMode::Messaging),
-        queue_data: Some(Box::new((
-            vec![3; 24],
-            (b"fixed".to_vec(), b"user".to_vec()),
-        ))),
-        notifier: Some(Box::new(NtfCreds {
-            notifier_id: vec![4; 24],
-            notifier_key: k.sign.public(),
-            rcv_ntf_dh_secret: [6; 32],
-        })),
-        status: QueueStatus::Active,
-        updated_at: Some(1_764_892_800),
+        body: QueueBody {
+            recipient_keys: vec![k.sign.public(), k.sign448.public()].into(),
+            rcv_dh_secret: [5; 32],
+            sender_key: Some(k.sign.public()),
+            queue_mode: Some(QueueMode::Messaging),
+            queue_data: Some(Box::new((
+                vec![3; 24],
+                (b"fixed".to_vec(), b"user".to_vec()),
+            ))),
+            notifier: Some(Box::new(NtfCreds {
+                notifier_id: vec![4; 24],
+                notifier_key: k.sign.public(),
+                rcv_ntf_dh_secret: [6; 32],
+            })),
+            status: QueueStatus::Active,
+            updated_at: Some(1_764_892_800),
+        },
     };
     let blocked = BlockingInfo {
         reason: BlockingReason::Content,

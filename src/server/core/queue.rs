@@ -10,7 +10,7 @@ use crate::crypto::random::bytes_from;
 use crate::protocol::command::{NewQueueReq, QueueMode, QueueReqData, SubscriptionMode};
 use crate::protocol::errors::{CommandError, ErrorType};
 use crate::protocol::response::{BrokerMsg, QueueIdsKeys};
-use crate::store::{IdKey, Message, NtfCreds, Queue, QueueRec, QueueStatus};
+use crate::store::{IdKey, Message, NtfCreds, Queue, QueueBody, QueueRec, QueueStatus};
 use crate::sync::lock;
 
 /// Recipient keys a contact queue may hold (RKEY). The reference's clients use one key per
@@ -86,15 +86,17 @@ impl Core {
             });
             let rec = QueueRec {
                 recipient_id: IdKey::new(&rid),
-                recipient_keys: vec![req.rcv_auth_key.clone()],
-                rcv_dh_secret,
                 sender_id: IdKey::new(&sender_id),
-                sender_key: None,
-                queue_mode,
-                queue_data: queue_data.clone().map(Box::new),
-                notifier: notifier.clone().map(Box::new),
-                status: QueueStatus::Active,
-                updated_at: Some(env.now.div_euclid(86400) * 86400),
+                body: QueueBody {
+                    recipient_keys: req.rcv_auth_key.clone().into(),
+                    rcv_dh_secret,
+                    sender_key: None,
+                    queue_mode,
+                    queue_data: queue_data.clone().map(Box::new),
+                    notifier: notifier.clone().map(Box::new),
+                    status: QueueStatus::Active,
+                    updated_at: Some(env.now.div_euclid(86400) * 86400),
+                },
             };
             match self.store.add_queue(rec) {
                 Err(ErrorType::Duplicate) if client_ids => return BrokerMsg::Err(ErrorType::Auth),
@@ -194,7 +196,7 @@ impl Core {
                         });
                     }
                 }
-                if let Some(n) = rec.notifier {
+                if let Some(n) = rec.body.notifier {
                     self.drop_pending_ntfs(&n.notifier_id);
                     self.end_ntf_subscriber(s, &n.notifier_id, fx);
                 }

@@ -377,7 +377,7 @@ impl Core {
                         .store
                         .get_queue(Party::Recipient, &rid)
                         .and_then(|q| q.rec().ok())
-                        .and_then(|r| r.notifier.map(|n| n.notifier_id));
+                        .and_then(|r| r.body.notifier.map(|n| n.notifier_id));
                     if let Some(nid) = nid {
                         let pending = self.take_pending_ntfs(&nid, env);
                         fx.follow.extend(pending);

@@ -189,7 +189,7 @@ impl Journal {
             s.can_write = !matches!(msgs.back(), Some(Message::Quota { .. }));
             stats.queues += 1;
             stats.messages += msgs.len();
-            s.msgs = msgs;
+            s.msgs = msgs.into();
         }
         Ok(stats)
     }

@@ -8,7 +8,7 @@ use super::db::{Db, DbError};
 use super::rows::{self, message_from_row, queue_from_row, MESSAGE_COLUMNS};
 use super::PgStore;
 use crate::protocol::errors::ErrorType;
-use crate::store::{Message, Queue, QueueLog, QueueRec};
+use crate::store::{Message, Queue, QueueBody, QueueLog, QueueRec};
 
 impl PgStore {
     /// A store over an opened (migrated) database.
@@ -98,12 +98,12 @@ impl PgStore {
     }
 
     /// After a committed change: update the handle and append to the store log.
-    pub(super) fn changed(&self, q: &Queue, f: impl FnOnce(&mut QueueRec)) {
+    pub(super) fn changed(&self, q: &Queue, f: impl FnOnce(&mut QueueBody)) {
         let (old, new) = {
             let mut s = q.lock();
-            let old = s.rec.clone();
+            let old = q.record(&s.rec);
             f(&mut s.rec);
-            (old, s.rec.clone())
+            (old, q.record(&s.rec))
         };
         if let Some(log) = &self.log {
             if let Err(e) = log.updated(&old, &new) {

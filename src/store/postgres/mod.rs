@@ -192,7 +192,7 @@ impl Store for PgStore {
             q.recipient_id.to_vec(),
             vec![Box::new(rows::encode_keys(&keys)) as Param],
         )?;
-        self.changed(q, |r| r.recipient_keys = keys);
+        self.changed(q, |r| r.recipient_keys = keys.into());
         Ok(())
     }
 
@@ -239,7 +239,7 @@ impl Store for PgStore {
     fn get_link(&self, q: &Queue, link_id: &[u8]) -> Result<QueueLinkData, ErrorType> {
         match self.load("link_id", link_id.to_vec())? {
             Some(r) if r.recipient_id[..] == q.recipient_id[..] => {
-                r.queue_data.map(|b| b.1).ok_or(ErrorType::Auth)
+                r.body.queue_data.map(|b| b.1).ok_or(ErrorType::Auth)
             }
             _ => Err(ErrorType::Auth),
         }
@@ -298,6 +298,7 @@ impl Store for PgStore {
         let old = self
             .load("recipient_id", q.recipient_id.to_vec())?
             .ok_or(ErrorType::Auth)?
+            .body
             .notifier
             .map(|n| *n);
         if old.is_some() {
@@ -394,7 +395,7 @@ impl Store for PgStore {
         let rec = {
             let mut s = q.lock();
             s.deleted = true;
-            s.rec.clone()
+            q.record(&s.rec)
         };
         if let Some(log) = &self.log {
             if let Err(e) = log.deleted(&q.recipient_id) {

@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{MsgFlags, QueueMode};
 use crate::protocol::errors::BlockingInfo;
-use crate::store::{Message, NtfCreds, QueueRec, QueueStatus};
+use crate::store::{Message, NtfCreds, QueueBody, QueueRec, QueueStatus};
 
 /// The columns of a queue record, in [`QueueRow`]'s order.
 pub const QUEUE_COLUMNS: &str = "recipient_id, recipient_keys, rcv_dh_secret, sender_id, \
@@ -187,17 +187,19 @@ pub fn queue_from_row(row: &Row) -> Result<QueueRec, BadRow> {
     });
     Ok(QueueRec {
         recipient_id: get_b(0, "recipient_id")?.into(),
-        recipient_keys: decode_keys(&get_b(1, "recipient_keys")?)?,
-        rcv_dh_secret: secret(&get_b(2, "rcv_dh_secret")?, "rcv_dh_secret")?,
         sender_id: get_b(3, "sender_id")?.into(),
-        sender_key: get_ob(4, "sender_key")?
-            .map(|k| key(k, "sender_key"))
-            .transpose()?,
-        queue_mode,
-        queue_data: queue_data.transpose()?,
-        notifier,
-        status: parse_status(&status)?,
-        updated_at: row.try_get(10).map_err(|_| BadRow("updated_at"))?,
+        body: QueueBody {
+            recipient_keys: decode_keys(&get_b(1, "recipient_keys")?)?.into(),
+            rcv_dh_secret: secret(&get_b(2, "rcv_dh_secret")?, "rcv_dh_secret")?,
+            sender_key: get_ob(4, "sender_key")?
+                .map(|k| key(k, "sender_key"))
+                .transpose()?,
+            queue_mode,
+            queue_data: queue_data.transpose()?,
+            notifier,
+            status: parse_status(&status)?,
+            updated_at: row.try_get(10).map_err(|_| BadRow("updated_at"))?,
+        },
     })
 }
 
