@@ -135,10 +135,13 @@ pub async fn run(
             .first()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
-        let mut order: Vec<Box<dyn Service>> = vec![crate::service::task(
-            "message expiry",
-            expire::run(server.state.clone(), shutdown.clone()),
-        )];
+        let mut order: Vec<Box<dyn Service>> = vec![
+            crate::service::task(
+                "message expiry",
+                expire::run(server.state.clone(), shutdown.clone()),
+            ),
+            crate::service::task("heap trim", crate::server::heap::run(shutdown.clone())),
+        ];
         order.extend(ops_services);
         order.push(ops.reload_service());
         order.extend(web_services);

@@ -132,9 +132,13 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     let acked = drain(&c, &r).await;
     assert_eq!(acked.len(), 10);
     drop(c);
-    // A second client sends as fast as it can; the server is killed while it does.
+    // A second client sends as fast as it can; the server is killed while it does, once a few
+    // dozen SENDs were answered: well before the queue's quota (128), whatever the machine's
+    // speed, so every OK'd message is a real one (a full queue would end in a quota marker).
     let sender = s.client().await;
     let sid = r.sid().to_vec();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
     let load = tokio::spawn(async move {
         let mut ok = Vec::new();
         for i in 0..100_000u32 {
@@ -143,17 +147,29 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
                 .request(&sid, send_cmd(body.as_bytes()), Some(&sk))
                 .await
             {
-                Ok((_, BrokerMsg::Ok)) => ok.push(body.into_bytes()),
+                Ok((_, BrokerMsg::Ok)) => {
+                    ok.push(body.into_bytes());
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok((_, other @ BrokerMsg::Err(_))) => panic!("SEND under load: {other:?}"),
                 _ => return (ok, i),
             }
         }
         (ok, 100_000)
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 40 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the load did not get going"
+        );
+        assert!(!load.is_finished(), "the load ended before the kill");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     srv.0.kill().expect("kill -9");
     let _ = srv.0.wait();
     let (oked, attempted) = load.await.expect("load task");
-    assert!(!oked.is_empty(), "the load ran before the kill");
+    assert!(oked.len() >= 40, "the load ran before the kill");
 
     let (srv, c) = s.start().await;
     let got = drain(&c, &r).await;

@@ -10,6 +10,7 @@ pub mod core;
 pub mod counting;
 pub mod credentials;
 pub mod expire;
+pub mod heap;
 pub mod inactive;
 pub mod names;
 pub mod onion;

@@ -246,9 +246,9 @@ impl PrivateSignKey {
     }
 
     fn ed448_from_seed(seed: &[u8; 57]) -> Self {
-        PrivateSignKey::Ed448(Box::new(Ed448SignKey(
-            crrl::ed448::PrivateKey::from_seed(seed),
-        )))
+        PrivateSignKey::Ed448(Box::new(Ed448SignKey(crrl::ed448::PrivateKey::from_seed(
+            seed,
+        ))))
     }
 
     /// Build a key from its RFC 8032 seed (32 bytes for Ed25519, 57 for Ed448).
