@@ -11,7 +11,8 @@
 //! 2-core test machine its median (~20-40 ms for a debug build, of which verification is a few
 //! ms) moves by more than 10 % with other builds' load, so it could neither pass reliably nor
 //! show a missing dummy verification, while the CPU time is what an attacker's timing
-//! measures on an idle server.
+//! measures on an idle server. A row that misses the tolerance is measured again, up to three
+//! times in all, and fails only if no measurement agrees; the three versions run one at a time.
 //!
 //! Slow (a few minutes of requests): runs with `SMP_TEST_AUTH_TIMING=1` (scripts/test.sh sets it).
 
@@ -32,6 +33,14 @@ use smp_server::protocol::version::VersionRange;
 const SAMPLES: usize = 200;
 /// Largest allowed ratio between the paths' CPU medians.
 const TOLERANCE: f64 = 1.10;
+/// Measurements of one row before it counts as a leak: a missing dummy verification shows in
+/// every one, while a burst of load from other processes on the shared machine (which once
+/// moved one median by 11 %) does not repeat in all of them.
+const ATTEMPTS: usize = 3;
+
+/// The three versions' tests run one at a time: three servers and their clients on two cores
+/// made the CPU medians noisier than the tolerance.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn key_of(alg: KeyAlgorithm) -> AuthKey {
     match alg {
@@ -100,8 +109,29 @@ async fn measure(
         .collect()
 }
 
-/// Print the table rows for one party and assert the CPU medians agree.
-fn check(what: &str, paths: &[Path], m: &[(Duration, Duration)], failures: &mut Vec<String>) {
+/// Measure one row up to [`ATTEMPTS`] times; a failure is recorded when none agreed.
+async fn measure_row(
+    srv: &Srv,
+    c: &SmpClient,
+    key: &AuthKey,
+    cmd: &Command,
+    what: &str,
+    paths: &[Path],
+    failures: &mut Vec<String>,
+) {
+    let mut last = None;
+    for attempt in 1..=ATTEMPTS {
+        let m = measure(srv, c, key, cmd, paths).await;
+        match check(&format!("{what} #{attempt}"), paths, &m) {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+    }
+    failures.extend(last);
+}
+
+/// Print the table row for one measurement; an error when the CPU medians disagree.
+fn check(what: &str, paths: &[Path], m: &[(Duration, Duration)]) -> Result<(), String> {
     let cpus: Vec<f64> = m.iter().map(|x| x.1.as_secs_f64()).collect();
     let walls: Vec<f64> = m.iter().map(|x| x.0.as_secs_f64()).collect();
     let ratio = |v: &[f64]| {
@@ -118,11 +148,12 @@ fn check(what: &str, paths: &[Path], m: &[(Duration, Duration)], failures: &mut 
         cols.join(" | ")
     );
     if rc > TOLERANCE {
-        failures.push(format!(
+        return Err(format!(
             "{what}: CPU medians differ by {rc:.3}: {}",
             cols.join(", ")
         ));
     }
+    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -181,6 +212,7 @@ async fn timing_at(v: Option<u16>) {
     if !require::switch("auth_timing", "SMP_TEST_AUTH_TIMING") {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().await;
     let srv = &start(&[]).await;
     let admin = srv.client().await;
     let v = v.unwrap_or(admin.version());
@@ -218,8 +250,8 @@ async fn timing_at(v: Option<u16>) {
                 entity: diff.rid().to_vec(),
             },
         ];
-        let m = measure(srv, &c, &used, &Command::Sub, &paths).await;
-        check(&format!("v{v} SUB {alg:?}"), &paths, &m, &mut failures);
+        let what = format!("v{v} SUB {alg:?}");
+        measure_row(srv, &c, &used, &Command::Sub, &what, &paths, &mut failures).await;
 
         // sender: SEND
         let secured = queue(&admin, sign_key()).await;
@@ -247,8 +279,9 @@ async fn timing_at(v: Option<u16>) {
                 entity: open.sid().to_vec(),
             },
         ];
-        let m = measure(srv, &c, &used, &send_cmd(b"timing"), &paths).await;
-        check(&format!("v{v} SEND {alg:?}"), &paths, &m, &mut failures);
+        let what = format!("v{v} SEND {alg:?}");
+        let send = send_cmd(b"timing");
+        measure_row(srv, &c, &used, &send, &what, &paths, &mut failures).await;
 
         // notifier: NSUB
         let same = notifier(&admin, &key_of(alg)).await;
@@ -267,8 +300,8 @@ async fn timing_at(v: Option<u16>) {
                 entity: diff,
             },
         ];
-        let m = measure(srv, &c, &used, &Command::Nsub, &paths).await;
-        check(&format!("v{v} NSUB {alg:?}"), &paths, &m, &mut failures);
+        let what = format!("v{v} NSUB {alg:?}");
+        measure_row(srv, &c, &used, &Command::Nsub, &what, &paths, &mut failures).await;
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
