@@ -9,7 +9,7 @@ use smp_server::server::{ServerState, Settings};
 use smp_server::stats::daily::take_daily_line;
 use smp_server::stats::{entity_counts, ServerStats};
 use smp_server::store::memory::MemoryStore;
-use smp_server::store::{QueueBody, QueueRec, QueueStatus, Store};
+use smp_server::store::{QueueBody, QueueRec, Store};
 
 fn main() {
     // 1. the statistics one SEND + ACK records
@@ -49,16 +49,7 @@ fn main() {
             .add_queue(QueueRec {
                 recipient_id: rid.into(),
                 sender_id: sid.into(),
-                body: QueueBody {
-                    recipient_keys: vec![key.clone()].into(),
-                    rcv_dh_secret: [0; 32],
-                    sender_key: None,
-                    queue_mode: None,
-                    queue_data: None,
-                    notifier: None,
-                    status: QueueStatus::Active,
-                    updated_at: None,
-                },
+                body: QueueBody::new(key.clone(), [0; 32], None),
             })
             .expect("add");
     }

@@ -44,7 +44,7 @@ fn rec(i: u64, k: &PublicKey) -> QueueRec {
             queue_data: None,
             notifier: None,
             status: QueueStatus::Active,
-            updated_at: Some(1_700_006_400),
+            updated_at: Some(1_700_006_400).into(),
         },
     }
 }

@@ -11,7 +11,7 @@ use smp_server::crypto::keys::{KeyAlgorithm, PublicKey};
 use smp_server::store::memory::MemoryStore;
 use smp_server::store::storelog::StoreLogRecord;
 use smp_server::store::storelog_file::open_store_log;
-use smp_server::store::{QueueBody, QueueRec, QueueStatus};
+use smp_server::store::{QueueBody, QueueRec};
 
 fn id(i: u64, tag: u8) -> Vec<u8> {
     let mut v = vec![tag; 24];
@@ -36,16 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let rec = QueueRec {
             recipient_id: id(i, 1).into(),
             sender_id: id(i, 2).into(),
-            body: QueueBody {
-                recipient_keys: vec![rk.clone()].into(),
-                rcv_dh_secret: [9; 32],
-                sender_key: None,
-                queue_mode: Some(smp_server::protocol::command::QueueMode::Messaging),
-                queue_data: None,
-                notifier: None,
-                status: QueueStatus::Active,
-                updated_at: None,
-            },
+            body: QueueBody::new(
+                rk.clone(),
+                [9; 32],
+                Some(smp_server::protocol::command::QueueMode::Messaging),
+            ),
         };
         let mut recs = vec![
             StoreLogRecord::Create(Box::new(rec)),

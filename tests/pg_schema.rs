@@ -141,7 +141,7 @@ fn rows_in_the_reference_encodings_are_served() {
     assert_eq!(rec.recipient_keys.len(), 1);
     assert_eq!(rec.sender_key, rec.recipient_keys.first().cloned());
     assert_eq!(rec.rcv_dh_secret, [3; 32]);
-    assert_eq!(rec.updated_at, Some(1_700_006_400));
+    assert_eq!(rec.updated_at.get(), Some(1_700_006_400));
     assert!(matches!(rec.status, QueueStatus::Blocked(_)));
     assert_eq!(st.queue_size(&q).expect("size"), 2);
     match st.peek_msg(&q).expect("peek") {
@@ -253,7 +253,7 @@ fn batched_calls_answer_as_single_ones() {
     assert_eq!(days[0], Ok(()));
     assert_eq!(days[1], Ok(()));
     assert!(days[2].is_err(), "{:?}", days[2]);
-    assert_eq!(q1.rec().expect("rec").updated_at, Some(1_700_092_800));
+    assert_eq!(q1.rec().expect("rec").updated_at.get(), Some(1_700_092_800));
     let rows = Cluster::get().psql(
         &dbname,
         "SELECT count(*) FROM smp_server.msg_queues WHERE updated_at = 1700092800",

@@ -18,7 +18,7 @@ use smp_server::protocol::command::{
 };
 use smp_server::protocol::response::BrokerMsg;
 use smp_server::store::storelog::StoreLogRecord;
-use smp_server::store::{QueueBody, QueueRec, QueueStatus};
+use smp_server::store::{QueueBody, QueueRec};
 
 use crate::server::Server;
 
@@ -254,16 +254,7 @@ pub fn write_store_log(path: &Path, keys: &Keys, n: u64) -> Result<Vec<Vec<u8>>>
         let rec = QueueRec {
             recipient_id: id(i, 1).into(),
             sender_id: id(i, 2).into(),
-            body: QueueBody {
-                recipient_keys: vec![keys.rcv.public()].into(),
-                rcv_dh_secret: secret,
-                sender_key: None,
-                queue_mode: Some(QueueMode::Messaging),
-                queue_data: None,
-                notifier: None,
-                status: QueueStatus::Active,
-                updated_at: None,
-            },
+            body: QueueBody::new(keys.rcv.public(), secret, Some(QueueMode::Messaging)),
         };
         for r in [
             StoreLogRecord::Create(Box::new(rec)),

@@ -86,7 +86,7 @@ pub(super) fn time_text(secs: i64) -> String {
 }
 
 impl ControlContext {
-    fn sender_queue(&self, sid: &[u8]) -> Result<Arc<crate::store::Queue>, ErrorType> {
+    fn sender_queue(&self, sid: &[u8]) -> Result<crate::store::QueueRef, ErrorType> {
         let st = self.state.store.as_ref();
         st.get_queue(Party::Sender, sid)
             .or_else(|| st.get_queue(Party::LinkClient, sid))
@@ -170,6 +170,7 @@ impl ControlContext {
                 Ok(r) => {
                     let updated = r
                         .updated_at
+                        .get()
                         .map_or("Nothing".to_string(), |t| format!("Just (RoundedSystemTime {t})"));
                     let mode = match r.queue_mode {
                         None => "Nothing",

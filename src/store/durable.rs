@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::memory::MemoryStore;
 use super::{
-    Message, MessageLog, NtfCreds, Queue, QueueLog, QueueRec, QueueStatus, Store, WriteResult,
+    Message, MessageLog, NtfCreds, Queue, QueueLog, QueueRec, QueueRef, QueueStatus, Store,
+    WriteResult,
 };
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{Party, QueueLinkData};
@@ -119,7 +120,7 @@ fn restore_notifier(st: &MemoryStore, q: &Queue, old: &QueueRec) {
 }
 
 impl Store for DurableStore {
-    fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType> {
+    fn add_queue(&self, rec: QueueRec) -> Result<QueueRef, ErrorType> {
         let _g = self.stripe(&rec.recipient_id);
         let q = self.inner.add_queue(rec.clone())?;
         if let Some(log) = &self.qlog {
@@ -131,7 +132,7 @@ impl Store for DurableStore {
         Ok(q)
     }
 
-    fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>> {
+    fn get_queue(&self, party: Party, id: &[u8]) -> Option<QueueRef> {
         self.inner.get_queue(party, id)
     }
 
@@ -312,7 +313,7 @@ impl Store for DurableStore {
         Ok(n)
     }
 
-    fn all_queues(&self) -> Vec<Arc<Queue>> {
+    fn all_queues(&self) -> Vec<QueueRef> {
         self.inner.all_queues()
     }
 }

@@ -59,16 +59,7 @@ fn rec(rid: u8) -> QueueRec {
     QueueRec {
         recipient_id: vec![rid; 24].into(),
         sender_id: vec![rid + 100; 24].into(),
-        body: QueueBody {
-            recipient_keys: vec![key(1)].into(),
-            rcv_dh_secret: [0; 32],
-            sender_key: None,
-            queue_mode: None,
-            queue_data: None,
-            notifier: None,
-            status: QueueStatus::Active,
-            updated_at: None,
-        },
+        body: QueueBody::new(key(1), [0; 32], None),
     }
 }
 

@@ -1,23 +1,24 @@
 //! The in-memory store: hash maps from each ID to the queue handle.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use super::{
-    IdKey, Message, NtfCreds, Queue, QueueRec, QueueState, QueueStatus, Store, WriteResult,
+    IdKey, Message, NtfCreds, Queue, QueueRec, QueueRef, QueueState, QueueStatus, Store,
+    WriteResult,
 };
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{Party, QueueLinkData};
 use crate::protocol::errors::ErrorType;
 
-type Index = RwLock<HashMap<IdKey, Arc<Queue>>>;
+type Index = RwLock<HashMap<IdKey, QueueRef>>;
 
 /// A queue handle as a set member keyed by one of its own (immutable) IDs: an index then costs
 /// one pointer per queue instead of a copy of the ID and a pointer.
 macro_rules! handle_key {
     ($name:ident, $field:ident) => {
         #[derive(Debug)]
-        struct $name(Arc<Queue>);
+        struct $name(QueueRef);
 
         impl std::hash::Hash for $name {
             fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -86,7 +87,7 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType> {
+    fn add_queue(&self, rec: QueueRec) -> Result<QueueRef, ErrorType> {
         // Lock order for the indexes: recipients, senders, notifiers, links.
         let mut r = write(&self.recipients);
         let mut s = write(&self.senders);
@@ -107,7 +108,7 @@ impl Store for MemoryStore {
         }
         let nid = rec.notifier.as_ref().map(|c| IdKey::new(&c.notifier_id));
         let lid = rec.queue_data.as_deref().map(|(lid, _)| IdKey::new(lid));
-        let q = Arc::new(Queue::new(rec));
+        let q = QueueRef::new(Queue::new(rec));
         r.insert(ByRecipient(q.clone()));
         s.insert(BySender(q.clone()));
         if let Some(nid) = nid {
@@ -119,7 +120,7 @@ impl Store for MemoryStore {
         Ok(q)
     }
 
-    fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>> {
+    fn get_queue(&self, party: Party, id: &[u8]) -> Option<QueueRef> {
         let idx = match party {
             Party::Recipient => return read(&self.recipients).get(id).map(|q| q.0.clone()),
             Party::Sender => return read(&self.senders).get(id).map(|q| q.0.clone()),
@@ -217,7 +218,7 @@ impl Store for MemoryStore {
 
     fn update_time(&self, q: &Queue, day: i64) -> Result<(), ErrorType> {
         live(q, |s| {
-            s.rec.updated_at = Some(day);
+            s.rec.updated_at = Some(day).into();
             Ok(())
         })
     }
@@ -276,7 +277,7 @@ impl Store for MemoryStore {
         live(q, |s| Ok(s.msgs.with_mut(|m| pop_expired(m, before).len())))
     }
 
-    fn all_queues(&self) -> Vec<Arc<Queue>> {
+    fn all_queues(&self) -> Vec<QueueRef> {
         read(&self.recipients).iter().map(|q| q.0.clone()).collect()
     }
 }
@@ -355,19 +356,11 @@ mod tests {
         QueueRec {
             recipient_id: vec![rid; 24].into(),
             sender_id: vec![rid + 100; 24].into(),
-            body: QueueBody {
-                recipient_keys: vec![
-                    PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k")
-                ]
-                .into(),
-                rcv_dh_secret: [0; 32],
-                sender_key: None,
-                queue_mode: None,
-                queue_data: None,
-                notifier: None,
-                status: QueueStatus::Active,
-                updated_at: None,
-            },
+            body: QueueBody::new(
+                PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k"),
+                [0; 32],
+                None,
+            ),
         }
     }
 

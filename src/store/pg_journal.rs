@@ -27,7 +27,9 @@ use super::journal::{migrate, Journal, JournalError, OrphanPolicy, QueueSource};
 use super::memory::{pop_expired, pop_msg, pop_peek_msg, push_msg, MemoryStore};
 use super::postgres::db::DbError;
 use super::postgres::PgStore;
-use super::{Message, MessageLog, NtfCreds, Queue, QueueRec, QueueStatus, Store, WriteResult};
+use super::{
+    Message, MessageLog, NtfCreds, Queue, QueueRec, QueueRef, QueueStatus, Store, WriteResult,
+};
 use crate::config::Config;
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{Party, QueueLinkData};
@@ -217,15 +219,15 @@ impl PgJournalStore {
 }
 
 impl Store for PgJournalStore {
-    fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType> {
+    fn add_queue(&self, rec: QueueRec) -> Result<QueueRef, ErrorType> {
         self.pg.add_queue(rec)
     }
 
-    fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>> {
+    fn get_queue(&self, party: Party, id: &[u8]) -> Option<QueueRef> {
         self.pg.get_queue(party, id)
     }
 
-    fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<Arc<Queue>>, ErrorType> {
+    fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<QueueRef>, ErrorType> {
         self.pg.find_queue(party, id)
     }
 
@@ -239,11 +241,7 @@ impl Store for PgJournalStore {
         self.pg.io_waits()
     }
 
-    fn find_queues(
-        &self,
-        party: Party,
-        ids: &[&[u8]],
-    ) -> Result<Vec<Option<Arc<Queue>>>, ErrorType> {
+    fn find_queues(&self, party: Party, ids: &[&[u8]]) -> Result<Vec<Option<QueueRef>>, ErrorType> {
         self.pg.find_queues(party, ids)
     }
 
@@ -379,7 +377,7 @@ impl Store for PgJournalStore {
 
     /// Every live queue with a copy of its messages: for tools (`journal export`); the server
     /// uses the aggregate methods below.
-    fn all_queues(&self) -> Vec<Arc<Queue>> {
+    fn all_queues(&self) -> Vec<QueueRef> {
         let qs = self.pg.all_queues();
         for q in &qs {
             if let Some(h) = guard(self.shard(&q.recipient_id)).get(&q.recipient_id[..]) {

@@ -108,7 +108,7 @@ pub fn encode_queue_rec_with(q: &QueueRec, rsrv: Option<&[u8]>, nsrv: Option<&[u
             s.push_str(&format!(" nsrv={}", b64(id)));
         }
     }
-    if let Some(t) = q.updated_at {
+    if let Some(t) = q.updated_at.get() {
         s.push_str(&format!(" updated_at={t}"));
     }
     if let Some(st) = status_text(&q.status) {
@@ -307,7 +307,7 @@ fn parse_queue_rec(c: &mut Cursor<'_>, recipient_id: Vec<u8>) -> Result<QueueRec
             queue_data,
             notifier,
             status,
-            updated_at,
+            updated_at: updated_at.into(),
         },
     })
 }
@@ -345,7 +345,7 @@ pub fn update_records(old: &QueueRec, new: &QueueRec) -> Vec<StoreLogRecord> {
         });
     }
     if old.updated_at != new.updated_at {
-        if let Some(t) = new.updated_at {
+        if let Some(t) = new.updated_at.get() {
             v.push(Time(rid(), t));
         }
     }

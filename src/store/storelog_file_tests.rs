@@ -24,7 +24,7 @@ fn check_fixture_state(st: &MemoryStore) {
         q1.notifier.as_ref().map(|n| n.notifier_id.clone()),
         Some(vec![6; 24])
     );
-    assert_eq!(q1.updated_at, Some(1699920000));
+    assert_eq!(q1.updated_at.get(), Some(1699920000));
     assert!(st.get_queue(Party::Notifier, &[6; 24]).is_some());
     let q2 = st
         .get_queue(Party::Recipient, &[9; 24])

@@ -19,16 +19,7 @@ fn rec() -> QueueRec {
     QueueRec {
         recipient_id: vec![1; 24].into(),
         sender_id: vec![2; 24].into(),
-        body: QueueBody {
-            recipient_keys: vec![ed(3)].into(),
-            rcv_dh_secret: [5; 32],
-            sender_key: None,
-            queue_mode: Some(QueueMode::Messaging),
-            queue_data: None,
-            notifier: None,
-            status: QueueStatus::Active,
-            updated_at: None,
-        },
+        body: QueueBody::new(ed(3), [5; 32], Some(QueueMode::Messaging)),
     }
 }
 
@@ -72,7 +63,7 @@ fn create_is_encoded_as_the_reference_writes_it() {
         notifier_key: ed(4),
         rcv_ntf_dh_secret: [5; 32],
     }));
-    q.updated_at = Some(1699920000);
+    q.updated_at = Some(1699920000).into();
     q.status = QueueStatus::Blocked(Box::new(BlockingInfo {
         reason: BlockingReason::Content,
         notice: None,
@@ -111,7 +102,7 @@ fn old_and_service_syntax_is_understood() {
         panic!("not CREATE")
     };
     assert_eq!(q.sender_key, Some(ed(4)));
-    assert_eq!(q.updated_at, Some(1699833600));
+    assert_eq!(q.updated_at.get(), Some(1699833600));
     let b = StoreLogRecord::parse(
         b"BLOCK CwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsL reason=spam,notice={\"ttl\":86400}",
     )
@@ -153,7 +144,7 @@ fn updates_become_the_reference_records() {
     );
     let mut n2 = new.clone();
     n2.status = QueueStatus::Off;
-    n2.updated_at = Some(86400);
+    n2.updated_at = Some(86400).into();
     assert_eq!(
         update_records(&new, &n2),
         vec![

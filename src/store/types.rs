@@ -15,6 +15,34 @@ pub struct NtfCreds {
     pub rcv_ntf_dh_secret: [u8; 32],
 }
 
+/// The day a queue was last used, as Unix seconds (of 00:00 UTC), in 4 bytes: every idle queue
+/// keeps one, and an `Option<i64>` took 16. Covers 1970-2106; a value outside that (only a
+/// hand-made store log could have one) reads as unknown, like a queue from before the field.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct UpdatedAt(u32);
+
+impl UpdatedAt {
+    /// Unknown (never recorded).
+    pub const NONE: Self = Self(0);
+
+    /// The Unix time, if known.
+    pub fn get(self) -> Option<i64> {
+        (self.0 != 0).then_some(i64::from(self.0))
+    }
+}
+
+impl From<Option<i64>> for UpdatedAt {
+    fn from(t: Option<i64>) -> Self {
+        Self(t.and_then(|t| u32::try_from(t).ok()).unwrap_or(0))
+    }
+}
+
+impl std::fmt::Debug for UpdatedAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// Whether the queue accepts commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueStatus {
@@ -73,10 +101,29 @@ pub struct QueueBody {
     /// Status.
     pub status: QueueStatus,
     /// Day (Unix seconds at 00:00 UTC) the queue was last used; kept coarse for privacy.
-    pub updated_at: Option<i64>,
+    pub updated_at: UpdatedAt,
 }
 
 impl QueueBody {
+    /// A new queue's body: one recipient key, no sender key, link or notifier yet, active,
+    /// never used.
+    pub fn new(
+        recipient_key: PublicKey,
+        rcv_dh_secret: [u8; 32],
+        queue_mode: Option<QueueMode>,
+    ) -> Self {
+        QueueBody {
+            recipient_keys: recipient_key.into(),
+            rcv_dh_secret,
+            sender_key: None,
+            queue_mode,
+            queue_data: None,
+            notifier: None,
+            status: QueueStatus::Active,
+            updated_at: UpdatedAt::NONE,
+        }
+    }
+
     /// A contact (address) queue: LGET allowed, sender can't secure. Queues from before queue
     /// modes count as contact queues when they have no sender key.
     pub fn is_contact(&self) -> bool {

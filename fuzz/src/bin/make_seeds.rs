@@ -415,7 +415,7 @@ fn main() {
                 rcv_ntf_dh_secret: [6; 32],
             })),
             status: QueueStatus::Active,
-            updated_at: Some(1_764_892_800),
+            updated_at: Some(1_764_892_800).into(),
         },
     };
     let blocked = BlockingInfo {

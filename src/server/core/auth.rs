@@ -5,19 +5,17 @@
 //! or its key exists: when there is nothing to verify against, the same check runs against a
 //! fixed dummy key and fails.
 
-use std::sync::Arc;
-
 use crate::crypto::cbox;
 use crate::crypto::keys::{self, DhKeyPair, KeyAlgorithm, PublicKey};
 use crate::protocol::command::{Command, Party, QueueMode};
 use crate::protocol::errors::{CommandError, ErrorType};
 use crate::protocol::handshake::ServiceRole;
 use crate::protocol::transmission::{SignedTransmission, TransmissionAuth};
-use crate::store::{Queue, QueueRec, Store};
+use crate::store::{QueueRec, QueueRef, Store};
 use crate::transport::service::PeerService;
 
 /// A queue found and authorized for the command, with a snapshot of its record.
-pub type Verified = Option<(Arc<Queue>, QueueRec)>;
+pub type Verified = Option<(QueueRef, QueueRec)>;
 
 /// Check `auth` over `authorized` with `key`; a mismatched kind is checked against a dummy key.
 pub fn verify_with(
@@ -123,7 +121,7 @@ pub fn verify_found(
     dh: &DhKeyPair,
     service: Option<&PeerService>,
     t: &SignedTransmission,
-    find: impl FnOnce(Party, &[u8]) -> Result<Option<Arc<Queue>>, ErrorType>,
+    find: impl FnOnce(Party, &[u8]) -> Result<Option<QueueRef>, ErrorType>,
 ) -> Result<Verified, ErrorType> {
     let auth = t.auth.as_ref();
     let hashed;
@@ -176,7 +174,7 @@ pub fn verify_found(
         return Err(ErrorType::Service);
     }
     let ok = |q| Ok(q);
-    let need = |q: Option<(Arc<Queue>, QueueRec)>| q.ok_or(ErrorType::Internal);
+    let need = |q: Option<(QueueRef, QueueRec)>| q.ok_or(ErrorType::Internal);
     match &t.command {
         Command::New(r) => {
             if verify(&r.rcv_auth_key) {

@@ -3,14 +3,12 @@
 //! Link data is stored encrypted by the client; the server only keeps it and hands it out by
 //! link ID, and removes it once a messaging queue is secured.
 
-use std::sync::Arc;
-
 use super::Core;
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{QueueLinkData, QueueMode};
 use crate::protocol::errors::ErrorType;
 use crate::protocol::response::BrokerMsg;
-use crate::store::{Queue, QueueRec};
+use crate::store::{QueueRec, QueueRef};
 
 fn ok_or(r: Result<(), ErrorType>) -> BrokerMsg {
     match r {
@@ -23,7 +21,7 @@ impl Core {
     /// LSET: set link data; not on a secured messaging queue, and the link ID can't change.
     pub(super) fn lset(
         &self,
-        q: &Arc<Queue>,
+        q: &QueueRef,
         rec: &QueueRec,
         lid: Vec<u8>,
         data: QueueLinkData,
@@ -36,7 +34,7 @@ impl Core {
     }
 
     /// LDEL: remove link data (OK when there is none).
-    pub(super) fn ldel(&self, q: &Arc<Queue>, rec: &QueueRec) -> BrokerMsg {
+    pub(super) fn ldel(&self, q: &QueueRef, rec: &QueueRec) -> BrokerMsg {
         if rec.queue_data.is_some() {
             ok_or(self.store.delete_link(q))
         } else {
@@ -47,7 +45,7 @@ impl Core {
     /// LKEY: the link client secures a messaging queue and gets its link data in one step.
     pub(super) fn lkey(
         &self,
-        q: &Arc<Queue>,
+        q: &QueueRef,
         rec: &QueueRec,
         link_id: &[u8],
         k: PublicKey,
@@ -65,7 +63,7 @@ impl Core {
     }
 
     /// LGET: link data of a contact queue.
-    pub(super) fn lget(&self, q: &Arc<Queue>, rec: &QueueRec, link_id: &[u8]) -> BrokerMsg {
+    pub(super) fn lget(&self, q: &QueueRef, rec: &QueueRec, link_id: &[u8]) -> BrokerMsg {
         if !rec.is_contact() {
             return BrokerMsg::Err(ErrorType::Auth);
         }

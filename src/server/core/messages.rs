@@ -4,7 +4,6 @@
 //! delivers the next. SEND to an empty queue delivers at once to the subscriber, if any.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::{Core, Delivery, Effects, Env, Outgoing, Session, Sub};
 use crate::crypto::cbox;
@@ -15,7 +14,7 @@ use crate::protocol::errors::{CommandError, ErrorType};
 use crate::protocol::response::BrokerMsg;
 use crate::protocol::version::{max_message_length, MAX_RCV_MESSAGE_PADDED};
 use crate::store::services::SubParty;
-use crate::store::{Message, Queue, QueueRec, QueueStatus, WriteResult};
+use crate::store::{Message, QueueRec, QueueRef, QueueStatus, WriteResult};
 use crate::sync::lock;
 
 /// Body of MSG: server-encrypted to the recipient with the message ID as nonce.
@@ -57,7 +56,7 @@ impl Core {
         s: &Session<'_>,
         corr: &[u8],
         ent: &[u8],
-        q: &Arc<Queue>,
+        q: &QueueRef,
         rec: &QueueRec,
         env: &mut Env<'_>,
         fx: &mut Effects,
@@ -167,7 +166,7 @@ impl Core {
         &self,
         s: &Session<'_>,
         ent: &[u8],
-        q: &Arc<Queue>,
+        q: &QueueRef,
         rec: &QueueRec,
         env: &mut Env<'_>,
     ) -> BrokerMsg {
@@ -206,7 +205,7 @@ impl Core {
         s: &Session<'_>,
         ent: &[u8],
         msg_id: &[u8],
-        q: &Arc<Queue>,
+        q: &QueueRef,
         rec: &QueueRec,
         env: &mut Env<'_>,
     ) -> BrokerMsg {
@@ -257,7 +256,7 @@ impl Core {
     pub(super) fn send_message(
         &self,
         s: &Session<'_>,
-        q: &Arc<Queue>,
+        q: &QueueRef,
         rec: &QueueRec,
         flags: MsgFlags,
         body: Vec<u8>,

@@ -46,7 +46,7 @@ use crate::protocol::transmission::SignedTransmission;
 use crate::protocol::version::Version;
 use crate::stats::ServerStats;
 use crate::store::services::SubParty;
-use crate::store::{Queue, QueueRec, QueueStatus, Store};
+use crate::store::{Queue, QueueRec, QueueRef, QueueStatus, Store};
 
 pub use auth::Verified;
 pub use client::{ClientId, ClientState, Sub};
@@ -196,7 +196,8 @@ fn status_rule(cmd: &Command, rec: &QueueRec) -> Result<(), ErrorType> {
 /// every command but OFF and DEL uses the queue.
 fn day_to_record(cmd: &Command, rec: &QueueRec, now: i64) -> Option<i64> {
     let today = now.div_euclid(86400) * 86400;
-    (!matches!(cmd, Command::Off | Command::Del) && rec.updated_at != Some(today)).then_some(today)
+    (!matches!(cmd, Command::Off | Command::Del) && rec.updated_at.get() != Some(today))
+        .then_some(today)
 }
 
 /// Per-connection material commands need: who the client is, its version, and the keys of the
@@ -392,7 +393,7 @@ impl Core {
         corr: &[u8],
         ent: &[u8],
         cmd: Command,
-        q: &Arc<Queue>,
+        q: &QueueRef,
         rec: &QueueRec,
         env: &mut Env<'_>,
         fx: &mut Effects,

@@ -3,8 +3,6 @@
 //! A notification (NMSG) goes to the notifier's subscriber at once; without one, or when that
 //! connection cannot take more, it waits in `pending_ntfs` until the next NSUB or its expiry.
 
-use std::sync::Arc;
-
 use super::{Core, Delivery, Effects, Env, Outgoing, Session};
 use crate::crypto::cbox;
 use crate::crypto::keys::{DhKeyPair, PublicKey};
@@ -13,7 +11,7 @@ use crate::protocol::encoding::Encoder;
 use crate::protocol::errors::ErrorType;
 use crate::protocol::response::BrokerMsg;
 use crate::store::services::SubParty;
-use crate::store::{Message, NtfCreds, Queue};
+use crate::store::{Message, NtfCreds, QueueRef};
 use crate::sync::lock;
 
 /// A notification waiting for the notification server.
@@ -35,7 +33,7 @@ impl Core {
     pub(super) fn add_notifier(
         &self,
         s: &Session<'_>,
-        q: &Arc<Queue>,
+        q: &QueueRef,
         nkey: PublicKey,
         ndh: PublicKey,
         env: &mut Env<'_>,
@@ -74,7 +72,7 @@ impl Core {
     pub(super) fn delete_notifier(
         &self,
         s: &Session<'_>,
-        q: &Arc<Queue>,
+        q: &QueueRef,
         fx: &mut Effects,
     ) -> BrokerMsg {
         let was = self.queue_services(&q.recipient_id).ntf;

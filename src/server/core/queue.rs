@@ -1,7 +1,5 @@
 //! Queue commands: NEW, KEY, RKEY, SKEY, OFF (in the dispatch), DEL and QUE.
 
-use std::sync::Arc;
-
 use sha3::{Digest, Sha3_384};
 
 use super::{Core, Effects, Env, Outgoing, Session, Sub};
@@ -10,7 +8,7 @@ use crate::crypto::random::bytes_from;
 use crate::protocol::command::{NewQueueReq, QueueMode, QueueReqData, SubscriptionMode};
 use crate::protocol::errors::{CommandError, ErrorType};
 use crate::protocol::response::{BrokerMsg, QueueIdsKeys};
-use crate::store::{IdKey, Message, NtfCreds, Queue, QueueBody, QueueRec, QueueStatus};
+use crate::store::{IdKey, Message, NtfCreds, QueueBody, QueueRec, QueueRef, QueueStatus};
 use crate::sync::lock;
 
 /// Recipient keys a contact queue may hold (RKEY). The reference's clients use one key per
@@ -95,7 +93,7 @@ impl Core {
                     queue_data: queue_data.clone().map(Box::new),
                     notifier: notifier.clone().map(Box::new),
                     status: QueueStatus::Active,
-                    updated_at: Some(env.now.div_euclid(86400) * 86400),
+                    updated_at: Some(env.now.div_euclid(86400) * 86400).into(),
                 },
             };
             match self.store.add_queue(rec) {
@@ -136,7 +134,7 @@ impl Core {
     }
 
     /// Secure a queue (KEY, SKEY, LKEY), counting first-time securing.
-    pub(super) fn secure(&self, q: &Arc<Queue>, k: PublicKey) -> Result<(), ErrorType> {
+    pub(super) fn secure(&self, q: &QueueRef, k: PublicKey) -> Result<(), ErrorType> {
         let was = q.rec().map(|r| r.sender_key.is_some()).unwrap_or(true);
         let r = self.store.secure_queue(q, k);
         if r.is_ok() && !was {
@@ -147,7 +145,7 @@ impl Core {
 
     /// RKEY: replace the recipient keys of a contact queue (bounded, see
     /// [`MAX_RECIPIENT_KEYS`]).
-    pub(super) fn rkey(&self, q: &Arc<Queue>, rec: &QueueRec, ks: Vec<PublicKey>) -> BrokerMsg {
+    pub(super) fn rkey(&self, q: &QueueRef, rec: &QueueRec, ks: Vec<PublicKey>) -> BrokerMsg {
         if rec.queue_mode != Some(QueueMode::Contact) {
             return BrokerMsg::Err(ErrorType::Auth);
         }
@@ -161,7 +159,7 @@ impl Core {
     }
 
     /// SKEY: the sender secures a messaging queue itself (v9+).
-    pub(super) fn skey(&self, q: &Arc<Queue>, rec: &QueueRec, k: PublicKey) -> BrokerMsg {
+    pub(super) fn skey(&self, q: &QueueRef, rec: &QueueRec, k: PublicKey) -> BrokerMsg {
         if rec.queue_mode != Some(QueueMode::Messaging) {
             return BrokerMsg::Err(ErrorType::Auth);
         }
@@ -176,7 +174,7 @@ impl Core {
         &self,
         s: &Session<'_>,
         ent: &[u8],
-        q: &Arc<Queue>,
+        q: &QueueRef,
         fx: &mut Effects,
     ) -> BrokerMsg {
         let was = self.queue_services(ent);
@@ -211,7 +209,7 @@ impl Core {
         &self,
         s: &Session<'_>,
         ent: &[u8],
-        q: &Arc<Queue>,
+        q: &QueueRef,
         rec: &QueueRec,
     ) -> BrokerMsg {
         use base64::Engine;

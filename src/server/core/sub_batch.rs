@@ -13,15 +13,13 @@
 //! [`Store::update_times`]: crate::store::Store::update_times
 //! [`Store::peek_msgs`]: crate::store::Store::peek_msgs
 
-use std::sync::Arc;
-
 use super::messages::SubStarted;
 use super::{auth, day_to_record, status_rule, Core, Effects, Env, Outgoing, Session};
 use crate::protocol::command::Party;
 use crate::protocol::errors::ErrorType;
 use crate::protocol::response::BrokerMsg;
 use crate::protocol::transmission::SignedTransmission;
-use crate::store::{Queue, QueueRec};
+use crate::store::{Queue, QueueRec, QueueRef};
 use crate::sync::lock;
 
 /// A verified SUB on its way through the block's phases.
@@ -32,7 +30,7 @@ struct Waiting {
     today: Option<i64>,
     corr: Vec<u8>,
     ent: Vec<u8>,
-    queue: Arc<Queue>,
+    queue: QueueRef,
     rec: QueueRec,
     /// `Some(Ok)` once the subscription is taken; `Some(Err)` once answered with an error.
     started: Option<Result<SubStarted, ()>>,

@@ -576,7 +576,7 @@ impl Harness {
     }
 
     /// The store's queue for a recipient ID.
-    fn queue(&self, rcv: &[u8]) -> Arc<crate::store::Queue> {
+    fn queue(&self, rcv: &[u8]) -> crate::store::QueueRef {
         self.core
             .store
             .get_queue(crate::protocol::command::Party::Recipient, rcv)
@@ -720,7 +720,13 @@ fn a_block_of_subs_answers_as_one_by_one() {
             .collect();
         let today = h.now.div_euclid(86_400) * 86_400;
         let days: Vec<Option<i64>> = (0..3)
-            .map(|i| h.queue(&h.queues[i].rcv_id).rec().expect("rec").updated_at)
+            .map(|i| {
+                h.queue(&h.queues[i].rcv_id)
+                    .rec()
+                    .expect("rec")
+                    .updated_at
+                    .get()
+            })
             .collect();
         // as one by one: the day is recorded before the subscription rules (PROHIBITED) apply
         assert!(

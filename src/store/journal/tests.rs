@@ -4,23 +4,17 @@ use super::*;
 use crate::crypto::keys::{KeyAlgorithm, PublicKey};
 use crate::protocol::command::MsgFlags;
 use crate::store::memory::MemoryStore;
-use crate::store::{QueueBody, QueueRec, QueueStatus};
+use crate::store::{QueueBody, QueueRec};
 
 fn rec(rid: u8) -> QueueRec {
     QueueRec {
         recipient_id: vec![rid; 24].into(),
         sender_id: vec![rid.wrapping_add(100); 24].into(),
-        body: QueueBody {
-            recipient_keys: vec![PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k")]
-                .into(),
-            rcv_dh_secret: [0; 32],
-            sender_key: None,
-            queue_mode: None,
-            queue_data: None,
-            notifier: None,
-            status: QueueStatus::Active,
-            updated_at: None,
-        },
+        body: QueueBody::new(
+            PublicKey::from_raw(KeyAlgorithm::Ed25519, &[1; 32]).expect("k"),
+            [0; 32],
+            None,
+        ),
     }
 }
 

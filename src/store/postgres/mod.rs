@@ -30,7 +30,9 @@ use access::{SELECT_BY_LINK, SELECT_BY_NOTIFIER, SELECT_BY_RECIPIENT, SELECT_BY_
 use db::{Db, DbError};
 use rows::{message_from_row, message_parts, queue_from_row, QueueRow, MESSAGE_COLUMNS};
 
-use super::{Message, NtfCreds, Queue, QueueLog, QueueRec, QueueStatus, Store, WriteResult};
+use super::{
+    Message, NtfCreds, Queue, QueueLog, QueueRec, QueueRef, QueueStatus, Store, WriteResult,
+};
 use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{Party, QueueLinkData};
 use crate::protocol::errors::ErrorType;
@@ -75,7 +77,7 @@ fn party_column(party: Party) -> Option<&'static str> {
 type OldNotifier = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 impl Store for PgStore {
-    fn add_queue(&self, rec: QueueRec) -> Result<Arc<Queue>, ErrorType> {
+    fn add_queue(&self, rec: QueueRec) -> Result<QueueRef, ErrorType> {
         let row = QueueRow::new(&rec);
         let r = self.db.run("addQueue", move |c| async move {
             let sql = format!(
@@ -100,21 +102,21 @@ impl Store for PgStore {
                 tracing::warn!("STORE: db_store_log write failed: {e:?}");
             }
         }
-        Ok(Arc::new(Queue::new(rec)))
+        Ok(QueueRef::new(Queue::new(rec)))
     }
 
-    fn get_queue(&self, party: Party, id: &[u8]) -> Option<Arc<Queue>> {
+    fn get_queue(&self, party: Party, id: &[u8]) -> Option<QueueRef> {
         // A database failure reads as "no such queue" here; commands use `find_queue`.
         self.find_queue(party, id).ok().flatten()
     }
 
-    fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<Arc<Queue>>, ErrorType> {
+    fn find_queue(&self, party: Party, id: &[u8]) -> Result<Option<QueueRef>, ErrorType> {
         let Some(column) = party_column(party) else {
             return Ok(None);
         };
         Ok(self
             .load(column, id.to_vec())?
-            .map(|r| Arc::new(Queue::new(r))))
+            .map(|r| QueueRef::new(Queue::new(r))))
     }
 
     fn batches_lookups(&self) -> bool {
@@ -125,16 +127,12 @@ impl Store for PgStore {
         self.db.pool_size()
     }
 
-    fn find_queues(
-        &self,
-        party: Party,
-        ids: &[&[u8]],
-    ) -> Result<Vec<Option<Arc<Queue>>>, ErrorType> {
+    fn find_queues(&self, party: Party, ids: &[&[u8]]) -> Result<Vec<Option<QueueRef>>, ErrorType> {
         let Some(column) = party_column(party) else {
             return Ok(vec![None; ids.len()]);
         };
         let recs = self.load_many(column, ids.iter().map(|id| id.to_vec()).collect())?;
-        let by_id: std::collections::HashMap<Vec<u8>, Arc<Queue>> = recs
+        let by_id: std::collections::HashMap<Vec<u8>, QueueRef> = recs
             .into_iter()
             .filter_map(|r| {
                 let id = match party {
@@ -143,7 +141,7 @@ impl Store for PgStore {
                     Party::Notifier => r.notifier.as_ref().map(|n| n.notifier_id.clone()),
                     _ => r.queue_data.as_deref().map(|(lid, _)| lid.clone()),
                 }?;
-                Some((id, Arc::new(Queue::new(r))))
+                Some((id, QueueRef::new(Queue::new(r))))
             })
             .collect();
         // The same ID twice in a block gets the same handle both times.
@@ -333,7 +331,7 @@ impl Store for PgStore {
             q.recipient_id.to_vec(),
             vec![Box::new(day) as Param],
         )?;
-        self.changed(q, |r| r.updated_at = Some(day));
+        self.changed(q, |r| r.updated_at = Some(day).into());
         Ok(())
     }
 
@@ -364,7 +362,7 @@ impl Store for PgStore {
                 .iter()
                 .map(|q| {
                     if done.contains(&q.recipient_id[..]) {
-                        self.changed(q, |r| r.updated_at = Some(day));
+                        self.changed(q, |r| r.updated_at = Some(day).into());
                         Ok(())
                     } else {
                         Err(ErrorType::Auth)
@@ -526,7 +524,7 @@ impl Store for PgStore {
 
     /// Every live queue, loaded into memory: for tools only (the server uses the aggregate
     /// methods below, which stay in the database).
-    fn all_queues(&self) -> Vec<Arc<Queue>> {
+    fn all_queues(&self) -> Vec<QueueRef> {
         let sql = format!(
             "SELECT {} FROM msg_queues WHERE deleted_at IS NULL ORDER BY recipient_id",
             rows::QUEUE_COLUMNS
@@ -539,7 +537,7 @@ impl Store for PgStore {
         rows.unwrap_or_default()
             .iter()
             .filter_map(|r| queue_from_row(r).ok())
-            .map(|r| Arc::new(Queue::new(r)))
+            .map(|r| QueueRef::new(Queue::new(r)))
             .collect()
     }
 

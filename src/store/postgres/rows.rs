@@ -122,7 +122,7 @@ impl QueueRow {
             nkey: r.notifier.as_ref().map(|n| n.notifier_key.to_der()),
             ndh: r.notifier.as_ref().map(|n| n.rcv_ntf_dh_secret.to_vec()),
             status: status_text(&r.status),
-            updated: r.updated_at,
+            updated: r.updated_at.get(),
             link: r.queue_data.as_deref().map(|(l, _)| l.clone()),
             fixed: r.queue_data.as_deref().map(|(_, d)| d.0.clone()),
             user: r.queue_data.as_deref().map(|(_, d)| d.1.clone()),
@@ -198,7 +198,10 @@ pub fn queue_from_row(row: &Row) -> Result<QueueRec, BadRow> {
             queue_data: queue_data.transpose()?,
             notifier,
             status: parse_status(&status)?,
-            updated_at: row.try_get(10).map_err(|_| BadRow("updated_at"))?,
+            updated_at: row
+                .try_get::<_, Option<i64>>(10)
+                .map_err(|_| BadRow("updated_at"))?
+                .into(),
         },
     })
 }
