@@ -3,7 +3,8 @@
 //! docs/security.md) and asserts bounds with a wide margin for a loaded 2-core machine:
 //!
 //! - verification floods (RKEY'd contact queue + bad-signature SUBs; unauthenticated Ed448
-//!   SENDs to random IDs): another client's PING p99 stays under 500 ms;
+//!   SENDs to random IDs; the same one transmission per block, which may be verified on the
+//!   reading worker): another client's PING p99 stays under 500 ms;
 //! - a PRXY flood to a tarpit from a client that never reads, a notifier that never reads
 //!   while thousands of notifications arrive, GET amplification to a client that never reads:
 //!   tasks and RSS stay bounded (control port `stats-rts` and /proc/<pid>/status of the
@@ -273,6 +274,66 @@ async fn rkey_and_bad_signature_flood_does_not_stall_other_clients() {
         srv,
         attackers,
         110,
+        10,
+    )
+    .await;
+}
+
+/// Blocks of one signed transmission may be verified on the reading worker (a budget of a
+/// quarter of each CPU, server::blocks): a flood of them, some costly (a bad SUB tried against
+/// 16 keys), the rest single Ed448 SENDs to random IDs, must leave other clients served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_signature_blocks_flood_does_not_stall_other_clients() {
+    let srv = &start(&[]).await;
+    let owner = Arc::new(srv.client().await);
+    let r = create_queue_with(
+        &owner,
+        sign_key(),
+        SubscriptionMode::Subscribe,
+        Some(QueueReqData::Contact(None)),
+    )
+    .await;
+    let mut ks = vec![r.key.public()];
+    ks.extend((1..16).map(|_| sign_key().public()));
+    let (_, ok) = owner
+        .request(r.rid(), Command::Rkey(ks), Some(&r.key))
+        .await
+        .expect("RKEY");
+    assert_eq!(ok, BrokerMsg::Ok);
+    let bad = sign_key();
+    let sig = PrivateSignKey::generate(KeyAlgorithm::Ed448)
+        .expect("key")
+        .sign(b"anything");
+    let send = Command::Send(
+        MsgFlags {
+            notification: false,
+        },
+        vec![7; 16],
+    );
+    let mut attackers = Vec::new();
+    for i in 0..4 {
+        let a = Arc::new(srv.client().await);
+        let one_each: Vec<Vec<u8>> = (0..50)
+            .flat_map(|_| {
+                let t = if i % 2 == 0 {
+                    a.transmission(&new_corr_id(), r.rid(), &Command::Sub, Some(&bad))
+                        .expect("SUB")
+                } else {
+                    let id = smp_server::crypto::random_bytes(24);
+                    let ct = encode_client(&a.params, &new_corr_id(), &id, &send);
+                    with_auth(&a.params, Some(&sig), &ct.to_send)
+                };
+                blocks(&[t])
+            })
+            .collect();
+        assert_eq!(one_each.len(), 50, "one transmission per block");
+        attackers.push((a, one_each));
+    }
+    ping_under_flood(
+        "one signed transmission per block (16-key SUBs, Ed448 SENDs), 4 connections",
+        srv,
+        attackers,
+        1,
         10,
     )
     .await;

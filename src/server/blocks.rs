@@ -7,6 +7,11 @@
 //!
 //! - A block in which nothing needs cryptography (no authorization, no `RFWD`; e.g. PING,
 //!   unsigned SEND, PRXY) runs inline, as before: no thread hop for cheap commands.
+//! - A block with one or two signed transmissions (a client's SEND or ACK) also runs inline
+//!   while the server-wide [`InlineBudget`] allows: the pool's two thread hops cost about a
+//!   fifth of a delivered message's CPU. The budget keeps such work to a quarter of each CPU,
+//!   and a connection whose inline block took over 2 ms (many keys to try) uses the pool from
+//!   then on, so under a flood of signed blocks the pool takes over as below.
 //! - Any other block is verified and applied by [`VerifyPool`]: one thread per CPU, taking
 //!   blocks from one FIFO queue, at a lower CPU priority (nice +10) than the runtime's workers,
 //!   so the kernel runs reads, writes and cheap commands first while verification uses what is
@@ -19,7 +24,9 @@
 //!   progress; the transmissions already applied keep their effects, as when a connection drops
 //!   between blocks.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +46,54 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 pub struct VerifyPool {
     queue: std::sync::mpsc::Sender<Job>,
     threads: usize,
+    /// Signed blocks allowed on the reading worker; none when store calls wait on I/O.
+    inline: Option<Mutex<InlineBudget>>,
+}
+
+/// Signed transmissions a block may have to run inline.
+const INLINE_MAX_SIGNED: usize = 2;
+/// Share of each CPU that inline verification may use over time.
+const INLINE_SHARE: f64 = 0.25;
+/// Inline time the budget holds when full.
+const INLINE_BURST: Duration = Duration::from_millis(20);
+/// An inline block that took longer sends its connection's later blocks to the pool.
+const INLINE_BLOCK_LIMIT: Duration = Duration::from_millis(2);
+
+/// A token bucket of worker time for inline verification: it refills at [`INLINE_SHARE`] of
+/// the CPUs, holds at most [`INLINE_BURST`], and a block runs inline only while it is not
+/// empty; the time a block took is then taken out (the bucket may go below zero).
+#[derive(Debug)]
+pub struct InlineBudget {
+    /// Seconds of worker time left (negative: owed).
+    left: f64,
+    /// Seconds of worker time added per second.
+    rate: f64,
+    /// When `left` was last refilled.
+    at: Instant,
+}
+
+impl InlineBudget {
+    /// A full budget for `cpus` CPUs.
+    pub fn new(cpus: usize, now: Instant) -> Self {
+        InlineBudget {
+            left: INLINE_BURST.as_secs_f64(),
+            rate: INLINE_SHARE * cpus.max(1) as f64,
+            at: now,
+        }
+    }
+
+    /// Whether a block may run inline now.
+    pub fn allows(&mut self, now: Instant) -> bool {
+        let gained = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.left = (self.left + gained).min(INLINE_BURST.as_secs_f64());
+        self.at = now;
+        self.left > 0.0
+    }
+
+    /// Take out the worker time an inline block used.
+    pub fn spend(&mut self, used: Duration) {
+        self.left -= used.as_secs_f64();
+    }
 }
 
 /// CPU priority of the verification threads relative to the rest of the server.
@@ -78,7 +133,29 @@ impl VerifyPool {
                 tracing::error!("cannot start a verification thread: {e}");
             }
         }
-        VerifyPool { queue: tx, threads }
+        let inline = (waiting == 0).then(|| {
+            let cpus = threads;
+            Mutex::new(InlineBudget::new(cpus, Instant::now()))
+        });
+        VerifyPool {
+            queue: tx,
+            threads,
+            inline,
+        }
+    }
+
+    /// Whether a signed block may run on the reading worker now (see [`InlineBudget`]).
+    fn inline_allows(&self) -> bool {
+        self.inline
+            .as_ref()
+            .is_some_and(|b| b.lock().is_ok_and(|mut b| b.allows(Instant::now())))
+    }
+
+    /// Account for an inline block's time.
+    fn inline_spent(&self, used: Duration) {
+        if let Some(Ok(mut b)) = self.inline.as_ref().map(|b| b.lock()) {
+            b.spend(used);
+        }
     }
 
     /// Threads in the pool (control port and tests).
@@ -156,14 +233,20 @@ impl Decoded {
     /// Whether running the block involves no signature, authenticator or decryption, so it
     /// may run on the reading worker.
     pub fn is_cheap(&self) -> bool {
-        self.items.iter().all(|t| match t {
-            Err(_) => true,
-            Ok(t) => {
-                t.auth.is_none()
-                    && t.service_sig.is_none()
-                    && !matches!(t.command, Command::Rfwd(_))
-            }
-        })
+        self.signed() == 0
+    }
+
+    /// Transmissions that need a signature or authenticator checked; a forwarded (`RFWD`)
+    /// one counts as a whole block's worth, so it always goes to the pool.
+    fn signed(&self) -> usize {
+        self.items
+            .iter()
+            .map(|t| match t {
+                Err(_) => 0,
+                Ok(t) if matches!(t.command, Command::Rfwd(_)) => INLINE_MAX_SIGNED + 1,
+                Ok(t) => usize::from(t.auth.is_some() || t.service_sig.is_some()),
+            })
+            .sum()
     }
 }
 
@@ -179,6 +262,8 @@ pub struct Conn {
     pub version: crate::protocol::version::Version,
     /// Server shutdown.
     pub shutdown: CancellationToken,
+    /// False once an inline block of this connection took too long: the pool runs the rest.
+    pub inline: AtomicBool,
 }
 
 /// Verify and apply a block's transmissions in order, inline when cheap and otherwise on the
@@ -187,19 +272,31 @@ pub async fn run(conn: &Conn, decoded: Decoded, now: i64) -> Option<Effects> {
     if decoded.is_cheap() {
         return Some(apply_all(conn, decoded, now));
     }
+    let pool = &conn.state.verify_pool;
+    if decoded.signed() <= INLINE_MAX_SIGNED
+        && conn.inline.load(Ordering::Relaxed)
+        && pool.inline_allows()
+    {
+        let t0 = Instant::now();
+        let fx = apply_all(conn, decoded, now);
+        let used = t0.elapsed();
+        pool.inline_spent(used);
+        if used > INLINE_BLOCK_LIMIT {
+            conn.inline.store(false, Ordering::Relaxed);
+        }
+        return Some(fx);
+    }
     let owned = Conn {
         state: conn.state.clone(),
         client: conn.client.clone(),
         keys: conn.keys.clone(),
         version: conn.version,
         shutdown: conn.shutdown.clone(),
+        inline: AtomicBool::new(false),
     };
     // Awaited even if the connection closes, so its subscriptions are not removed before the
     // block's SUBs are added; `apply_all` stops early instead.
-    conn.state
-        .verify_pool
-        .run(move || apply_all(&owned, decoded, now))
-        .await
+    pool.run(move || apply_all(&owned, decoded, now)).await
 }
 
 fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Effects {
@@ -240,4 +337,27 @@ fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Effects {
         }
     }
     fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inline_budget_refills_at_a_quarter_of_the_cpus_and_caps_its_burst() {
+        let t0 = Instant::now();
+        let mut b = InlineBudget::new(2, t0);
+        assert!(b.allows(t0));
+        // a long inline block empties it and leaves a debt
+        b.spend(Duration::from_millis(30));
+        assert!(!b.allows(t0));
+        // 10 ms owed: two CPUs refill 0.5 s per s, so 20 ms of waiting repays it
+        assert!(!b.allows(t0 + Duration::from_millis(19)));
+        assert!(b.allows(t0 + Duration::from_millis(21)));
+        // an idle hour fills it to the burst, not to an hour's worth
+        let later = t0 + Duration::from_secs(3600);
+        assert!(b.allows(later));
+        b.spend(INLINE_BURST + Duration::from_micros(1));
+        assert!(!b.allows(later));
+    }
 }

@@ -65,6 +65,7 @@ pub async fn run_session<R, W>(
         keys,
         version: params.version,
         shutdown: shutdown.clone(),
+        inline: std::sync::atomic::AtomicBool::new(true),
     };
     let mut inactive = Box::pin(super::inactive::expired(&state, &client));
     loop {

@@ -377,6 +377,9 @@ mod size_tests {
             assert_eq!(UpdatedAt::from(t), UpdatedAt::NONE, "{t:?}");
             assert_eq!(UpdatedAt::from(t).get(), None);
         }
-        assert_eq!(format!("{:?}", UpdatedAt::from(Some(86_400))), "Some(86400)");
+        assert_eq!(
+            format!("{:?}", UpdatedAt::from(Some(86_400))),
+            "Some(86400)"
+        );
     }
 }
