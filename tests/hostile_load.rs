@@ -226,10 +226,10 @@ fn proc_cpu_ticks(srv: &Srv) -> u64 {
         + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rkey_and_bad_signature_flood_does_not_stall_other_clients() {
-    let srv = &start(&[]).await;
-    let owner = Arc::new(srv.client().await);
+/// A contact queue given 16 recipient keys (the cap) with `RKEY`: a SUB with a bad signature
+/// is tried against every one of them. The owner's connection is returned to keep it open.
+async fn contact_queue_with_16_keys(srv: &Srv) -> (SmpClient, Recipient) {
+    let owner = srv.client().await;
     let r = create_queue_with(
         &owner,
         sign_key(),
@@ -237,7 +237,6 @@ async fn rkey_and_bad_signature_flood_does_not_stall_other_clients() {
         Some(QueueReqData::Contact(None)),
     )
     .await;
-    // 16 recipient keys, the cap
     let mut ks = vec![r.key.public()];
     ks.extend((1..16).map(|_| sign_key().public()));
     let (_, ok) = owner
@@ -245,6 +244,13 @@ async fn rkey_and_bad_signature_flood_does_not_stall_other_clients() {
         .await
         .expect("RKEY");
     assert_eq!(ok, BrokerMsg::Ok);
+    (owner, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rkey_and_bad_signature_flood_does_not_stall_other_clients() {
+    let srv = &start(&[]).await;
+    let (_owner, r) = contact_queue_with_16_keys(srv).await;
     let bad = sign_key();
     let mut attackers = Vec::new();
     for _ in 0..2 {
@@ -285,21 +291,7 @@ async fn rkey_and_bad_signature_flood_does_not_stall_other_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_signature_blocks_flood_does_not_stall_other_clients() {
     let srv = &start(&[]).await;
-    let owner = Arc::new(srv.client().await);
-    let r = create_queue_with(
-        &owner,
-        sign_key(),
-        SubscriptionMode::Subscribe,
-        Some(QueueReqData::Contact(None)),
-    )
-    .await;
-    let mut ks = vec![r.key.public()];
-    ks.extend((1..16).map(|_| sign_key().public()));
-    let (_, ok) = owner
-        .request(r.rid(), Command::Rkey(ks), Some(&r.key))
-        .await
-        .expect("RKEY");
-    assert_eq!(ok, BrokerMsg::Ok);
+    let (_owner, r) = contact_queue_with_16_keys(srv).await;
     let bad = sign_key();
     let sig = PrivateSignKey::generate(KeyAlgorithm::Ed448)
         .expect("key")
