@@ -142,6 +142,7 @@ pub async fn run(
             ),
             crate::service::task("heap trim", crate::server::heap::run(shutdown.clone())),
         ];
+        order.extend(store.compaction_service());
         order.extend(ops_services);
         order.push(ops.reload_service());
         order.extend(web_services);

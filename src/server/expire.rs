@@ -32,6 +32,15 @@ pub fn expire_ntfs(state: &ServerState, before: i64) -> usize {
     n
 }
 
+/// [`expire_messages`] on a blocking thread: a pass over a million queues with messages takes
+/// a good part of a second, which must not hold a runtime worker.
+async fn expire_messages_off_runtime(state: &Arc<ServerState>, before: i64) -> usize {
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || expire_messages(&st, before))
+        .await
+        .unwrap_or(0)
+}
+
 /// Run both expiry loops until `shutdown`.
 pub async fn run(state: Arc<ServerState>, shutdown: CancellationToken) {
     let s = state.settings.clone();
@@ -45,7 +54,7 @@ pub async fn run(state: Arc<ServerState>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = msg_tick.tick() => {
                 if let Some(ttl) = s.message_ttl {
-                    let n = expire_messages(&state, now_secs() - ttl);
+                    let n = expire_messages_off_runtime(&state, now_secs() - ttl).await;
                     tracing::info!("expired messages: {n}");
                 }
             }

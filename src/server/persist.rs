@@ -67,6 +67,23 @@ pub struct Persistence {
     ntfs_file: Option<PathBuf>,
     /// `start --skip-warnings`: restore despite a bad last line or messages of deleted queues.
     skip_warnings: bool,
+    /// The store log was left uncompacted at start ([`Persistence::compaction_service`]).
+    compact_later: bool,
+}
+
+/// The size from which the store log is compacted after start-up rather than before
+/// ([`crate::store::storelog_file::DEFER_COMPACTION_BYTES`]; `SMP_SERVER_DEFER_COMPACTION_BYTES`
+/// overrides it, for tests), or `None` to compact before serving: in maintenance mode, which
+/// exits before serving, and with `--compact-log`.
+fn defer_compaction(config: &Config) -> Option<u64> {
+    if config.start.maintenance || config.start.compact_log {
+        return None;
+    }
+    let env = std::env::var("SMP_SERVER_DEFER_COMPACTION_BYTES").ok();
+    Some(
+        env.and_then(|v| v.parse().ok())
+            .unwrap_or(crate::store::storelog_file::DEFER_COMPACTION_BYTES),
+    )
 }
 
 /// Counts reported after restoring.
@@ -113,6 +130,7 @@ impl Persistence {
                     .restore_messages_enabled()
                     .then(|| config.paths.ntfs_file()),
                 skip_warnings: config.start.skip_warnings,
+                compact_later: false,
             });
         }
         let mem = MemoryStore::new();
@@ -122,11 +140,13 @@ impl Persistence {
         let opened = journal_start::open_before_store_log(config, existed)?;
         let mut deleted = std::collections::HashSet::new();
         let mut services = None;
+        let mut compact_later = false;
         let store_log = if config.store_log.enable {
             let check = |m: &MemoryStore, s: &crate::store::storelog_file::ReplayStats| {
                 journal_start::check_orphans(config, opened.as_ref(), m, &s.deleted)
             };
-            let (w, stats) = open_store_log_checked(&path, &mem, check)?;
+            let (w, stats) = open_store_log_checked(&path, &mem, check, defer_compaction(config))?;
+            compact_later = stats.compaction_deferred;
             tracing::info!(
                 "store log restored: {} lines, {} queues, {} records not applied",
                 stats.lines,
@@ -167,7 +187,41 @@ impl Persistence {
             db: None,
             ntfs_file: restore.then(|| config.paths.ntfs_file()),
             skip_warnings: config.start.skip_warnings,
+            compact_later,
         })
+    }
+
+    /// The store log compaction that start-up left for later (a large log, see
+    /// [`crate::store::storelog_file::compact_live`]), as a service that runs it once on a
+    /// blocking thread and stops it at shutdown; `None` if there is none to do.
+    pub fn compaction_service(&self) -> Option<Box<dyn crate::service::Service>> {
+        let w = self.store_log.clone().filter(|_| self.compact_later)?;
+        let store = self.store.clone();
+        let services = self.services.clone();
+        Some(crate::service::from_fn(
+            "store log compaction",
+            move |shutdown, mut ready| async move {
+                ready.ready();
+                let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let c = cancel.clone();
+                let mut job = tokio::task::spawn_blocking(move || {
+                    let snapshot = || services.snapshot().unwrap_or_default();
+                    crate::store::storelog_file::compact_live(&w, &store, snapshot, &c)
+                });
+                let res = tokio::select! {
+                    r = &mut job => r,
+                    _ = shutdown.cancelled() => {
+                        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                        job.await
+                    }
+                };
+                match res {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("{e}"),
+                    Err(e) => tracing::error!("store log compaction failed: {e}"),
+                }
+            },
+        ))
     }
 
     /// The store the server runs on: the database's, or the in-memory one with its logs.
@@ -193,6 +247,7 @@ impl Persistence {
             messages_file,
             ntfs_file,
             skip_warnings: false,
+            compact_later: false,
         }
     }
 

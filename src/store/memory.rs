@@ -11,7 +11,11 @@ use crate::crypto::keys::PublicKey;
 use crate::protocol::command::{Party, QueueLinkData};
 use crate::protocol::errors::ErrorType;
 
-type Index = RwLock<HashMap<IdKey, QueueRef>>;
+/// The indexes' hasher: foldhash seeded per process. IDs may be chosen by clients (sender and
+/// link IDs), so the hash must be keyed, but SipHash cost a tenth of a million-queue restore.
+type Hasher = foldhash::fast::RandomState;
+
+type Index = RwLock<HashMap<IdKey, QueueRef, Hasher>>;
 
 /// A queue handle as a set member keyed by one of its own (immutable) IDs: an index then costs
 /// one pointer per queue instead of a copy of the ID and a pointer.
@@ -48,8 +52,8 @@ handle_key!(BySender, sender_id);
 /// Queues and messages in memory.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    recipients: RwLock<HashSet<ByRecipient>>,
-    senders: RwLock<HashSet<BySender>>,
+    recipients: RwLock<HashSet<ByRecipient, Hasher>>,
+    senders: RwLock<HashSet<BySender, Hasher>>,
     notifiers: Index,
     links: Index,
 }
@@ -78,6 +82,13 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Make room for `n` more queues in the recipient and sender indexes, so a restore of a
+    /// known number of queues does not rehash them as the tables grow.
+    pub fn reserve(&self, n: usize) {
+        write(&self.recipients).reserve(n);
+        write(&self.senders).reserve(n);
     }
 
     /// Number of queues.
@@ -280,6 +291,12 @@ impl Store for MemoryStore {
     fn all_queues(&self) -> Vec<QueueRef> {
         read(&self.recipients).iter().map(|q| q.0.clone()).collect()
     }
+
+    fn count_queues(&self) -> (usize, usize) {
+        // A deleted queue leaves every index, and the notifier index holds exactly the queues
+        // with a notifier: the sizes are the counts, without a pass over a million queues.
+        (read(&self.recipients).len(), read(&self.notifiers).len())
+    }
 }
 
 /// Append a message with the reference's quota rules (shared by every store that keeps
@@ -397,6 +414,37 @@ mod tests {
             st.write_msg(&q, msg(5), 2).expect("w"),
             WriteResult::Stored { was_empty: true }
         );
+    }
+
+    #[test]
+    fn queue_counts_follow_notifiers_and_deletions() {
+        let st = MemoryStore::new();
+        let qs: Vec<_> = (1..=5)
+            .map(|i| st.add_queue(rec(i)).expect("add"))
+            .collect();
+        let ntf = |i: u8| NtfCreds {
+            notifier_id: vec![i + 50; 24],
+            notifier_key: PublicKey::from_raw(KeyAlgorithm::Ed25519, &[2; 32]).expect("k"),
+            rcv_ntf_dh_secret: [3; 32],
+        };
+        for (i, q) in qs.iter().enumerate().take(3) {
+            st.add_notifier(q, ntf(i as u8)).expect("ntf");
+        }
+        // replacing a notifier keeps one per queue
+        st.add_notifier(&qs[0], ntf(40)).expect("replace");
+        st.delete_notifier(&qs[1]).expect("delete ntf");
+        st.delete_queue(&qs[2]).expect("delete with ntf");
+        st.delete_queue(&qs[3]).expect("delete");
+        let slow = st
+            .all_queues()
+            .iter()
+            .map(|q| q.lock())
+            .filter(|s| !s.deleted)
+            .fold((0, 0), |(a, b), s| {
+                (a + 1, b + usize::from(s.rec.notifier.is_some()))
+            });
+        assert_eq!(slow, (3, 1));
+        assert_eq!(st.count_queues(), slow);
     }
 
     #[test]

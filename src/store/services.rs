@@ -268,6 +268,12 @@ pub trait ServiceBackend: Send + Sync {
     /// (messaging services, notifier services, queues associated for messages, for
     /// notifications): the reference's `EntityCounts` service fields.
     fn counts(&self) -> (usize, usize, usize, usize);
+
+    /// Services and associations as a store log compaction writes them; `None` where they
+    /// are not kept in the store log (the database).
+    fn snapshot(&self) -> Option<ServiceData> {
+        None
+    }
 }
 
 /// The running server's services, on whichever backend the queue store uses.

@@ -205,4 +205,10 @@ impl ServiceBackend for MemoryServices {
             g.data.ntf.len(),
         )
     }
+
+    fn snapshot(&self) -> Option<ServiceData> {
+        // Changes are logged and applied under this lock, so the copy holds every change
+        // logged before it.
+        Some(lock(&self.inner).data.clone())
+    }
 }

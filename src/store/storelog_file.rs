@@ -15,7 +15,7 @@
 //! 24 hours, keep 3 older ones, delete the rest older than 21 days).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -27,7 +27,9 @@ use crate::protocol::command::Party;
 use crate::protocol::errors::ErrorType;
 
 mod backups;
+mod live_compact;
 pub use backups::{iso8601, remove_old_backups};
+pub use live_compact::{compact_live, COMPACTING_SUFFIX, DEFER_COMPACTION_BYTES};
 
 /// Store log failures that stop the server; each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,22 @@ pub enum StoreLogError {
     /// A check of the replayed queues refused start-up (the text says why and what to do).
     #[error("{0}")]
     Refused(String),
+    /// A live compaction stopped because the server is stopping (the log is unchanged).
+    #[error(
+        "store log compaction stopped: the server is stopping; it runs again at the next start"
+    )]
+    CompactionCancelled,
+    /// More changes arrived during a live compaction than it keeps in memory.
+    #[error(
+        "store log compaction gave up: more than {0} MB of changes arrived while it ran; the \
+         log is unchanged and is compacted at the next start"
+    )]
+    CompactionOverrun(usize),
+    /// The log refuses changes after an earlier write error.
+    #[error(
+        "store log {0}: closed after a write error; restart the server once the disk is fixed"
+    )]
+    Closed(PathBuf),
     /// A line in the middle of the log does not parse.
     #[error(
         "store log {path}, line {line}: {what}. The file is corrupt; nothing was changed. \
@@ -105,6 +123,8 @@ pub struct ReplayStats {
     /// messages of a deleted queue (whose journal `Clear` was lost) from messages whose queue
     /// is unknown.
     pub deleted: std::collections::HashSet<Vec<u8>>,
+    /// The log was left uncompacted for [`compact_live`] (see [`open_store_log_checked`]).
+    pub compaction_deferred: bool,
 }
 
 /// Apply one record to the store (the reference's `readQueueStore`).
@@ -180,9 +200,41 @@ fn apply(st: &MemoryStore, r: StoreLogRecord, line: &[u8], stats: &mut ReplaySta
     }
 }
 
+/// The number of `CREATE` lines in a store log: at most the number of queues it restores, so
+/// the indexes can be sized once (a pass over the file costs a few percent of the replay, the
+/// rehashing it saves about a fifth).
+fn count_creates(path: &Path) -> std::io::Result<usize> {
+    count_creates_in_chunks(path, 1 << 20)
+}
+
+fn count_creates_in_chunks(path: &Path, chunk: usize) -> std::io::Result<usize> {
+    const TAG: &[u8] = b"\nCREATE ";
+    let finder = memchr::memmem::Finder::new(TAG);
+    let mut f = File::open(path)?;
+    // A leading newline stands for the start of the file; the last TAG.len() - 1 bytes of a
+    // chunk are kept so a tag across two reads is still found once.
+    let mut buf = vec![0u8; chunk.max(2 * TAG.len())];
+    buf[0] = b'\n';
+    let mut have = 1;
+    let mut n = 0;
+    loop {
+        let got = f.read(&mut buf[have..])?;
+        if got == 0 {
+            break;
+        }
+        have += got;
+        n += finder.find_iter(&buf[..have]).count();
+        let keep = (TAG.len() - 1).min(have);
+        buf.copy_within(have - keep..have, 0);
+        have = keep;
+    }
+    Ok(n)
+}
+
 /// Read a store log into `st`. A torn last line is reported and skipped; a bad line before
 /// the last is [`StoreLogError::Corrupt`].
 pub fn replay(path: &Path, st: &MemoryStore) -> Result<ReplayStats, StoreLogError> {
+    st.reserve(count_creates(path).map_err(io_err(path, "reading"))?);
     let f = File::open(path).map_err(io_err(path, "opening for reading"))?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut stats = ReplayStats::default();
@@ -238,6 +290,25 @@ pub fn write_compacted(
     st: &MemoryStore,
     services: &ServiceData,
 ) -> Result<usize, StoreLogError> {
+    write_snapshot(path, services, |emit| {
+        for q in st.all_queues() {
+            if let Ok(rec) = q.rec() {
+                emit(&rec)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A queue record's sink in [`write_snapshot`].
+type Emit<'a> = dyn FnMut(&QueueRec) -> Result<(), StoreLogError> + 'a;
+
+/// Write `services`, then every record `each` gives, as a compacted log at `path`, fsynced.
+fn write_snapshot(
+    path: &Path,
+    services: &ServiceData,
+    each: impl FnOnce(&mut Emit<'_>) -> Result<(), StoreLogError>,
+) -> Result<usize, StoreLogError> {
     let f = crate::fsmode::options()
         .write(true)
         .create(true)
@@ -252,26 +323,21 @@ pub fn write_compacted(
             .and_then(|_| w.write_all(b"\n"))
             .map_err(io_err(path, "writing"))?;
     }
-    for q in st.all_queues() {
-        if let Ok(rec) = q.rec() {
-            let rid: &[u8] = &rec.recipient_id;
-            let rsrv = services.rcv.get(rid).map(Vec::as_slice);
-            let nsrv = services.ntf.get(rid).map(Vec::as_slice);
-            let mut line = if rsrv.is_some() || nsrv.is_some() {
-                format!(
-                    "CREATE rid={} {}",
-                    super::strenc::b64(rid),
-                    encode_queue_rec_with(&rec, rsrv, nsrv)
-                )
-                .into_bytes()
-            } else {
-                StoreLogRecord::Create(Box::new(rec)).encode()
-            };
-            line.push(b'\n');
-            w.write_all(&line).map_err(io_err(path, "writing"))?;
-            n += 1;
-        }
-    }
+    each(&mut |rec: &QueueRec| {
+        let rid: &[u8] = &rec.recipient_id;
+        let rsrv = services.rcv.get(rid).map(Vec::as_slice);
+        let nsrv = services.ntf.get(rid).map(Vec::as_slice);
+        // the form StoreLogRecord::Create encodes, with the associations when there are any
+        let line = format!(
+            "CREATE rid={} {}\n",
+            super::strenc::b64(rid),
+            encode_queue_rec_with(rec, rsrv, nsrv)
+        );
+        w.write_all(line.as_bytes())
+            .map_err(io_err(path, "writing"))?;
+        n += 1;
+        Ok(())
+    })?;
     let f = w
         .into_inner()
         .map_err(|e| io_err(path, "writing")(e.into_error()))?;
@@ -306,20 +372,34 @@ pub fn open_store_log(
     path: &Path,
     st: &MemoryStore,
 ) -> Result<(StoreLogWriter, ReplayStats), StoreLogError> {
-    open_store_log_checked(path, st, |_, _| Ok(()))
+    open_store_log_checked(path, st, |_, _| Ok(()), None)
 }
 
 /// [`open_store_log`], with `check` run on the replayed queues before anything is written
 /// (compaction renames and rewrites the log): an `Err` text stops start-up with nothing
-/// changed (e.g. journaled messages whose queues this log lacks).
+/// changed (e.g. journaled messages whose queues this log lacks). A log of at least
+/// `defer_above` bytes that replayed cleanly is not compacted here: it is appended to as it is,
+/// [`ReplayStats::compaction_deferred`] is set, and [`compact_live`] is to run once the server
+/// serves.
 pub fn open_store_log_checked(
     path: &Path,
     st: &MemoryStore,
     check: impl FnOnce(&MemoryStore, &ReplayStats) -> Result<(), String>,
+    defer_above: Option<u64>,
 ) -> Result<(StoreLogWriter, ReplayStats), StoreLogError> {
     let start = with_suffix(path, ".start");
     let mut stats = ReplayStats::default();
-    if start.exists() {
+    let stray = with_suffix(path, COMPACTING_SUFFIX);
+    if stray.exists() {
+        // An interrupted live compaction: the log itself is complete.
+        tracing::warn!(
+            "deleting {}, left by a compaction that did not finish",
+            stray.display()
+        );
+        std::fs::remove_file(&stray).map_err(io_err(&stray, "deleting"))?;
+    }
+    let recovering = start.exists();
+    if recovering {
         tracing::warn!(
             "server terminated abnormally on last start, restoring state from {}",
             start.display()
@@ -334,6 +414,17 @@ pub fn open_store_log_checked(
     if path.exists() {
         stats = replay(path, st)?;
         check(st, &stats).map_err(StoreLogError::Refused)?;
+        let size = std::fs::metadata(path)
+            .map_err(io_err(path, "reading the size of"))?
+            .len();
+        if !recovering && !stats.torn_last_line && defer_above.is_some_and(|b| size >= b) {
+            tracing::info!(
+                "store log of {} MB: compacting it after start-up, while serving",
+                size >> 20
+            );
+            stats.compaction_deferred = true;
+            return Ok((StoreLogWriter::open(path)?, stats));
+        }
         rename(path, &start)?;
         tracing::info!("compacting store log (do not terminate)...");
         let n = match write_compacted(path, st, &stats.services) {
@@ -367,7 +458,17 @@ pub fn open_store_log_checked(
 #[derive(Debug)]
 pub struct StoreLogWriter {
     path: PathBuf,
-    file: Mutex<Option<(File, u64)>>,
+    file: Mutex<Option<Appending>>,
+}
+
+/// The open log: `None` in the writer once an error made it refuse changes.
+#[derive(Debug)]
+struct Appending {
+    file: File,
+    len: u64,
+    /// While a live compaction runs: every record appended since it began (see
+    /// [`live_compact`]).
+    tail: Option<live_compact::Tail>,
 }
 
 impl StoreLogWriter {
@@ -384,7 +485,11 @@ impl StoreLogWriter {
             .len();
         Ok(StoreLogWriter {
             path: path.to_path_buf(),
-            file: Mutex::new(Some((file, len))),
+            file: Mutex::new(Some(Appending {
+                file,
+                len,
+                tail: None,
+            })),
         })
     }
 
@@ -399,7 +504,7 @@ impl StoreLogWriter {
             buf.push(b'\n');
         }
         let mut g = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((f, len)) = g.as_mut() else {
+        let Some(Appending { file: f, len, tail }) = g.as_mut() else {
             return Err(ErrorType::Store(format!(
                 "{op}, store log closed after an error"
             )));
@@ -407,6 +512,9 @@ impl StoreLogWriter {
         match f.write_all(&buf) {
             Ok(()) => {
                 *len += buf.len() as u64;
+                if let Some(t) = tail {
+                    t.push(&buf);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -436,7 +544,7 @@ impl StoreLogWriter {
     pub fn sync(&self) -> std::io::Result<()> {
         let g = self.file.lock().unwrap_or_else(|e| e.into_inner());
         match g.as_ref() {
-            Some((f, _)) => f.sync_all(),
+            Some(a) => a.file.sync_all(),
             None => Ok(()),
         }
     }
