@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,7 +79,12 @@ fn init() -> Setup {
 }
 
 async fn start(s: &Setup) -> (Running, SmpClient) {
+    start_with(s, &[]).await
+}
+
+async fn start_with(s: &Setup, env: &[(&str, &str)]) -> (Running, SmpClient) {
     let child = bin(s)
+        .envs(env.iter().copied())
         .arg("start")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -106,7 +112,8 @@ async fn start(s: &Setup) -> (Running, SmpClient) {
     }
 }
 
-async fn stop(mut r: Running) {
+/// Stop with SIGINT; what the server printed.
+async fn stop(mut r: Running) -> String {
     let ok = Command::new("kill")
         .args(["-INT", &r.0.id().to_string()])
         .status()
@@ -116,7 +123,22 @@ async fn stop(mut r: Running) {
     loop {
         if let Some(st) = r.0.try_wait().expect("wait") {
             assert!(st.success(), "clean exit: {st:?}");
-            return;
+            let mut out = String::new();
+            for p in [
+                r.0.stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+                r.0.stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut p = p;
+                let _ = p.read_to_string(&mut out);
+            }
+            return out;
         }
         assert!(t.elapsed() < Duration::from_secs(20), "did not stop");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -338,4 +360,99 @@ async fn crash_during_compaction_is_recovered_from_the_start_file() {
         3,
         "{log}"
     );
+}
+
+/// A store log above the size threshold (lowered here through
+/// `SMP_SERVER_DEFER_COMPACTION_BYTES`) is served from at once and compacted afterwards:
+/// the dated backup appears, no `.compacting` file stays, and every change made before,
+/// during and after the compaction survives the next restart.
+#[tokio::test]
+async fn large_store_log_is_compacted_while_serving() {
+    let s = init();
+    let (srv, c) = start(&s).await;
+    let a = new_queue(&c).await; // secured, one message
+    let b = new_queue(&c).await; // deleted
+    let sender_key = key_for(18);
+    let (_, ok) = c
+        .request(a.rid(), Cmd::Key(pk(&sender_key)), Some(&a.key))
+        .await
+        .expect("SKEY");
+    assert_eq!(ok, BrokerMsg::Ok);
+    let (_, ok) = c
+        .request(b.rid(), Cmd::Del, Some(&b.key))
+        .await
+        .expect("DEL");
+    assert_eq!(ok, BrokerMsg::Ok);
+    drop(c);
+    stop(srv).await;
+    let log_path = s.log.join("smp-server-store.log");
+    let before = std::fs::read_to_string(&log_path).expect("store log");
+    assert!(before.contains("\nDELETE "), "{before}");
+    let backups = |names: &[String]| {
+        names
+            .iter()
+            .filter(|n| n.starts_with("smp-server-store.log.20"))
+            .count()
+    };
+    let backups_before = backups(&files(&s.log));
+
+    let (srv, c) = start_with(&s, &[("SMP_SERVER_DEFER_COMPACTION_BYTES", "1")]).await;
+    // a queue made while the compaction may be running
+    let d = new_queue(&c).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let names = files(&s.log);
+        let log = std::fs::read_to_string(&log_path).expect("store log");
+        let compacting = names.iter().any(|n| n.ends_with(".compacting"));
+        if !compacting && backups(&names) > backups_before && !log.contains("DELETE ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not compacted: {names:?}\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a queue made after the swap, and a message
+    let e = new_queue(&c).await;
+    let (_, ok) = c
+        .request(a.sid(), send_cmd(b"after compaction"), Some(&sender_key))
+        .await
+        .expect("SEND");
+    assert_eq!(ok, BrokerMsg::Ok);
+    drop(c);
+    let out = stop(srv).await;
+    // compacted after the listeners opened, not before
+    assert!(out.contains("compacted while serving"), "{out}");
+
+    let (srv, c) = start(&s).await;
+    let (_, r) = c
+        .request(a.rid(), Cmd::Sub, Some(&a.key))
+        .await
+        .expect("SUB");
+    let m = match r {
+        BrokerMsg::Sok(_) => event(&c).await.1,
+        m => m,
+    };
+    assert_eq!(
+        decrypt_msg(&a, &m).body.as_deref(),
+        Some(&b"after compaction"[..])
+    );
+    // still secured
+    let (_, r) = c
+        .request(a.sid(), send_cmd(b"x"), None)
+        .await
+        .expect("SEND");
+    assert_eq!(r, BrokerMsg::Err(ErrorType::Auth));
+    let (_, r) = c
+        .request(b.rid(), Cmd::Sub, Some(&b.key))
+        .await
+        .expect("SUB");
+    assert_eq!(r, BrokerMsg::Err(ErrorType::Auth));
+    for q in [&d, &e] {
+        let (_, r) = c
+            .request(q.rid(), Cmd::Sub, Some(&q.key))
+            .await
+            .expect("SUB");
+        assert!(matches!(r, BrokerMsg::Sok(_) | BrokerMsg::Ok), "{r:?}");
+    }
+    drop(c);
+    stop(srv).await;
 }

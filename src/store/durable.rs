@@ -345,6 +345,25 @@ impl Store for DurableStore {
     fn count_queues(&self) -> (usize, usize) {
         self.inner.count_queues()
     }
+
+    fn count_messages(&self) -> usize {
+        self.inner.count_messages()
+    }
+
+    fn expire_messages(&self, before: i64) -> usize {
+        // One pass picks the queues with something old; only those are then locked in turn.
+        let old = |s: &super::QueueState| s.msgs.iter().next().is_some_and(|m| m.ts() < before);
+        let mut due = Vec::new();
+        let busy = self.inner.scan(|q, s| {
+            if old(s) {
+                due.push(q.clone());
+            }
+        });
+        due.iter()
+            .chain(&busy)
+            .map(|q| self.delete_expired(q, before).unwrap_or(0))
+            .sum()
+    }
 }
 
 #[cfg(test)]

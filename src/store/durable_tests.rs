@@ -191,3 +191,28 @@ fn without_logs_it_is_the_memory_store() {
     st.write_msg(&q, msg(1), 10).expect("write");
     assert_eq!(st.peek_msg(&q).expect("peek"), Some(msg(1)));
 }
+
+#[test]
+fn expiry_pass_removes_only_old_messages_and_logs_each_queue_once() {
+    let (_ql, ml, st) = setup();
+    let qs: Vec<_> = (1..=3)
+        .map(|i| st.add_queue(rec(i)).expect("add"))
+        .collect();
+    // queue 1: two old; queue 2: one old, one new; queue 3: new only
+    for (q, ids) in qs.iter().zip([&[1u8, 2][..], &[3, 50], &[60]]) {
+        for &i in ids {
+            st.write_msg(q, msg(i), 10).expect("write");
+        }
+    }
+    assert_eq!(st.count_messages(), 5);
+    assert_eq!(st.expire_messages(10), 3);
+    assert_eq!(st.count_messages(), 2);
+    // one record per queue, naming its last expired message
+    let removed: Vec<_> = ml
+        .calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("written"))
+        .collect();
+    assert_eq!(removed, vec!["removed 1 2", "removed 2 3"]);
+    assert_eq!(st.expire_messages(10), 0);
+}

@@ -91,6 +91,21 @@ impl MemoryStore {
         write(&self.senders).reserve(n);
     }
 
+    /// Call `f` with every queue and its state, in one pass under the recipient index's read
+    /// lock (a pass over a million queues without taking a handle of each costs a third as
+    /// much). A queue whose lock is held elsewhere is not waited for but returned, for the
+    /// caller to visit after.
+    pub fn scan(&self, mut f: impl FnMut(&QueueRef, &QueueState)) -> Vec<QueueRef> {
+        let mut busy = Vec::new();
+        for h in read(&self.recipients).iter() {
+            match h.0.try_lock() {
+                Some(s) => f(&h.0, &s),
+                None => busy.push(h.0.clone()),
+            }
+        }
+        busy
+    }
+
     /// Number of queues.
     pub fn queue_count(&self) -> usize {
         read(&self.recipients).len()
@@ -292,6 +307,20 @@ impl Store for MemoryStore {
         read(&self.recipients).iter().map(|q| q.0.clone()).collect()
     }
 
+    fn count_messages(&self) -> usize {
+        let msgs = |s: &QueueState| {
+            s.msgs
+                .iter()
+                .filter(|m| matches!(m, Message::Msg { .. }))
+                .count()
+        };
+        let mut n = 0;
+        for q in self.scan(|_, s| n += msgs(s)) {
+            n += msgs(&q.lock());
+        }
+        n
+    }
+
     fn count_queues(&self) -> (usize, usize) {
         // A deleted queue leaves every index, and the notifier index holds exactly the queues
         // with a notifier: the sizes are the counts, without a pass over a million queues.
@@ -445,6 +474,33 @@ mod tests {
             });
         assert_eq!(slow, (3, 1));
         assert_eq!(st.count_queues(), slow);
+    }
+
+    #[test]
+    fn scan_passes_over_a_locked_queue_and_hands_it_back() {
+        let st = MemoryStore::new();
+        let qs: Vec<_> = (1..=4)
+            .map(|i| st.add_queue(rec(i)).expect("add"))
+            .collect();
+        for (i, q) in qs.iter().enumerate() {
+            for m in 0..=i as u8 {
+                st.write_msg(q, msg(m + 10 * i as u8), 10).expect("w");
+            }
+        }
+        let held = qs[2].lock();
+        let mut seen = Vec::new();
+        let busy = st.scan(|q, s| seen.push((q.recipient_id.to_vec(), s.msgs.len())));
+        drop(held);
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![(vec![1; 24], 1), (vec![2; 24], 2), (vec![4; 24], 4)]
+        );
+        assert_eq!(busy.len(), 1);
+        assert!(QueueRef::ptr_eq(&busy[0], &qs[2]));
+        // the fast count agrees with a pass that locks every queue
+        let slow: usize = st.all_queues().iter().map(|q| q.lock().msgs.len()).sum();
+        assert_eq!((st.count_messages(), slow), (10, 10));
     }
 
     #[test]

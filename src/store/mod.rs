@@ -139,6 +139,16 @@ impl Queue {
         }
     }
 
+    /// The state if its lock is free now (a scan under an index lock must never wait for a
+    /// queue: elsewhere queue locks are held while index locks are taken).
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, QueueState>> {
+        match self.state.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Lock the queue. A poisoned lock (a panic while holding it) still yields the state: the
     /// state is updated in single assignments, so it is never half-written.
     pub fn lock(&self) -> MutexGuard<'_, QueueState> {

@@ -148,13 +148,21 @@ pub fn parse_queue_service(line: &[u8]) -> Result<QueueService, ParseError> {
 
 /// The service IDs a `CREATE` or `NOTIFIER` line carries (`rsrv=`, `nsrv=`).
 pub fn line_service_ids(line: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let find = |tag: &str| -> Option<Vec<u8>> {
-        let t = tag.as_bytes();
-        let at = line.windows(t.len()).position(|w| w == t)?;
-        let mut c = Cursor::new(&line[at + t.len()..]);
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: a restore looks through a million lines, most without either tag.
+    static ANY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("srv="));
+    static TAGS: LazyLock<[Finder<'static>; 2]> =
+        LazyLock::new(|| [Finder::new(" rsrv="), Finder::new(" nsrv=")]);
+    if ANY.find(line).is_none() {
+        return (None, None);
+    }
+    let find = |t: &Finder<'_>| -> Option<Vec<u8>> {
+        let at = t.find(line)?;
+        let mut c = Cursor::new(&line[at + t.needle().len()..]);
         c.bytes().ok()
     };
-    (find(" rsrv="), find(" nsrv="))
+    (find(&TAGS[0]), find(&TAGS[1]))
 }
 
 /// XOR of the MD5 of each queue ID: the reference's `IdsHash`, which lets a service check that
@@ -199,7 +207,11 @@ impl ServiceData {
                 self.map(p).insert(rid.to_vec(), s);
             }
             None => {
-                self.map(p).remove(rid);
+                let m = self.map(p);
+                // most queues have no service: spare the replay a hash per line
+                if !m.is_empty() {
+                    m.remove(rid);
+                }
             }
         }
     }

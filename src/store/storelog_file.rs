@@ -134,12 +134,12 @@ fn apply(st: &MemoryStore, r: StoreLogRecord, line: &[u8], stats: &mut ReplaySta
     let svc = &mut stats.services;
     let res: Result<(), ErrorType> = match r {
         Create(rec) => {
-            let rid = rec.recipient_id.to_vec();
+            let rid = rec.recipient_id.clone();
             let has_ntf = rec.notifier.is_some();
             st.add_queue(*rec).map(|_| {
                 let (rsrv, nsrv) = line_service_ids(line);
-                svc.set(&rid, SubParty::Recipient, rsrv);
-                svc.set(&rid, SubParty::Notifier, nsrv.filter(|_| has_ntf));
+                svc.set(rid.as_slice(), SubParty::Recipient, rsrv);
+                svc.set(rid.as_slice(), SubParty::Notifier, nsrv.filter(|_| has_ntf));
             })
         }
         NewService(line) => ServiceRec::parse(&line)

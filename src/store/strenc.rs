@@ -9,6 +9,19 @@ use base64::Engine;
 
 use crate::crypto::keys::PublicKey;
 
+/// The base64url alphabet as a table (a store log restore tests a quarter of a billion
+/// characters).
+const BASE64URL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        i += 1;
+    }
+    t
+};
+
 /// Why a line did not parse: what was expected and the byte offset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what} at column {at}")]
@@ -109,11 +122,10 @@ impl<'a> Cursor<'a> {
     /// A base64url byte string (at least one character, optional `=` padding).
     pub fn bytes(&mut self) -> Result<Vec<u8>, ParseError> {
         let start = self.pos;
-        while self.pos < self.s.len()
-            && (self.s[self.pos].is_ascii_alphanumeric() || b"-_".contains(&self.s[self.pos]))
-        {
-            self.pos += 1;
-        }
+        self.pos += self.s[start..]
+            .iter()
+            .position(|&b| !BASE64URL[usize::from(b)])
+            .unwrap_or(self.s.len() - start);
         if self.pos == start {
             return Err(self.err("base64url string"));
         }
