@@ -209,7 +209,7 @@ fn batched_calls_answer_as_single_ones() {
     let found = st.find_queues(Party::Recipient, &refs).expect("one query");
     let got: Vec<Option<Vec<u8>>> = found
         .iter()
-        .map(|q| q.as_ref().map(|q| q.recipient_id.to_vec()))
+        .map(|q| q.as_ref().map(|q| q.recipient_id().to_vec()))
         .collect();
     assert_eq!(
         got,
@@ -225,7 +225,7 @@ fn batched_calls_answer_as_single_ones() {
         .find_queues(Party::Sender, &[&[12u8; 24][..]])
         .expect("sender IDs");
     assert_eq!(
-        by_sender[0].as_ref().map(|q| q.recipient_id.to_vec()),
+        by_sender[0].as_ref().map(|q| q.recipient_id().to_vec()),
         Some(vec![2; 24])
     );
     let (q1, q2, q3) = (

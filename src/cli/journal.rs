@@ -286,8 +286,9 @@ fn load_reference(dir: &Path, memory: &MemoryStore) -> Result<(), CliError> {
         match memory.get_queue(Party::Recipient, &rid) {
             Some(q) => {
                 let mut s = q.lock();
-                s.can_write = !matches!(msgs.back(), Some(Message::Quota { .. }));
-                s.msgs = msgs.into();
+                let full = matches!(msgs.back(), Some(Message::Quota { .. }));
+                s.msgs.replace(msgs);
+                s.set_can_write(!full);
             }
             None => {
                 left += msgs.len();

@@ -460,7 +460,7 @@ pub fn restore_messages(
             m @ Message::Quota { .. } => {
                 // The queue was full when saved: it stays full until emptied.
                 qs.msgs.with_mut(|d| d.push_back(m));
-                qs.can_write = false;
+                qs.set_can_write(false);
             }
         }
     }
@@ -534,11 +534,11 @@ pub fn save_messages(path: &Path, st: &dyn Store) -> Result<usize, PersistError>
     let mut lines = Vec::new();
     for q in st.all_queues() {
         let s = q.lock();
-        if s.deleted {
+        if s.deleted() {
             continue;
         }
         for m in s.msgs.iter() {
-            lines.push(encode_msg(&q.recipient_id, m));
+            lines.push(encode_msg(q.recipient_id(), m));
         }
     }
     write_lines(path, lines.into_iter())

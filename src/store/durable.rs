@@ -79,7 +79,7 @@ impl DurableStore {
     ) -> Result<(), E> {
         for q in self.inner.all_queues() {
             let rec = {
-                let _g = self.stripe(&q.recipient_id);
+                let _g = self.stripe(q.recipient_id());
                 q.rec()
             };
             if let Ok(rec) = rec {
@@ -114,7 +114,7 @@ impl DurableStore {
 /// Restore the record fields that have no index (keys, status, time).
 fn restore_plain(_: &MemoryStore, q: &Queue, old: &QueueRec) {
     let mut s = q.lock();
-    if !s.deleted {
+    if !s.deleted() {
         s.rec.sender_key = old.sender_key.clone();
         s.rec.recipient_keys = old.recipient_keys.clone();
         s.rec.status = old.status.clone();
@@ -156,28 +156,28 @@ impl Store for DurableStore {
     }
 
     fn secure_queue(&self, q: &Queue, key: PublicKey) -> Result<(), ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let old = q.rec()?;
         self.inner.secure_queue(q, key)?;
         self.log_update(q, &old, restore_plain)
     }
 
     fn update_keys(&self, q: &Queue, keys: Vec<PublicKey>) -> Result<(), ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let old = q.rec()?;
         self.inner.update_keys(q, keys)?;
         self.log_update(q, &old, restore_plain)
     }
 
     fn add_link(&self, q: &Queue, link_id: Vec<u8>, data: QueueLinkData) -> Result<(), ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let old = q.rec()?;
         self.inner.add_link(q, link_id, data)?;
         self.log_update(q, &old, restore_link)
     }
 
     fn delete_link(&self, q: &Queue) -> Result<(), ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let old = q.rec()?;
         self.inner.delete_link(q)?;
         self.log_update(q, &old, restore_link)
@@ -188,7 +188,7 @@ impl Store for DurableStore {
     }
 
     fn add_notifier(&self, q: &Queue, creds: NtfCreds) -> Result<Option<NtfCreds>, ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let old = q.rec()?;
         let r = self.inner.add_notifier(q, creds)?;
         self.log_update(q, &old, restore_notifier)?;
@@ -196,7 +196,7 @@ impl Store for DurableStore {
     }
 
     fn delete_notifier(&self, q: &Queue) -> Result<Option<NtfCreds>, ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let old = q.rec()?;
         let r = self.inner.delete_notifier(q)?;
         self.log_update(q, &old, restore_notifier)?;
@@ -204,29 +204,29 @@ impl Store for DurableStore {
     }
 
     fn set_status(&self, q: &Queue, status: QueueStatus) -> Result<(), ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let old = q.rec()?;
         self.inner.set_status(q, status)?;
         self.log_update(q, &old, restore_plain)
     }
 
     fn update_time(&self, q: &Queue, day: i64) -> Result<(), ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let old = q.rec()?;
         self.inner.update_time(q, day)?;
         self.log_update(q, &old, restore_plain)
     }
 
     fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         // Write-ahead: a logged DELETE of a queue that then stays is impossible here (the stripe
         // is held and the queue is live), and an unlogged delete would resurrect the queue.
         q.rec()?;
         if let Some(log) = &self.qlog {
-            log.deleted(&q.recipient_id)?;
+            log.deleted(q.recipient_id())?;
         }
         if let Some(log) = &self.mlog {
-            if let Err(e) = log.cleared(&q.recipient_id) {
+            if let Err(e) = log.cleared(q.recipient_id()) {
                 if self.qlog.is_none() {
                     return Err(e);
                 }
@@ -243,11 +243,11 @@ impl Store for DurableStore {
     }
 
     fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let Some(log) = &self.mlog else {
             return self.inner.write_msg(q, msg, quota);
         };
-        let prev_can_write = q.lock().can_write;
+        let prev_can_write = q.lock().can_write();
         let id = msg.msg_id().to_vec();
         let r = self.inner.write_msg(q, msg, quota)?;
         // What was appended: the message, a quota marker, or nothing (already full).
@@ -256,12 +256,12 @@ impl Store for DurableStore {
             s.msgs.back().filter(|m| m.msg_id() == id).cloned()
         };
         if let Some(m) = appended {
-            if let Err(e) = log.written(&q.recipient_id, &m) {
+            if let Err(e) = log.written(q.recipient_id(), &m) {
                 let mut s = q.lock();
                 if s.msgs.back().is_some_and(|b| b.msg_id() == id) {
                     s.msgs.with_mut(|d| d.pop_back());
                 }
-                s.can_write = prev_can_write;
+                s.set_can_write(prev_can_write);
                 return Err(e);
             }
         }
@@ -273,10 +273,10 @@ impl Store for DurableStore {
     }
 
     fn del_msg(&self, q: &Queue, msg_id: &[u8]) -> Result<Option<Message>, ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let d = self.inner.del_msg(q, msg_id)?;
         if let (Some(m), Some(log)) = (&d, &self.mlog) {
-            if let Err(e) = log.removed(&q.recipient_id, msg_id) {
+            if let Err(e) = log.removed(q.recipient_id(), msg_id) {
                 q.lock().msgs.with_mut(|d| d.push_front(m.clone()));
                 return Err(e);
             }
@@ -289,10 +289,10 @@ impl Store for DurableStore {
         q: &Queue,
         msg_id: &[u8],
     ) -> Result<(Option<Message>, Option<Message>), ErrorType> {
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let (d, next) = self.inner.del_peek_msg(q, msg_id)?;
         if let (Some(m), Some(log)) = (&d, &self.mlog) {
-            if let Err(e) = log.removed(&q.recipient_id, msg_id) {
+            if let Err(e) = log.removed(q.recipient_id(), msg_id) {
                 q.lock().msgs.with_mut(|d| d.push_front(m.clone()));
                 return Err(e);
             }
@@ -311,7 +311,7 @@ impl Store for DurableStore {
         if q.lock().msgs.iter().next().is_none_or(|m| m.ts() >= before) {
             return Ok(0);
         }
-        let _g = self.stripe(&q.recipient_id);
+        let _g = self.stripe(q.recipient_id());
         let Some(log) = &self.mlog else {
             return self.inner.delete_expired(q, before);
         };
@@ -325,7 +325,7 @@ impl Store for DurableStore {
         };
         let n = self.inner.delete_expired(q, before)?;
         if let Some(last) = removed.get(n.wrapping_sub(1)) {
-            if let Err(e) = log.removed(&q.recipient_id, last.msg_id()) {
+            if let Err(e) = log.removed(q.recipient_id(), last.msg_id()) {
                 let mut s = q.lock();
                 s.msgs.with_mut(|d| {
                     for m in removed.into_iter().take(n).rev() {

@@ -26,13 +26,13 @@ macro_rules! handle_key {
 
         impl std::hash::Hash for $name {
             fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-                self.0.$field.as_slice().hash(state)
+                self.0.$field().hash(state)
             }
         }
 
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
-                self.0.$field.as_slice() == other.0.$field.as_slice()
+                self.0.$field() == other.0.$field()
             }
         }
 
@@ -40,7 +40,7 @@ macro_rules! handle_key {
 
         impl std::borrow::Borrow<[u8]> for $name {
             fn borrow(&self) -> &[u8] {
-                self.0.$field.as_slice()
+                self.0.$field()
             }
         }
     };
@@ -72,7 +72,7 @@ fn live<T>(
     f: impl FnOnce(&mut QueueState) -> Result<T, ErrorType>,
 ) -> Result<T, ErrorType> {
     let mut s = q.lock();
-    if s.deleted {
+    if s.deleted() {
         return Err(ErrorType::Auth);
     }
     f(&mut s)
@@ -190,7 +190,7 @@ impl Store for MemoryStore {
             s.rec.queue_data = Some(Box::new((link_id.clone(), data)));
             Ok(())
         })?;
-        if let Some(h) = read(&self.recipients).get(&q.recipient_id[..]) {
+        if let Some(h) = read(&self.recipients).get(q.recipient_id()) {
             l.insert(IdKey::new(&link_id), h.0.clone());
         }
         Ok(())
@@ -221,7 +221,7 @@ impl Store for MemoryStore {
         if let Some(o) = &old {
             n.remove(&o.notifier_id[..]);
         }
-        if let Some(h) = read(&self.recipients).get(&q.recipient_id[..]) {
+        if let Some(h) = read(&self.recipients).get(q.recipient_id()) {
             n.insert(new_id, h.0.clone());
         }
         Ok(old.map(|o| *o))
@@ -255,7 +255,7 @@ impl Store for MemoryStore {
         let mut n = write(&self.notifiers);
         let mut l = write(&self.links);
         let (rec, count) = live(q, |s| {
-            s.deleted = true;
+            s.set_deleted();
             let count = s.msgs.take().len();
             Ok((q.record(&s.rec), count))
         })?;
@@ -272,9 +272,9 @@ impl Store for MemoryStore {
 
     fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType> {
         live(q, |s| {
-            let mut can_write = s.can_write;
+            let mut can_write = s.can_write();
             let (r, _) = s.msgs.with_mut(|m| push_msg(m, &mut can_write, msg, quota));
-            s.can_write = can_write;
+            s.set_can_write(can_write);
             Ok(r)
         })
     }
@@ -468,7 +468,7 @@ mod tests {
             .all_queues()
             .iter()
             .map(|q| q.lock())
-            .filter(|s| !s.deleted)
+            .filter(|s| !s.deleted())
             .fold((0, 0), |(a, b), s| {
                 (a + 1, b + usize::from(s.rec.notifier.is_some()))
             });
@@ -489,7 +489,7 @@ mod tests {
         }
         let held = qs[2].lock();
         let mut seen = Vec::new();
-        let busy = st.scan(|q, s| seen.push((q.recipient_id.to_vec(), s.msgs.len())));
+        let busy = st.scan(|q, s| seen.push((q.recipient_id().to_vec(), s.msgs.len())));
         drop(held);
         seen.sort();
         assert_eq!(
@@ -501,6 +501,53 @@ mod tests {
         // the fast count agrees with a pass that locks every queue
         let slow: usize = st.all_queues().iter().map(|q| q.lock().msgs.len()).sum();
         assert_eq!((st.count_messages(), slow), (10, 10));
+    }
+
+    /// IDs of any length come back as given (the inline and the boxed layout), and the
+    /// indexes find the queue by them.
+    #[test]
+    fn short_and_long_ids_are_kept_exactly() {
+        let st = MemoryStore::new();
+        for (rid, sid) in [
+            (vec![7u8; 24], vec![8u8; 24]),
+            (vec![9u8; 3], vec![10u8; 0]),
+            (vec![11u8; 40], vec![12u8; 24]),
+            (vec![13u8; 24], vec![14u8; 25]),
+        ] {
+            let mut r = rec(1);
+            r.recipient_id = rid.clone().into();
+            r.sender_id = sid.clone().into();
+            let q = st.add_queue(r.clone()).expect("add");
+            assert_eq!((q.recipient_id(), q.sender_id()), (&rid[..], &sid[..]));
+            assert_eq!(q.rec().expect("rec"), r);
+            let found = st.get_queue(Party::Sender, &sid).expect("by sender ID");
+            assert!(QueueRef::ptr_eq(&found, &q));
+            st.delete_queue(&q).expect("delete");
+        }
+    }
+
+    /// The quota and deleted flags live in the message buffer: an idle queue has none, a
+    /// full one keeps its flag until it empties, and a deleted one stays deleted.
+    #[test]
+    fn queue_flags_follow_the_messages() {
+        let st = MemoryStore::new();
+        let q = st.add_queue(rec(1)).expect("add");
+        let idle = |q: &Queue| q.lock().msgs.0.is_none();
+        assert!(idle(&q) && q.lock().can_write() && !q.lock().deleted());
+        st.write_msg(&q, msg(1), 1).expect("w");
+        assert_eq!(st.write_msg(&q, msg(2), 1).expect("w"), WriteResult::Quota);
+        assert!(!q.lock().can_write());
+        // the marker is acknowledged after the message: the queue is writable and idle again
+        st.del_msg(&q, &[1; 24]).expect("ack");
+        assert!(!q.lock().can_write(), "the marker is still there");
+        st.del_msg(&q, &[2; 24]).expect("ack marker");
+        assert!(q.lock().can_write() && idle(&q));
+        q.lock().set_can_write(true);
+        assert!(idle(&q), "nothing allocated for the default");
+        st.write_msg(&q, msg(3), 1).expect("w");
+        st.delete_queue(&q).expect("delete");
+        let s = q.lock();
+        assert!(s.deleted() && s.msgs.is_empty() && s.can_write());
     }
 
     #[test]

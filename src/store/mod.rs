@@ -32,21 +32,47 @@ pub use types::{
 
 /// A shared handle to a live queue. `triomphe`'s `Arc` has no weak count (queues are never
 /// held weakly): 8 bytes less per queue, which with the layout below puts each handle in a
-/// 256-byte allocation instead of a 288-byte one.
+/// 240-byte glibc chunk (288 with the standard `Arc` and the earlier layout).
 pub type QueueRef = triomphe::Arc<Queue>;
 
 /// A queue: its IDs, and its record's body and messages under one lock.
 ///
 /// Every idle queue keeps one of these in memory, so its layout is what an operator pays per
 /// queue: the IDs are kept once, outside the lock (they never change, and the memory store's
-/// indexes hash the handles by them), and an empty queue holds no message buffer.
+/// indexes hash the handles by them), and an idle queue holds no message buffer.
 #[derive(Debug)]
 pub struct Queue {
-    /// Recipient ID (immutable, used as the queue's key everywhere), kept inline.
-    pub recipient_id: IdKey,
-    /// Sender ID (immutable).
-    pub sender_id: IdKey,
+    ids: QueueIds,
     state: Mutex<QueueState>,
+}
+
+/// A queue's two immutable IDs. Both are kept inline in 50 bytes when they fit in 24 bytes
+/// each (every ID the server makes or a client may choose); only a foreign store log can hold
+/// longer ones, which are boxed. Together they take 56 bytes where two [`IdKey`]s take 64,
+/// which with [`Msgs`] keeping the queue's flags brings the handle's allocation from a
+/// 256-byte glibc chunk to a 240-byte one.
+#[derive(Debug)]
+enum QueueIds {
+    Short { rlen: u8, slen: u8, bytes: [u8; 48] },
+    Long(Box<(IdKey, IdKey)>),
+}
+
+impl QueueIds {
+    fn new(rid: IdKey, sid: IdKey) -> Self {
+        let (r, s) = (rid.as_slice(), sid.as_slice());
+        if r.len() <= 24 && s.len() <= 24 {
+            let mut bytes = [0u8; 48];
+            bytes[..r.len()].copy_from_slice(r);
+            bytes[24..24 + s.len()].copy_from_slice(s);
+            QueueIds::Short {
+                rlen: r.len() as u8,
+                slen: s.len() as u8,
+                bytes,
+            }
+        } else {
+            QueueIds::Long(Box::new((rid, sid)))
+        }
+    }
 }
 
 /// The mutable part of a queue.
@@ -54,68 +80,115 @@ pub struct Queue {
 pub struct QueueState {
     /// The queue record without its IDs (those are the handle's).
     pub rec: QueueBody,
-    /// Undelivered messages, oldest first.
+    /// Undelivered messages, oldest first, with the queue's two flags.
     pub msgs: Msgs,
-    /// False after the quota marker was written, until the queue empties.
-    pub can_write: bool,
-    /// Set when the queue is deleted; the handle may outlive the store entry.
-    pub deleted: bool,
 }
 
-/// A queue's undelivered messages, oldest first. An empty queue (nearly every idle one) holds
-/// no buffer: one pointer instead of a `VecDeque`'s 32 bytes, and the buffer a burst of
-/// messages grew is freed as soon as the queue drains, so memory returns after load.
+impl QueueState {
+    /// False after the quota marker was written, until the queue empties.
+    pub fn can_write(&self) -> bool {
+        self.msgs.0.as_ref().is_none_or(|b| !b.quota_reached)
+    }
+
+    /// Set when the quota marker is written, cleared when the queue empties.
+    pub fn set_can_write(&mut self, can_write: bool) {
+        if !can_write || self.msgs.0.is_some() {
+            self.msgs.with_buf(|b| b.quota_reached = !can_write);
+        }
+    }
+
+    /// Set when the queue is deleted; the handle may outlive the store entry.
+    pub fn deleted(&self) -> bool {
+        self.msgs.0.as_ref().is_some_and(|b| b.deleted)
+    }
+
+    /// Mark the queue deleted (for good).
+    pub fn set_deleted(&mut self) {
+        self.msgs.with_buf(|b| b.deleted = true);
+    }
+}
+
+/// A queue's undelivered messages, oldest first, and its two flags (quota reached, deleted).
+/// An idle queue (nearly every one: empty, writable, live) holds no buffer: one pointer
+/// instead of a `VecDeque`'s 32 bytes and two flags, and the buffer a burst of messages grew
+/// is freed as soon as the queue drains, so memory returns after load. The flags can live in
+/// the buffer because they are rare: the quota is reached only on a full queue, and a
+/// deleted queue's handle is dropped soon after.
 #[derive(Debug, Default)]
-// The box is the point: 8 bytes per queue instead of a `VecDeque`'s 32.
-#[allow(clippy::box_collection)]
-pub struct Msgs(Option<Box<VecDeque<Message>>>);
+pub struct Msgs(Option<Box<MsgBuf>>);
+
+#[derive(Debug, Default)]
+struct MsgBuf {
+    msgs: VecDeque<Message>,
+    quota_reached: bool,
+    deleted: bool,
+}
+
+impl MsgBuf {
+    /// Nothing here that an absent buffer would not say.
+    fn is_idle(&self) -> bool {
+        self.msgs.is_empty() && !self.quota_reached && !self.deleted
+    }
+}
 
 static NO_MSGS: VecDeque<Message> = VecDeque::new();
 
 impl Msgs {
+    /// Change the buffer, creating it if needed and dropping it again if it ends up idle.
+    fn with_buf<T>(&mut self, f: impl FnOnce(&mut MsgBuf) -> T) -> T {
+        let b = self.0.get_or_insert_with(Box::default);
+        let r = f(b);
+        if b.is_idle() {
+            self.0 = None;
+        }
+        r
+    }
+
     /// Change the messages; the buffer is dropped again if they end up empty. An empty queue
     /// is changed on the stack and boxed only if it gains messages, so an ACK or expiry pass
     /// on an idle queue allocates nothing.
     pub fn with_mut<T>(&mut self, f: impl FnOnce(&mut VecDeque<Message>) -> T) -> T {
         match &mut self.0 {
-            Some(d) => {
-                let r = f(d);
-                if d.is_empty() {
+            Some(b) => {
+                let r = f(&mut b.msgs);
+                if b.msgs.is_empty() {
+                    // an emptied queue takes messages again
+                    b.quota_reached = false;
+                }
+                if b.is_idle() {
                     self.0 = None;
                 }
                 r
             }
             None => {
-                let mut d = VecDeque::new();
-                let r = f(&mut d);
-                if !d.is_empty() {
-                    self.0 = Some(Box::new(d));
+                let mut msgs = VecDeque::new();
+                let r = f(&mut msgs);
+                if !msgs.is_empty() {
+                    self.0 = Some(Box::new(MsgBuf {
+                        msgs,
+                        ..MsgBuf::default()
+                    }));
                 }
                 r
             }
         }
     }
 
-    /// Take all messages out, leaving none.
+    /// Take all messages out, leaving none (the flags stay).
     pub fn take(&mut self) -> VecDeque<Message> {
-        self.0.take().map(|b| *b).unwrap_or_default()
+        self.with_mut(std::mem::take)
+    }
+
+    /// Replace the messages (the flags stay).
+    pub fn replace(&mut self, msgs: VecDeque<Message>) {
+        self.with_mut(|d| *d = msgs)
     }
 }
 
 impl std::ops::Deref for Msgs {
     type Target = VecDeque<Message>;
     fn deref(&self) -> &VecDeque<Message> {
-        self.0.as_deref().unwrap_or(&NO_MSGS)
-    }
-}
-
-impl From<VecDeque<Message>> for Msgs {
-    fn from(d: VecDeque<Message>) -> Self {
-        if d.is_empty() {
-            Msgs(None)
-        } else {
-            Msgs(Some(Box::new(d)))
-        }
+        self.0.as_ref().map_or(&NO_MSGS, |b| &b.msgs)
     }
 }
 
@@ -128,14 +201,27 @@ impl Queue {
             body,
         } = rec;
         Queue {
-            recipient_id,
-            sender_id,
+            ids: QueueIds::new(recipient_id, sender_id),
             state: Mutex::new(QueueState {
                 rec: body,
                 msgs: Msgs::default(),
-                can_write: true,
-                deleted: false,
             }),
+        }
+    }
+
+    /// The recipient ID (immutable, the queue's key everywhere).
+    pub fn recipient_id(&self) -> &[u8] {
+        match &self.ids {
+            QueueIds::Short { rlen, bytes, .. } => &bytes[..usize::from(*rlen)],
+            QueueIds::Long(b) => b.0.as_slice(),
+        }
+    }
+
+    /// The sender ID (immutable).
+    pub fn sender_id(&self) -> &[u8] {
+        match &self.ids {
+            QueueIds::Short { slen, bytes, .. } => &bytes[24..24 + usize::from(*slen)],
+            QueueIds::Long(b) => b.1.as_slice(),
         }
     }
 
@@ -158,8 +244,8 @@ impl Queue {
     /// The whole record: this handle's IDs with a copy of `body` (from its locked state).
     pub fn record(&self, body: &QueueBody) -> QueueRec {
         QueueRec {
-            recipient_id: self.recipient_id.clone(),
-            sender_id: self.sender_id.clone(),
+            recipient_id: IdKey::new(self.recipient_id()),
+            sender_id: IdKey::new(self.sender_id()),
             body: body.clone(),
         }
     }
@@ -167,7 +253,7 @@ impl Queue {
     /// A copy of the record, or `AUTH` if deleted.
     pub fn rec(&self) -> Result<QueueRec, ErrorType> {
         let s = self.lock();
-        if s.deleted {
+        if s.deleted() {
             Err(ErrorType::Auth)
         } else {
             Ok(self.record(&s.rec))
@@ -289,7 +375,7 @@ pub trait Store: Send + Sync + 'static {
         let (mut queues, mut notifiers) = (0, 0);
         for q in self.all_queues() {
             let s = q.lock();
-            if !s.deleted {
+            if !s.deleted() {
                 queues += 1;
                 notifiers += usize::from(s.rec.notifier.is_some());
             }
@@ -364,13 +450,13 @@ mod size_tests {
             ("QueueRec", std::mem::size_of::<QueueRec>()),
             ("Queue", std::mem::size_of::<Queue>()),
             // a `QueueRef` allocation: the queue after triomphe's one reference count; glibc
-            // adds 8 bytes and rounds to 16, so 248 is a 256-byte chunk (one byte more, 272)
+            // adds 8 bytes and rounds to 16, so 232 is a 240-byte chunk (one byte more, 256)
             (
                 "QueueRef allocation",
                 std::mem::size_of::<Queue>() + std::mem::size_of::<usize>(),
             ),
         ];
-        let limits = [40, 40, 32, 152, 216, 240, 248];
+        let limits = [40, 40, 32, 152, 216, 224, 232];
         for ((name, size), limit) in sizes.iter().zip(limits) {
             assert!(*size <= limit, "{name} is {size} bytes, more than {limit}");
         }

@@ -90,7 +90,7 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// `AUTH` for a handle whose queue this server already deleted.
 fn check_live(q: &Queue) -> Result<(), ErrorType> {
-    if q.lock().deleted {
+    if q.lock().deleted() {
         Err(ErrorType::Auth)
     } else {
         Ok(())
@@ -142,11 +142,11 @@ impl PgJournalStore {
         for q in mem.all_queues() {
             let mut s = q.lock();
             if !s.msgs.is_empty() {
-                guard(st.shard(&q.recipient_id)).insert(
-                    q.recipient_id.to_vec(),
+                guard(st.shard(q.recipient_id())).insert(
+                    q.recipient_id().to_vec(),
                     Held {
                         msgs: s.msgs.take(),
-                        can_write: s.can_write,
+                        can_write: s.can_write(),
                     },
                 );
             }
@@ -286,7 +286,7 @@ impl Store for PgJournalStore {
     }
 
     fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType> {
-        let rid: &[u8] = &q.recipient_id;
+        let rid: &[u8] = q.recipient_id();
         let _g = self.stripe(rid);
         let (rec, _) = self.pg.delete_queue(q)?;
         let held = guard(self.shard(rid)).remove(rid);
@@ -306,7 +306,7 @@ impl Store for PgJournalStore {
 
     fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType> {
         check_live(q)?;
-        let rid = &q.recipient_id;
+        let rid = &q.recipient_id();
         let _g = self.stripe(rid);
         if !self.has_msgs(rid) {
             // The first message of an empty queue: the queue must still exist.
@@ -331,14 +331,14 @@ impl Store for PgJournalStore {
 
     fn peek_msg(&self, q: &Queue) -> Result<Option<Message>, ErrorType> {
         check_live(q)?;
-        Ok(guard(self.shard(&q.recipient_id))
-            .get(&q.recipient_id[..])
+        Ok(guard(self.shard(q.recipient_id()))
+            .get(q.recipient_id())
             .and_then(|h| h.msgs.front().cloned()))
     }
 
     fn del_msg(&self, q: &Queue, msg_id: &[u8]) -> Result<Option<Message>, ErrorType> {
         check_live(q)?;
-        let rid = &q.recipient_id;
+        let rid = &q.recipient_id();
         let _g = self.stripe(rid);
         let d = self.with_msgs(rid, |h| pop_msg(&mut h.msgs, msg_id));
         self.log_removed(rid, d.iter().cloned().collect())?;
@@ -351,7 +351,7 @@ impl Store for PgJournalStore {
         msg_id: &[u8],
     ) -> Result<(Option<Message>, Option<Message>), ErrorType> {
         check_live(q)?;
-        let rid = &q.recipient_id;
+        let rid = &q.recipient_id();
         let _g = self.stripe(rid);
         let (d, next) = self.with_msgs(rid, |h| pop_peek_msg(&mut h.msgs, msg_id));
         self.log_removed(rid, d.iter().cloned().collect())?;
@@ -360,19 +360,19 @@ impl Store for PgJournalStore {
 
     fn queue_size(&self, q: &Queue) -> Result<usize, ErrorType> {
         check_live(q)?;
-        if let Some(h) = guard(self.shard(&q.recipient_id)).get(&q.recipient_id[..]) {
+        if let Some(h) = guard(self.shard(q.recipient_id())).get(q.recipient_id()) {
             return Ok(h.msgs.len());
         }
         // No messages: answer `AUTH` for a queue deleted meanwhile, as the other stores do.
         self.pg
-            .live_size(q.recipient_id.to_vec())?
+            .live_size(q.recipient_id().to_vec())?
             .ok_or(ErrorType::Auth)?;
         Ok(0)
     }
 
     fn delete_expired(&self, q: &Queue, before: i64) -> Result<usize, ErrorType> {
         check_live(q)?;
-        self.expire_queue(&q.recipient_id, before)
+        self.expire_queue(q.recipient_id(), before)
     }
 
     /// Every live queue with a copy of its messages: for tools (`journal export`); the server
@@ -380,10 +380,10 @@ impl Store for PgJournalStore {
     fn all_queues(&self) -> Vec<QueueRef> {
         let qs = self.pg.all_queues();
         for q in &qs {
-            if let Some(h) = guard(self.shard(&q.recipient_id)).get(&q.recipient_id[..]) {
+            if let Some(h) = guard(self.shard(q.recipient_id())).get(q.recipient_id()) {
                 let mut s = q.lock();
-                s.msgs = h.msgs.clone().into();
-                s.can_write = h.can_write;
+                s.msgs.replace(h.msgs.clone());
+                s.set_can_write(h.can_write);
             }
         }
         qs

@@ -423,7 +423,7 @@ impl Core {
             Command::Lget => self.lget(q, rec, ent),
             Command::Nkey(nkey, dh) => self.add_notifier(s, q, nkey, dh, env, fx),
             Command::Ndel => self.delete_notifier(s, q, fx),
-            Command::Nsub => self.subscribe_notifications(s, &q.recipient_id, ent, env, fx),
+            Command::Nsub => self.subscribe_notifications(s, q.recipient_id(), ent, env, fx),
             // not queue commands: `apply` never sends them here
             Command::New(_)
             | Command::Subs(..)

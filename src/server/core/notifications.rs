@@ -43,7 +43,7 @@ impl Core {
         let Ok(secret) = kp.dh(&ndh) else {
             return BrokerMsg::Err(ErrorType::Internal);
         };
-        let was = self.queue_services(&q.recipient_id).ntf;
+        let was = self.queue_services(q.recipient_id()).ntf;
         for _ in 0..3 {
             let nid = bytes_from(env.rng, self.settings.queue_id_bytes);
             let creds = NtfCreds {
@@ -57,7 +57,7 @@ impl Core {
                 Ok(old) => {
                     self.stats.ntf_created.inc();
                     if let Some(o) = old {
-                        self.service_notifier_gone(s, &q.recipient_id, &o.notifier_id, was, fx);
+                        self.service_notifier_gone(s, q.recipient_id(), &o.notifier_id, was, fx);
                         self.drop_pending_ntfs(&o.notifier_id);
                         self.end_ntf_subscriber(s, &o.notifier_id, fx);
                     }
@@ -75,10 +75,10 @@ impl Core {
         q: &QueueRef,
         fx: &mut Effects,
     ) -> BrokerMsg {
-        let was = self.queue_services(&q.recipient_id).ntf;
+        let was = self.queue_services(q.recipient_id()).ntf;
         match self.store.delete_notifier(q) {
             Ok(Some(n)) => {
-                self.service_notifier_gone(s, &q.recipient_id, &n.notifier_id, was, fx);
+                self.service_notifier_gone(s, q.recipient_id(), &n.notifier_id, was, fx);
                 self.drop_pending_ntfs(&n.notifier_id);
                 self.stats.ntf_deleted.inc();
                 self.end_ntf_subscriber(s, &n.notifier_id, fx);

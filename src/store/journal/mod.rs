@@ -308,7 +308,7 @@ impl Journal {
             let msgs: Vec<Message> = q.lock().msgs.iter().cloned().collect();
             for msg in msgs {
                 self.append(&Record::Write {
-                    rid: q.recipient_id.to_vec(),
+                    rid: q.recipient_id().to_vec(),
                     msg,
                 })?;
                 n += 1;

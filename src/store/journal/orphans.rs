@@ -186,10 +186,11 @@ impl Journal {
         }
         for (q, msgs) in found {
             let mut s = q.lock();
-            s.can_write = !matches!(msgs.back(), Some(Message::Quota { .. }));
+            let full = matches!(msgs.back(), Some(Message::Quota { .. }));
             stats.queues += 1;
             stats.messages += msgs.len();
-            s.msgs = msgs.into();
+            s.msgs.replace(msgs);
+            s.set_can_write(!full);
         }
         Ok(stats)
     }

@@ -93,7 +93,7 @@ fn messages_survive_reopen_and_acks_stick() {
     let s = q.lock();
     assert_eq!(s.msgs.len(), 6);
     assert!(
-        !s.can_write,
+        !s.can_write(),
         "a queue ending in the quota marker stays closed"
     );
 }

@@ -151,8 +151,8 @@ impl Store for PgStore {
     fn peek_msgs(&self, qs: &[&Queue]) -> Vec<Result<Option<Message>, ErrorType>> {
         let live: Vec<Vec<u8>> = qs
             .iter()
-            .filter(|q| !q.lock().deleted)
-            .map(|q| q.recipient_id.to_vec())
+            .filter(|q| !q.lock().deleted())
+            .map(|q| q.recipient_id().to_vec())
             .collect();
         let heads: std::collections::HashMap<Vec<u8>, Message> = match self.peek_many(live) {
             Ok(h) => h.into_iter().collect(),
@@ -160,11 +160,11 @@ impl Store for PgStore {
         };
         qs.iter()
             .map(|q| {
-                if q.lock().deleted {
+                if q.lock().deleted() {
                     Err(ErrorType::Auth)
                 } else {
                     // A queue asked twice gets its head both times.
-                    Ok(heads.get(&q.recipient_id[..]).cloned())
+                    Ok(heads.get(q.recipient_id()).cloned())
                 }
             })
             .collect()
@@ -176,7 +176,7 @@ impl Store for PgStore {
             "secureQueue",
             "UPDATE msg_queues SET sender_key = $2 WHERE recipient_id = $1 AND deleted_at IS NULL \
              AND (sender_key IS NULL OR sender_key = $2)",
-            q.recipient_id.to_vec(),
+            q.recipient_id().to_vec(),
             vec![Box::new(der) as Param],
         )?;
         self.changed(q, |r| r.sender_key = Some(key));
@@ -187,7 +187,7 @@ impl Store for PgStore {
         self.update(
             "updateKeys",
             "UPDATE msg_queues SET recipient_keys = $2 WHERE recipient_id = $1 AND deleted_at IS NULL",
-            q.recipient_id.to_vec(),
+            q.recipient_id().to_vec(),
             vec![Box::new(rows::encode_keys(&keys)) as Param],
         )?;
         self.changed(q, |r| r.recipient_keys = keys.into());
@@ -197,7 +197,7 @@ impl Store for PgStore {
     fn add_link(&self, q: &Queue, link_id: Vec<u8>, data: QueueLinkData) -> Result<(), ErrorType> {
         // A new link, or the same link ID with the same fixed data. Another queue's link ID
         // violates the unique index: a client fault, answered `AUTH` like any other mismatch.
-        let (rid, lid, d) = (q.recipient_id.to_vec(), link_id.clone(), data.clone());
+        let (rid, lid, d) = (q.recipient_id().to_vec(), link_id.clone(), data.clone());
         let r = self.db.run("addQueueLinkData", move |c| async move {
             let op = "addQueueLinkData";
             let st = c
@@ -227,7 +227,7 @@ impl Store for PgStore {
             "deleteQueueLinkData",
             "UPDATE msg_queues SET link_id = NULL, fixed_data = NULL, user_data = NULL \
              WHERE recipient_id = $1 AND deleted_at IS NULL",
-            q.recipient_id.to_vec(),
+            q.recipient_id().to_vec(),
             vec![],
         )?;
         self.changed(q, |r| r.queue_data = None);
@@ -236,7 +236,7 @@ impl Store for PgStore {
 
     fn get_link(&self, q: &Queue, link_id: &[u8]) -> Result<QueueLinkData, ErrorType> {
         match self.load("link_id", link_id.to_vec())? {
-            Some(r) if r.recipient_id[..] == q.recipient_id[..] => {
+            Some(r) if r.recipient_id[..] == *q.recipient_id() => {
                 r.body.queue_data.map(|b| b.1).ok_or(ErrorType::Auth)
             }
             _ => Err(ErrorType::Auth),
@@ -244,7 +244,7 @@ impl Store for PgStore {
     }
 
     fn add_notifier(&self, q: &Queue, creds: NtfCreds) -> Result<Option<NtfCreds>, ErrorType> {
-        let rid = q.recipient_id.to_vec();
+        let rid = q.recipient_id().to_vec();
         let c2 = creds.clone();
         let r = self.db.run("addQueueNotifier", move |mut c| async move {
             let op = "addQueueNotifier";
@@ -294,7 +294,7 @@ impl Store for PgStore {
 
     fn delete_notifier(&self, q: &Queue) -> Result<Option<NtfCreds>, ErrorType> {
         let old = self
-            .load("recipient_id", q.recipient_id.to_vec())?
+            .load("recipient_id", q.recipient_id().to_vec())?
             .ok_or(ErrorType::Auth)?
             .body
             .notifier
@@ -305,7 +305,7 @@ impl Store for PgStore {
                 "UPDATE msg_queues SET notifier_id = NULL, notifier_key = NULL, \
                  rcv_ntf_dh_secret = NULL, ntf_service_id = NULL \
                  WHERE recipient_id = $1 AND deleted_at IS NULL",
-                q.recipient_id.to_vec(),
+                q.recipient_id().to_vec(),
                 vec![],
             )?;
             self.changed(q, |r| r.notifier = None);
@@ -317,7 +317,7 @@ impl Store for PgStore {
         self.update(
             "setStatus",
             "UPDATE msg_queues SET status = $2 WHERE recipient_id = $1 AND deleted_at IS NULL",
-            q.recipient_id.to_vec(),
+            q.recipient_id().to_vec(),
             vec![Box::new(rows::status_text(&status)) as Param],
         )?;
         self.changed(q, |r| r.status = status);
@@ -328,7 +328,7 @@ impl Store for PgStore {
         self.update(
             "updateQueueTime",
             "UPDATE msg_queues SET updated_at = $2 WHERE recipient_id = $1 AND deleted_at IS NULL",
-            q.recipient_id.to_vec(),
+            q.recipient_id().to_vec(),
             vec![Box::new(day) as Param],
         )?;
         self.changed(q, |r| r.updated_at = Some(day).into());
@@ -337,7 +337,7 @@ impl Store for PgStore {
 
     fn update_times(&self, qs: &[&Queue], day: i64) -> Vec<Result<(), ErrorType>> {
         // One statement and one commit for the block; a queue deleted meanwhile gets no row.
-        let rids: Vec<Vec<u8>> = qs.iter().map(|q| q.recipient_id.to_vec()).collect();
+        let rids: Vec<Vec<u8>> = qs.iter().map(|q| q.recipient_id().to_vec()).collect();
         let updated = self.run("updateQueueTimes", move |c| async move {
             let op = "updateQueueTimes";
             let st = c
@@ -361,7 +361,7 @@ impl Store for PgStore {
             Ok(done) => qs
                 .iter()
                 .map(|q| {
-                    if done.contains(&q.recipient_id[..]) {
+                    if done.contains(q.recipient_id()) {
                         self.changed(q, |r| r.updated_at = Some(day).into());
                         Ok(())
                     } else {
@@ -373,7 +373,7 @@ impl Store for PgStore {
     }
 
     fn delete_queue(&self, q: &Queue) -> Result<(QueueRec, usize), ErrorType> {
-        let rid = q.recipient_id.to_vec();
+        let rid = q.recipient_id().to_vec();
         let day = crate::clock::now_secs() / 86400 * 86400;
         let size = self.run("deleteStoreQueue", move |c| async move {
             let op = "deleteStoreQueue";
@@ -392,11 +392,11 @@ impl Store for PgStore {
         let size = size.ok_or(ErrorType::Auth)?;
         let rec = {
             let mut s = q.lock();
-            s.deleted = true;
+            s.set_deleted();
             q.record(&s.rec)
         };
         if let Some(log) = &self.log {
-            if let Err(e) = log.deleted(&q.recipient_id) {
+            if let Err(e) = log.deleted(q.recipient_id()) {
                 tracing::warn!("STORE: db_store_log write failed: {e:?}");
             }
         }
@@ -405,7 +405,7 @@ impl Store for PgStore {
 
     fn write_msg(&self, q: &Queue, msg: Message, quota: usize) -> Result<WriteResult, ErrorType> {
         let quota = i32::try_from(quota).unwrap_or(i32::MAX);
-        let rid = q.recipient_id.to_vec();
+        let rid = q.recipient_id().to_vec();
         let row = self.run("writeMsg", move |c| async move {
             let op = "writeMsg";
             let (is_quota, ntf, body) = message_parts(&msg);
@@ -435,7 +435,7 @@ impl Store for PgStore {
             Some((false, was_empty)) => Ok(WriteResult::Stored { was_empty }),
             Some((true, _)) => Ok(WriteResult::Quota),
             // not written: the queue is full, or gone
-            None => match self.live_size(q.recipient_id.to_vec())? {
+            None => match self.live_size(q.recipient_id().to_vec())? {
                 Some(_) => Ok(WriteResult::Quota),
                 None => Err(ErrorType::Auth),
             },
@@ -443,10 +443,10 @@ impl Store for PgStore {
     }
 
     fn peek_msg(&self, q: &Queue) -> Result<Option<Message>, ErrorType> {
-        if q.lock().deleted {
+        if q.lock().deleted() {
             return Err(ErrorType::Auth);
         }
-        let rid = q.recipient_id.to_vec();
+        let rid = q.recipient_id().to_vec();
         let row = self.run("tryPeekMsg", move |c| async move {
             let op = "tryPeekMsg";
             let st = c
@@ -472,7 +472,7 @@ impl Store for PgStore {
         let mut m = self.messages_of(
             "tryDelMsg",
             "SELECT r_msg_id, r_msg_ts, r_msg_quota, r_msg_ntf_flag, r_msg_body FROM try_del_msg($1, $2)",
-            q.recipient_id.to_vec(),
+            q.recipient_id().to_vec(),
             msg_id.to_vec(),
         )?;
         Ok(if m.is_empty() {
@@ -490,7 +490,7 @@ impl Store for PgStore {
         let ms = self.messages_of(
             "tryDelPeekMsg",
             "SELECT r_msg_id, r_msg_ts, r_msg_quota, r_msg_ntf_flag, r_msg_body FROM try_del_peek_msg($1, $2)",
-            q.recipient_id.to_vec(),
+            q.recipient_id().to_vec(),
             msg_id.to_vec(),
         )?;
         let mut it = ms.into_iter();
@@ -504,13 +504,13 @@ impl Store for PgStore {
 
     fn queue_size(&self, q: &Queue) -> Result<usize, ErrorType> {
         let n = self
-            .live_size(q.recipient_id.to_vec())?
+            .live_size(q.recipient_id().to_vec())?
             .ok_or(ErrorType::Auth)?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     fn delete_expired(&self, q: &Queue, before: i64) -> Result<usize, ErrorType> {
-        let rid = q.recipient_id.to_vec();
+        let rid = q.recipient_id().to_vec();
         let n = self.run("deleteExpiredMsgs", move |c| async move {
             let op = "deleteExpiredMsgs";
             let r = c
