@@ -77,7 +77,9 @@ for t in "${selected[@]}"; do
   read -r wall user sys <"$log.time" || true
   cpu=$(awk -v u="${user:-0}" -v s="${sys:-0}" 'BEGIN {printf "%.0f", u + s}')
   runs=$(awk '/stat::number_of_executed_units/ {n=$2} END {print n+0}' "$log")
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  # -a: a log can hold raw bytes (libFuzzer's output of some runs of `stats` did), and grep
+  # then prints "Binary file matches" instead of the coverage
+  cov=$(grep -a -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   # One line per run in the work dir: what a campaign's CPU time per target is added up from.
   echo "$(date -u +%FT%TZ) $t rc=$rc wall=${wall:-?} cpu=$cpu runs=$runs cov=${cov:-?}" >>"$work/history.txt"
   if [ $rc -eq 0 ]; then
