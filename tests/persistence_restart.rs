@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -123,22 +122,7 @@ async fn stop(mut r: Running) -> String {
     loop {
         if let Some(st) = r.0.try_wait().expect("wait") {
             assert!(st.success(), "clean exit: {st:?}");
-            let mut out = String::new();
-            for p in [
-                r.0.stdout
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
-                r.0.stderr
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let mut p = p;
-                let _ = p.read_to_string(&mut out);
-            }
-            return out;
+            return r.output();
         }
         assert!(t.elapsed() < Duration::from_secs(20), "did not stop");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -147,6 +131,18 @@ async fn stop(mut r: Running) -> String {
 
 async fn new_queue(c: &SmpClient) -> Recipient {
     common::binary::new_queue_with_password(c, SubscriptionMode::OnlyCreate).await
+}
+
+/// SUB, then the first message: as the reply, or as the event after `SOK`.
+async fn sub_first_msg(c: &SmpClient, q: &Recipient) -> BrokerMsg {
+    let (_, r) = c
+        .request(q.rid(), Cmd::Sub, Some(&q.key))
+        .await
+        .expect("SUB");
+    match r {
+        BrokerMsg::Sok(_) => event(c).await.1,
+        m => m,
+    }
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -231,14 +227,7 @@ async fn queues_and_messages_survive_sigint_restart() {
     );
     assert_eq!(log.lines().count(), 3, "{log}");
     // messages come back byte-identical, in order
-    let (_, r) = c
-        .request(a.rid(), Cmd::Sub, Some(&a.key))
-        .await
-        .expect("SUB");
-    let m = match r {
-        BrokerMsg::Sok(_) => event(&c).await.1,
-        m => m,
-    };
+    let m = sub_first_msg(&c, &a).await;
     let got = decrypt_msg(&a, &m);
     assert_eq!(got.body.as_deref(), Some(bodies[0]));
     let (_, r) = c
@@ -423,14 +412,7 @@ async fn large_store_log_is_compacted_while_serving() {
     assert!(out.contains("compacted while serving"), "{out}");
 
     let (srv, c) = start(&s).await;
-    let (_, r) = c
-        .request(a.rid(), Cmd::Sub, Some(&a.key))
-        .await
-        .expect("SUB");
-    let m = match r {
-        BrokerMsg::Sok(_) => event(&c).await.1,
-        m => m,
-    };
+    let m = sub_first_msg(&c, &a).await;
     assert_eq!(
         decrypt_msg(&a, &m).body.as_deref(),
         Some(&b"after compaction"[..])

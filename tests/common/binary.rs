@@ -114,22 +114,7 @@ impl Setup {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(st) = r.0.try_wait().expect("wait") {
-                let mut out = String::new();
-                for p in [
-                    r.0.stdout
-                        .take()
-                        .map(|o| Box::new(o) as Box<dyn std::io::Read>),
-                    r.0.stderr
-                        .take()
-                        .map(|o| Box::new(o) as Box<dyn std::io::Read>),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    let mut p = p;
-                    let _ = p.read_to_string(&mut out);
-                }
-                panic!("server exited {st:?}: {out}");
+                panic!("server exited {st:?}: {}", r.output());
             }
             match SmpClient::connect(addr, self.fp.0, ClientOptions::default()).await {
                 Ok(c) => return (r, c),

@@ -52,6 +52,21 @@ pub fn free_port() -> u16 {
 /// A child process that is killed (and reaped) when the test lets go of it, also on panic.
 pub struct Running(pub Child);
 
+impl Running {
+    /// What the exited process printed, stdout then stderr (for assertions and panics).
+    pub fn output(&mut self) -> String {
+        use std::io::Read;
+        let mut out = String::new();
+        if let Some(mut o) = self.0.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = e.read_to_string(&mut out);
+        }
+        out
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
