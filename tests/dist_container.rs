@@ -27,10 +27,19 @@ fn stub_start_path(dir: &Path) -> PathBuf {
         "#!/bin/sh\nif [ \"$1\" = start ]; then echo 'start reached'; exit 0; fi\nexec {} \"$@\"\n",
         env!("CARGO_BIN_EXE_smp-server")
     );
-    let path = bin.join("smp-server");
-    std::fs::write(&path, script).expect("write stub");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Written here under another name and copied into place by `install`, so this process
+    // never holds a write descriptor of the file that gets executed: a child forked by another
+    // test thread meanwhile would inherit it and make the exec fail with ETXTBSY.
+    let draft = dir.join("stub-smp-server.draft");
+    std::fs::write(&draft, script).expect("write stub");
+    let ok = std::process::Command::new("install")
+        .arg("-m")
+        .arg("755")
+        .arg(&draft)
+        .arg(bin.join("smp-server"))
+        .status()
+        .expect("run install");
+    assert!(ok.success(), "install the stub");
     bin
 }
 

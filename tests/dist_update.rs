@@ -463,9 +463,16 @@ fn guard(dir: &Path) -> PathBuf {
     let text = run(Command::new("sh")
         .arg(repo_root().join("packaging/install.sh"))
         .arg("--print-update-guard"));
+    // Copied into place by `install` so that no write descriptor of the executed file is ever
+    // open in this process (a child forked meanwhile by another test would make exec ETXTBSY).
+    let draft = dir.join("smp-update-guard.draft");
+    std::fs::write(&draft, text).expect("guard");
     let p = dir.join("smp-update-guard");
-    std::fs::write(&p, text).expect("guard");
-    run(Command::new("chmod").arg("755").arg(&p));
+    run(Command::new("install")
+        .arg("-m")
+        .arg("755")
+        .arg(&draft)
+        .arg(&p));
     p
 }
 

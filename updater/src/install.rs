@@ -13,13 +13,33 @@ pub fn previous_path(binary: &Path) -> PathBuf {
     binary.with_file_name(name)
 }
 
+/// Run `binary --version`. A file just written can briefly fail with ETXTBSY ("text file
+/// busy") when another thread forks while its write descriptor is open: the child holds a copy
+/// until it execs. That is retried for up to a second rather than taken as a broken binary.
+fn run_version(binary: &Path) -> Result<std::process::Output, UpdateError> {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        match Command::new(binary).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(UpdateError::SmokeTest(format!(
+                    "cannot run {}: {e}",
+                    binary.display()
+                )))
+            }
+            Ok(out) => return Ok(out),
+        }
+    }
+}
+
 /// Run `binary --version` and check it prints `version`. Guards against an archive that
 /// verifies but does not run here (wrong libc, truncated build).
 pub fn smoke_test(binary: &Path, version: &str) -> Result<(), UpdateError> {
-    let out = Command::new(binary)
-        .arg("--version")
-        .output()
-        .map_err(|e| UpdateError::SmokeTest(format!("cannot run {}: {e}", binary.display())))?;
+    let out = run_version(binary)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(UpdateError::SmokeTest(format!(
@@ -112,10 +132,7 @@ pub fn rollback(dest: &Path) -> Result<(), UpdateError> {
     if !previous.is_file() {
         return Err(UpdateError::NoPrevious(previous));
     }
-    let out = Command::new(&previous)
-        .arg("--version")
-        .output()
-        .map_err(|e| UpdateError::SmokeTest(format!("cannot run {}: {e}", previous.display())))?;
+    let out = run_version(&previous)?;
     if !out.status.success() {
         return Err(UpdateError::SmokeTest(format!(
             "{} --version exited with {}",
