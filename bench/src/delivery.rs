@@ -47,6 +47,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Server CPU time over the run.
     pub server_cpu: Duration,
+    /// The kernel's part of `server_cpu` (system calls, loopback TCP).
+    pub server_kernel: Duration,
     /// PostgreSQL's CPU time over the run (zero without the database stores).
     pub db_cpu: Duration,
     /// SEND -> OK latencies, ms: p50, p99.
@@ -59,6 +61,11 @@ impl Outcome {
     /// Server CPU microseconds per delivered message.
     pub fn cpu_per_msg_us(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
+    }
+
+    /// Kernel-side server CPU microseconds per delivered message.
+    pub fn kernel_per_msg_us(&self) -> f64 {
+        self.server_kernel.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
     }
 
     /// PostgreSQL CPU microseconds per delivered message.
@@ -263,7 +270,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         }));
     }
 
-    let cpu0 = server.cpu()?;
+    let (user0, kernel0) = server.cpu_split()?;
     let db0 = server.db_cpu()?;
     let start = Instant::now();
     let in_flight = Arc::new(Semaphore::new(load.queues * 4));
@@ -307,7 +314,9 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         r.await??;
     }
     let elapsed = start.elapsed();
-    let server_cpu = server.cpu()?.saturating_sub(cpu0);
+    let (user1, kernel1) = server.cpu_split()?;
+    let server_kernel = kernel1.saturating_sub(kernel0);
+    let server_cpu = user1.saturating_sub(user0) + server_kernel;
     let db_cpu = server.db_cpu()?.saturating_sub(db0);
     for r in routers {
         r.abort();
@@ -318,6 +327,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         delivered: msg.len(),
         elapsed,
         server_cpu,
+        server_kernel,
         db_cpu,
         ok_ms: (pct(&mut ok, 0.5), pct(&mut ok, 0.99)),
         msg_ms: (pct(&mut msg, 0.5), pct(&mut msg, 0.99)),

@@ -159,11 +159,13 @@ async fn deliveries(
             };
             rep.note(format!(
                 "{store}, {label} bodies, offered {rate:.0} msg/s: delivered {:.0} msg/s, \
-                 server CPU {:.0} µs/msg ({:.2}× floor){pg}, SEND→OK p50 {:.1} / p99 {:.1} ms, \
+                 server CPU {:.0} µs/msg ({:.2}× floor; kernel ≈ {:.0} µs by tick samples, user ≈ {:.2}× floor){pg}, SEND→OK p50 {:.1} / p99 {:.1} ms, \
                  SEND→MSG p50 {:.1} / p99 {:.1} ms",
                 o.throughput(),
                 o.cpu_per_msg_us(),
                 o.cpu_per_msg_us() / floor,
+                o.kernel_per_msg_us(),
+                (o.cpu_per_msg_us() - o.kernel_per_msg_us()) / floor,
                 o.ok_ms.0,
                 o.ok_ms.1,
                 o.msg_ms.0,

@@ -4,11 +4,15 @@
 //! or what our client writes) until the handshake is over; [`SecretCapture`] is a per-connection
 //! `KeyLog` that keeps the client handshake traffic secret. `tls_unique` turns the two into the
 //! client's Finished.
+//!
+//! [`Recording`] also reads ahead: rustls asks for at most 4 KB per read, so a 16 KB SMP block
+//! would take five system calls; one read of up to [`READ_AHEAD`] bytes serves them all.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use zeroize::Zeroizing;
@@ -19,6 +23,11 @@ use super::tls_unique::CLIENT_HANDSHAKE_SECRET_LABEL;
 /// certificates; anything larger is not a handshake we want to finish.
 const MAX_RECORDED: usize = 256 * 1024;
 
+/// Bytes asked of the socket at once when the caller's buffer is smaller: two full TLS records
+/// of 16 KB SMP blocks. Read into the stack; what the caller cannot take waits in a heap buffer
+/// sized to it, which is freed as soon as it is drained, so an idle connection keeps none.
+pub(crate) const READ_AHEAD: usize = 32 * 1024;
+
 /// Which direction of the stream carries the client's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tap {
@@ -28,13 +37,17 @@ pub(crate) enum Tap {
     Writes,
 }
 
-/// A socket wrapper that records one direction during the TLS handshake, then gets out of the way.
+/// A socket wrapper that records one direction during the TLS handshake, then gets out of the
+/// way, and reads ahead of rustls' small reads.
 #[derive(Debug)]
 pub struct Recording<IO> {
     inner: IO,
     tap: Option<Tap>,
     recorded: Vec<u8>,
     overflow: bool,
+    /// Read from the socket, not yet handed to the caller: `ahead[ahead_pos..]`.
+    ahead: Vec<u8>,
+    ahead_pos: usize,
 }
 
 impl<IO> Recording<IO> {
@@ -44,6 +57,8 @@ impl<IO> Recording<IO> {
             tap: Some(tap),
             recorded: Vec::with_capacity(2048),
             overflow: false,
+            ahead: Vec::new(),
+            ahead_pos: 0,
         }
     }
 
@@ -66,6 +81,31 @@ impl<IO> Recording<IO> {
         self.recorded.extend_from_slice(bytes);
     }
 
+    /// Fill `buf` from the bytes read ahead, or from `fresh` (just read), keeping what does not
+    /// fit; the heap buffer is dropped once drained.
+    fn hand_over(&mut self, buf: &mut ReadBuf<'_>, fresh: Option<&[u8]>) {
+        let pending = match fresh {
+            Some(fresh) => fresh,
+            None => &self.ahead[self.ahead_pos..],
+        };
+        let n = pending.len().min(buf.remaining());
+        buf.put_slice(&pending[..n]);
+        match fresh {
+            Some(fresh) if n < fresh.len() => {
+                self.ahead = fresh[n..].to_vec();
+                self.ahead_pos = 0;
+            }
+            Some(_) => {}
+            None => {
+                self.ahead_pos += n;
+                if self.ahead_pos == self.ahead.len() {
+                    self.ahead = Vec::new();
+                    self.ahead_pos = 0;
+                }
+            }
+        }
+    }
+
     /// The wrapped socket (e.g. for its peer address).
     pub fn get_ref(&self) -> &IO {
         &self.inner
@@ -85,11 +125,21 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Recording<IO> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            this.record(Tap::Reads, &buf.filled()[before..]);
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
         }
-        res
+        if this.ahead_pos < this.ahead.len() {
+            this.hand_over(buf, None);
+        } else if buf.remaining() >= READ_AHEAD {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        } else {
+            let mut stack = [MaybeUninit::<u8>::uninit(); READ_AHEAD];
+            let mut ahead = ReadBuf::uninit(&mut stack);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut ahead))?;
+            this.hand_over(buf, Some(ahead.filled()));
+        }
+        this.record(Tap::Reads, &buf.filled()[before..]);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -169,5 +219,93 @@ impl rustls::KeyLog for SecretCapture {
 
     fn will_log(&self, label: &str) -> bool {
         label == CLIENT_HANDSHAKE_SECRET_LABEL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A reader that hands out `data` in the chunks given and counts the reads.
+    struct Chunks {
+        chunks: Vec<Vec<u8>>,
+        reads: usize,
+    }
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            this.reads += 1;
+            if this.chunks.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let chunk = &mut this.chunks[0];
+            let n = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk[..n]);
+            chunk.drain(..n);
+            if chunk.is_empty() {
+                this.chunks.remove(0);
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn small_reads_are_served_from_one_large_read_in_order() {
+        let data = pattern(50_000);
+        let inner = Chunks {
+            chunks: vec![data[..16_406].to_vec(), data[16_406..].to_vec()],
+            reads: 0,
+        };
+        let mut r = Recording::new(inner, Tap::Reads);
+        let mut got = Vec::new();
+        let mut small = [0u8; 4096];
+        loop {
+            let n = r.read(&mut small).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&small[..n]);
+            if r.ahead_pos == r.ahead.len() {
+                // Drained: nothing kept between reads.
+                assert_eq!(r.ahead.capacity(), 0);
+            }
+        }
+        assert_eq!(got, data);
+        // Two socket reads for the two chunks (each at most READ_AHEAD), one for the end,
+        // against 13 reads of 4 KB without the read-ahead.
+        assert_eq!(
+            r.get_ref().reads,
+            4,
+            "the second chunk is larger than READ_AHEAD"
+        );
+        // While tapped, the recording holds exactly what the caller was given.
+        assert_eq!(r.finish().expect("recorded"), data);
+    }
+
+    #[tokio::test]
+    async fn large_buffers_read_straight_through() {
+        let data = pattern(40_000);
+        let inner = Chunks {
+            chunks: vec![data.clone()],
+            reads: 0,
+        };
+        let mut r = Recording::new(inner, Tap::Writes);
+        let mut big = vec![0u8; 64 * 1024];
+        let n = r.read(&mut big).await.expect("read");
+        assert_eq!(&big[..n], &data[..]);
+        assert!(r.ahead.is_empty());
+        assert_eq!(r.read(&mut big).await.expect("eof"), 0);
+        // Reads are not recorded on the client side.
+        assert_eq!(r.finish().expect("recorded"), Vec::<u8>::new());
     }
 }
