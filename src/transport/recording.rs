@@ -81,28 +81,14 @@ impl<IO> Recording<IO> {
         self.recorded.extend_from_slice(bytes);
     }
 
-    /// Fill `buf` from the bytes read ahead, or from `fresh` (just read), keeping what does not
-    /// fit; the heap buffer is dropped once drained.
-    fn hand_over(&mut self, buf: &mut ReadBuf<'_>, fresh: Option<&[u8]>) {
-        let pending = match fresh {
-            Some(fresh) => fresh,
-            None => &self.ahead[self.ahead_pos..],
-        };
-        let n = pending.len().min(buf.remaining());
-        buf.put_slice(&pending[..n]);
-        match fresh {
-            Some(fresh) if n < fresh.len() => {
-                self.ahead = fresh[n..].to_vec();
-                self.ahead_pos = 0;
-            }
-            Some(_) => {}
-            None => {
-                self.ahead_pos += n;
-                if self.ahead_pos == self.ahead.len() {
-                    self.ahead = Vec::new();
-                    self.ahead_pos = 0;
-                }
-            }
+    /// Fill `buf` from the bytes read ahead; the heap buffer is dropped once drained.
+    fn take_ahead(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = (self.ahead.len() - self.ahead_pos).min(buf.remaining());
+        buf.put_slice(&self.ahead[self.ahead_pos..self.ahead_pos + n]);
+        self.ahead_pos += n;
+        if self.ahead_pos == self.ahead.len() {
+            self.ahead = Vec::new();
+            self.ahead_pos = 0;
         }
     }
 
@@ -129,14 +115,19 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Recording<IO> {
             return Poll::Ready(Ok(()));
         }
         if this.ahead_pos < this.ahead.len() {
-            this.hand_over(buf, None);
+            this.take_ahead(buf);
         } else if buf.remaining() >= READ_AHEAD {
             ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         } else {
             let mut stack = [MaybeUninit::<u8>::uninit(); READ_AHEAD];
             let mut ahead = ReadBuf::uninit(&mut stack);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut ahead))?;
-            this.hand_over(buf, Some(ahead.filled()));
+            let fresh = ahead.filled();
+            let n = fresh.len().min(buf.remaining());
+            buf.put_slice(&fresh[..n]);
+            if n < fresh.len() {
+                this.ahead = fresh[n..].to_vec();
+            }
         }
         this.record(Tap::Reads, &buf.filled()[before..]);
         Poll::Ready(Ok(()))

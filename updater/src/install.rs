@@ -17,7 +17,7 @@ pub fn previous_path(binary: &Path) -> PathBuf {
 /// busy") when another thread forks while its write descriptor is open: the child holds a copy
 /// until it execs. That is retried for up to a second rather than taken as a broken binary.
 fn run_version(binary: &Path) -> Result<std::process::Output, UpdateError> {
-    const ETXTBSY: i32 = 26;
+    const ETXTBSY: i32 = 26; // Linux, every architecture
     let mut tries = 0;
     loop {
         match Command::new(binary).arg("--version").output() {
