@@ -17,12 +17,12 @@ fn opts() -> ClientOptions {
 }
 
 /// Server CPU microseconds per completed handshake over `n` connections, `parallel` at a time
-/// (each closed right after its SMP handshake).
-pub async fn handshake_cpu_us(server: &Server, n: usize, parallel: usize) -> Result<f64> {
+/// (each closed right after its SMP handshake), and the kernel's part of it.
+pub async fn handshake_cpu_us(server: &Server, n: usize, parallel: usize) -> Result<(f64, f64)> {
     let gate = Arc::new(Semaphore::new(parallel));
     // Let the previous phase's connections finish closing first.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let cpu0 = server.cpu()?;
+    let (user0, kernel0) = server.cpu_split()?;
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
         let permit = gate.clone().acquire_owned().await?;
@@ -38,8 +38,11 @@ pub async fn handshake_cpu_us(server: &Server, n: usize, parallel: usize) -> Res
     }
     // The server's side of the closes.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let cpu = server.cpu()?.saturating_sub(cpu0);
-    Ok(cpu.as_secs_f64() * 1e6 / n as f64)
+    let (user1, kernel1) = server.cpu_split()?;
+    let kernel = kernel1.saturating_sub(kernel0);
+    let cpu = user1.saturating_sub(user0) + kernel;
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    Ok((per(cpu), per(kernel)))
 }
 
 /// RSS bytes per idle client: `n` connections that completed the SMP handshake and stay open.

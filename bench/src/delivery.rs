@@ -8,6 +8,7 @@
 //! delivery.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,9 @@ pub struct Outcome {
     pub ok_ms: (f64, f64),
     /// SEND -> MSG latencies, ms: p50, p99.
     pub msg_ms: (f64, f64),
+    /// ACKs the server answered with its own `OK` (the others with the queue's next MSG): each
+    /// such `OK` is a block the floor of 4 blocks per message does not count.
+    pub ack_ok: usize,
 }
 
 impl Outcome {
@@ -71,6 +75,11 @@ impl Outcome {
     /// PostgreSQL CPU microseconds per delivered message.
     pub fn db_cpu_per_msg_us(&self) -> f64 {
         self.db_cpu.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
+    }
+
+    /// Share of the delivered messages whose ACK got its own `OK` block.
+    pub fn ack_ok_share(&self) -> f64 {
+        self.ack_ok as f64 / self.delivered.max(1) as f64
     }
 
     /// Delivered messages per second.
@@ -207,6 +216,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     }
     let epoch = Instant::now();
     let msg_lat = Arc::new(Mutex::new(Vec::with_capacity(load.messages)));
+    let ack_ok = Arc::new(AtomicUsize::new(0));
     // Per queue: the messages still expected, so every message must arrive exactly once.
     let per_queue = load.messages.div_ceil(load.queues);
     let mut receivers = Vec::new();
@@ -219,6 +229,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         let rcv = rcvs[qi % load.conns].clone();
         let q = q.clone();
         let lat = msg_lat.clone();
+        let acks_ok = ack_ok.clone();
         let len = load.body;
         receivers.push(tokio::spawn(async move {
             let mut seen = vec![false; per_queue];
@@ -249,7 +260,9 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
                     .request(&q.rcv_id, Command::Ack(id), Some(&q.rcv_key))
                     .await?;
                 match r {
-                    BrokerMsg::Ok => {}
+                    BrokerMsg::Ok => {
+                        acks_ok.fetch_add(1, Ordering::Relaxed);
+                    }
                     m @ BrokerMsg::Msg(..) => next = Some(m),
                     other => bail!("ACK answered {other:?}"),
                 }
@@ -331,5 +344,6 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         db_cpu,
         ok_ms: (pct(&mut ok, 0.5), pct(&mut ok, 0.99)),
         msg_ms: (pct(&mut msg, 0.5), pct(&mut msg, 0.99)),
+        ack_ok: ack_ok.load(Ordering::Relaxed),
     })
 }

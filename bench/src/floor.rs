@@ -88,6 +88,13 @@ impl Floors {
             + 2.0 * p.block_decryption
     }
 
+    /// The block an ACK gets when its queue is empty: its `OK` sealed in a block and a TLS
+    /// record. The delivery floor leaves it out (under load the ACK is answered by the next MSG);
+    /// added per ACK answered so, it gives the floor of the blocks actually on the wire.
+    pub fn own_ok_block(&self) -> f64 {
+        self.primitives.tls_record + self.primitives.block_encryption
+    }
+
     /// A TLS + SMP handshake: X448 (the reference client's first key share), the TLS
     /// CertificateVerify signature and key schedule, 2 TLS records of 16 KB (the SMP hellos),
     /// the signed X25519 session key, the DH with the client's key and the block chain keys.

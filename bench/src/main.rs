@@ -59,6 +59,10 @@ pub struct Args {
     /// after load): for comparing server builds or allocators quickly.
     #[arg(long)]
     pub memory_only: bool,
+    /// Only the two handshake rows (Ed25519 and Ed448 identities, memory store): for profiling
+    /// and comparing the handshake path alone.
+    #[arg(long, conflicts_with_all = ["memory_only", "big_only"])]
+    pub handshakes_only: bool,
     /// Repeats of each CPU figure (the median is kept); default 3.
     #[arg(long)]
     pub repeat: Option<usize>,

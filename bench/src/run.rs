@@ -123,14 +123,18 @@ async fn deliveries(
     loads: &[f64],
 ) -> Result<()> {
     let mut floor = floors.delivery(body);
+    let mut ok_block = floors.own_ok_block();
     let label = if body > 8192 { "16k" } else { "1k" };
     let (mut cpu, mut ratios, mut floor_us) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut wire_ratios, mut wire_floor_us, mut ok_shares) = (Vec::new(), Vec::new(), Vec::new());
     let (mut db_cpu, mut db_ratios) = (Vec::new(), Vec::new());
     for (i, &rate) in loads.iter().enumerate() {
         let runs = if i == 0 { sz.reps } else { 1 };
         for _ in 0..runs {
             if i == 0 {
-                floor = fresh_floor()?.delivery(body);
+                let f = fresh_floor()?;
+                floor = f.delivery(body);
+                ok_block = f.own_ok_block();
                 floor_us.push(floor);
             }
             let load = Load {
@@ -142,9 +146,13 @@ async fn deliveries(
             };
             let o = delivery::run(server, &load).await?;
             let total = o.cpu_per_msg_us() + o.db_cpu_per_msg_us();
+            let wire = floor + o.ack_ok_share() * ok_block;
             if i == 0 {
                 cpu.push(o.cpu_per_msg_us());
                 ratios.push(o.cpu_per_msg_us() / floor);
+                wire_ratios.push(o.cpu_per_msg_us() / wire);
+                wire_floor_us.push(wire);
+                ok_shares.push(o.ack_ok_share());
                 db_cpu.push(o.db_cpu_per_msg_us());
                 db_ratios.push(total / floor);
             }
@@ -160,7 +168,8 @@ async fn deliveries(
             rep.note(format!(
                 "{store}, {label} bodies, offered {rate:.0} msg/s: delivered {:.0} msg/s, \
                  server CPU {:.0} µs/msg ({:.2}× floor; kernel ≈ {:.0} µs by tick samples, user ≈ {:.2}× floor){pg}, SEND→OK p50 {:.1} / p99 {:.1} ms, \
-                 SEND→MSG p50 {:.1} / p99 {:.1} ms",
+                 SEND→MSG p50 {:.1} / p99 {:.1} ms; ACKs answered by their own OK {:.0} %, \
+                 {:.2}× the floor of the blocks on the wire",
                 o.throughput(),
                 o.cpu_per_msg_us(),
                 o.cpu_per_msg_us() / floor,
@@ -169,7 +178,9 @@ async fn deliveries(
                 o.ok_ms.0,
                 o.ok_ms.1,
                 o.msg_ms.0,
-                o.msg_ms.1
+                o.msg_ms.1,
+                o.ack_ok_share() * 100.0,
+                o.cpu_per_msg_us() / wire
             ));
         }
     }
@@ -186,6 +197,18 @@ async fn deliveries(
         } else {
             "≤ 1.15×"
         },
+    );
+    let wire = median(&mut wire_floor_us);
+    rep.row(
+        &format!("deliver_{label}_{store}_wire"),
+        &format!(
+            "same, against a floor with the ACKs' own OK blocks ({:.0} % of ACKs; beside the issue's floor)",
+            median(&mut ok_shares) * 100.0
+        ),
+        format!("{m:.0} µs"),
+        format!("{wire:.0} µs"),
+        Some(median(&mut wire_ratios)),
+        "—",
     );
     if server.cluster.is_some() {
         let d = median(&mut db_cpu);
@@ -211,7 +234,14 @@ async fn handshakes(
     let (mut cpu, mut ratios, mut floor_us) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         let f = fresh_floor()?.handshake(ed448);
-        let c = conns::handshake_cpu_us(server, n, 4).await?;
+        let (c, kernel) = conns::handshake_cpu_us(server, n, 4).await?;
+        rep.note(format!(
+            "handshakes, {} identity: server CPU {c:.0} µs ({:.2}× floor; kernel ≈ {kernel:.0} µs \
+             by tick samples, user ≈ {:.2}× floor)",
+            if ed448 { "Ed448" } else { "Ed25519" },
+            c / f,
+            (c - kernel) / f
+        ));
         cpu.push(c);
         ratios.push(c / f);
         floor_us.push(f);
@@ -244,6 +274,16 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
     let floors = floor::measure(if a.full { 9 } else { 5 }, Duration::from_millis(20))?;
     println!("  {:?}", floors.primitives);
 
+    if a.handshakes_only {
+        for ed448 in [false, true] {
+            let mut srv = Server::init(bin, &a.scratch, spec(a, MsgStore::Memory, ed448))?;
+            srv.start().await?;
+            let n = if ed448 { sz.handshakes_ed448 } else { sz.handshakes };
+            handshakes(&mut rep, &srv, n, sz.reps, ed448).await?;
+            srv.stop()?;
+        }
+        return Ok(rep);
+    }
     if only("memory") && !a.big_only {
         memory(&mut rep, a, bin, &floors, &sz).await?;
     }
