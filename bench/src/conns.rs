@@ -16,13 +16,24 @@ fn opts() -> ClientOptions {
     }
 }
 
-/// Server CPU microseconds per completed handshake over `n` connections, `parallel` at a time
-/// (each closed right after its SMP handshake), and the kernel's part of it.
-pub async fn handshake_cpu_us(server: &Server, n: usize, parallel: usize) -> Result<(f64, f64)> {
+/// What the server spent per handshake.
+pub struct HandshakeCost {
+    /// Server CPU microseconds per completed handshake.
+    pub cpu_us: f64,
+    /// The kernel's part of `cpu_us` (tick samples).
+    pub kernel_us: f64,
+    /// Context switches of the server's threads per handshake.
+    pub ctx_switches: f64,
+}
+
+/// The server's cost per completed handshake over `n` connections, `parallel` at a time (each
+/// closed right after its SMP handshake).
+pub async fn handshake_cost(server: &Server, n: usize, parallel: usize) -> Result<HandshakeCost> {
     let gate = Arc::new(Semaphore::new(parallel));
     // Let the previous phase's connections finish closing first.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (user0, kernel0) = server.cpu_split()?;
+    let ctx0 = server.ctx_switches()?;
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
         let permit = gate.clone().acquire_owned().await?;
@@ -39,10 +50,15 @@ pub async fn handshake_cpu_us(server: &Server, n: usize, parallel: usize) -> Res
     // The server's side of the closes.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (user1, kernel1) = server.cpu_split()?;
+    let ctx = server.ctx_switches()?.saturating_sub(ctx0);
     let kernel = kernel1.saturating_sub(kernel0);
     let cpu = user1.saturating_sub(user0) + kernel;
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-    Ok((per(cpu), per(kernel)))
+    Ok(HandshakeCost {
+        cpu_us: per(cpu),
+        kernel_us: per(kernel),
+        ctx_switches: ctx as f64 / n as f64,
+    })
 }
 
 /// RSS bytes per idle client: `n` connections that completed the SMP handshake and stay open.

@@ -59,6 +59,8 @@ pub struct Outcome {
     /// ACKs the server answered with its own `OK` (the others with the queue's next MSG): each
     /// such `OK` is a block the floor of 4 blocks per message does not count.
     pub ack_ok: usize,
+    /// Context switches of the server's threads over the run.
+    pub ctx_switches: u64,
 }
 
 impl Outcome {
@@ -75,6 +77,11 @@ impl Outcome {
     /// PostgreSQL CPU microseconds per delivered message.
     pub fn db_cpu_per_msg_us(&self) -> f64 {
         self.db_cpu.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
+    }
+
+    /// Server context switches per delivered message.
+    pub fn ctx_per_msg(&self) -> f64 {
+        self.ctx_switches as f64 / self.delivered.max(1) as f64
     }
 
     /// Share of the delivered messages whose ACK got its own `OK` block.
@@ -284,6 +291,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     }
 
     let (user0, kernel0) = server.cpu_split()?;
+    let ctx0 = server.ctx_switches()?;
     let db0 = server.db_cpu()?;
     let start = Instant::now();
     let in_flight = Arc::new(Semaphore::new(load.queues * 4));
@@ -328,6 +336,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     }
     let elapsed = start.elapsed();
     let (user1, kernel1) = server.cpu_split()?;
+    let ctx_switches = server.ctx_switches()?.saturating_sub(ctx0);
     let server_kernel = kernel1.saturating_sub(kernel0);
     let server_cpu = user1.saturating_sub(user0) + server_kernel;
     let db_cpu = server.db_cpu()?.saturating_sub(db0);
@@ -345,5 +354,6 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         ok_ms: (pct(&mut ok, 0.5), pct(&mut ok, 0.99)),
         msg_ms: (pct(&mut msg, 0.5), pct(&mut msg, 0.99)),
         ack_ok: ack_ok.load(Ordering::Relaxed),
+        ctx_switches,
     })
 }

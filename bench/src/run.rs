@@ -169,7 +169,7 @@ async fn deliveries(
                 "{store}, {label} bodies, offered {rate:.0} msg/s: delivered {:.0} msg/s, \
                  server CPU {:.0} µs/msg ({:.2}× floor; kernel ≈ {:.0} µs by tick samples, user ≈ {:.2}× floor){pg}, SEND→OK p50 {:.1} / p99 {:.1} ms, \
                  SEND→MSG p50 {:.1} / p99 {:.1} ms; ACKs answered by their own OK {:.0} %, \
-                 {:.2}× the floor of the blocks on the wire",
+                 {:.2}× the floor of the blocks on the wire; {:.1} context switches/msg",
                 o.throughput(),
                 o.cpu_per_msg_us(),
                 o.cpu_per_msg_us() / floor,
@@ -180,7 +180,8 @@ async fn deliveries(
                 o.msg_ms.0,
                 o.msg_ms.1,
                 o.ack_ok_share() * 100.0,
-                o.cpu_per_msg_us() / wire
+                o.cpu_per_msg_us() / wire,
+                o.ctx_per_msg()
             ));
         }
     }
@@ -234,13 +235,16 @@ async fn handshakes(
     let (mut cpu, mut ratios, mut floor_us) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         let f = fresh_floor()?.handshake(ed448);
-        let (c, kernel) = conns::handshake_cpu_us(server, n, 4).await?;
+        let h = conns::handshake_cost(server, n, 4).await?;
+        let c = h.cpu_us;
         rep.note(format!(
-            "handshakes, {} identity: server CPU {c:.0} µs ({:.2}× floor; kernel ≈ {kernel:.0} µs \
-             by tick samples, user ≈ {:.2}× floor)",
+            "handshakes, {} identity: server CPU {c:.0} µs ({:.2}× floor; kernel ≈ {:.0} µs \
+             by tick samples, user ≈ {:.2}× floor), {:.1} context switches per handshake",
             if ed448 { "Ed448" } else { "Ed25519" },
             c / f,
-            (c - kernel) / f
+            h.kernel_us,
+            (c - h.kernel_us) / f,
+            h.ctx_switches
         ));
         cpu.push(c);
         ratios.push(c / f);
@@ -278,7 +282,11 @@ pub async fn all(a: &Args, bin: &Path) -> Result<Report> {
         for ed448 in [false, true] {
             let mut srv = Server::init(bin, &a.scratch, spec(a, MsgStore::Memory, ed448))?;
             srv.start().await?;
-            let n = if ed448 { sz.handshakes_ed448 } else { sz.handshakes };
+            let n = if ed448 {
+                sz.handshakes_ed448
+            } else {
+                sz.handshakes
+            };
             handshakes(&mut rep, &srv, n, sz.reps, ed448).await?;
             srv.stop()?;
         }

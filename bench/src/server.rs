@@ -250,6 +250,11 @@ impl Server {
         cpu_of(self.pid()?)
     }
 
+    /// Context switches of the server's threads so far.
+    pub fn ctx_switches(&self) -> Result<u64> {
+        ctx_switches_of(self.pid()?)
+    }
+
     /// The server's user and kernel CPU time so far, apart.
     pub fn cpu_split(&self) -> Result<(Duration, Duration)> {
         cpu_split_of(self.pid()?)
@@ -339,6 +344,27 @@ pub fn cpu_split_of(pid: u32) -> Result<(Duration, Duration)> {
         Ok(Duration::from_nanos(t * 1_000_000_000 / clock_ticks()))
     };
     Ok((ticks(11, "utime")?, ticks(12, "stime")?))
+}
+
+/// Context switches of a process's live threads so far (voluntary and not): how often its
+/// threads went to sleep or were put off a core, which is where wake-ups between threads cost.
+pub fn ctx_switches_of(pid: u32) -> Result<u64> {
+    let mut n = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may end between the listing and the read.
+        let Ok(s) = std::fs::read_to_string(t?.path().join("status")) else {
+            continue;
+        };
+        for l in s.lines() {
+            if let Some(v) = l
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                n += v.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// VmRSS of a process in bytes.
