@@ -10,8 +10,8 @@
 //! - A block with one or two signed transmissions (a client's SEND or ACK) also runs inline
 //!   while the server-wide [`InlineBudget`] allows: the pool's two thread hops cost about a
 //!   fifth of a delivered message's CPU. The budget keeps such work to a quarter of each CPU,
-//!   and a connection whose inline block took over 2 ms (many keys to try) uses the pool from
-//!   then on, so under a flood of signed blocks the pool takes over as below.
+//!   and a connection whose inline block took over 2 ms of CPU (many keys to try) uses the pool
+//!   from then on, so under a flood of signed blocks the pool takes over as below.
 //! - Any other block is verified and applied by [`VerifyPool`]: one thread per CPU, taking
 //!   blocks from one FIFO queue, at a lower CPU priority (nice +10) than the runtime's workers,
 //!   so the kernel runs reads, writes and cheap commands first while verification uses what is
@@ -56,8 +56,41 @@ const INLINE_MAX_SIGNED: usize = 2;
 const INLINE_SHARE: f64 = 0.25;
 /// Inline time the budget holds when full.
 const INLINE_BURST: Duration = Duration::from_millis(20);
-/// An inline block that took longer sends its connection's later blocks to the pool.
+/// An inline block that took more CPU time sends its connection's later blocks to the pool.
 const INLINE_BLOCK_LIMIT: Duration = Duration::from_millis(2);
+
+/// Times an inline block two ways: wall time, which the budget is charged (a worker held is a
+/// worker held, preempted or not), and the thread's CPU time, which alone decides demotion:
+/// a worker preempted in the middle of a cheap block must not send a healthy connection to
+/// the pool for good.
+struct InlineClock {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl InlineClock {
+    fn start() -> Self {
+        InlineClock {
+            wall: Instant::now(),
+            cpu: thread_cpu(),
+        }
+    }
+
+    /// Wall time, and whether the block's own CPU time was over [`INLINE_BLOCK_LIMIT`].
+    fn stop(&self) -> (Duration, bool) {
+        let cpu = thread_cpu().saturating_sub(self.cpu);
+        (self.wall.elapsed(), cpu > INLINE_BLOCK_LIMIT)
+    }
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
 
 /// A token bucket of worker time for inline verification: it refills at [`INLINE_SHARE`] of
 /// the CPUs, holds at most [`INLINE_BURST`], and a block runs inline only while it is not
@@ -277,11 +310,11 @@ pub async fn run(conn: &Conn, decoded: Decoded, now: i64) -> Option<Effects> {
         && conn.inline.load(Ordering::Relaxed)
         && pool.inline_allows()
     {
-        let t0 = Instant::now();
+        let clock = InlineClock::start();
         let fx = apply_all(conn, decoded, now);
-        let used = t0.elapsed();
+        let (used, expensive) = clock.stop();
         pool.inline_spent(used);
-        if used > INLINE_BLOCK_LIMIT {
+        if expensive {
             conn.inline.store(false, Ordering::Relaxed);
         }
         return Some(fx);
@@ -359,5 +392,24 @@ mod tests {
         assert!(b.allows(later));
         b.spend(INLINE_BURST + Duration::from_micros(1));
         assert!(!b.allows(later));
+    }
+
+    #[test]
+    fn only_cpu_time_demotes_a_connection() {
+        // Off the CPU (as when preempted) for longer than the limit: charged, not demoted.
+        let clock = InlineClock::start();
+        std::thread::sleep(INLINE_BLOCK_LIMIT * 3);
+        let (wall, expensive) = clock.stop();
+        assert!(wall >= INLINE_BLOCK_LIMIT * 3);
+        assert!(!expensive);
+        // Computing for longer than the limit: demoted.
+        let clock = InlineClock::start();
+        let mut x = 0u64;
+        while thread_cpu().saturating_sub(clock.cpu) <= INLINE_BLOCK_LIMIT * 2 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let (wall, expensive) = clock.stop();
+        assert!(wall > INLINE_BLOCK_LIMIT);
+        assert!(expensive);
     }
 }
