@@ -7,6 +7,7 @@ use anyhow::Result;
 use smp_server::client::{ClientOptions, SmpClient};
 use tokio::sync::Semaphore;
 
+use crate::flood::{Flood, CHECK_EVERY};
 use crate::server::Server;
 
 fn opts() -> ClientOptions {
@@ -26,22 +27,60 @@ pub struct HandshakeCost {
     pub ctx_switches: f64,
 }
 
-/// The server's cost per completed handshake over `n` connections, `parallel` at a time (each
-/// closed right after its SMP handshake).
+/// The server's cost per completed handshake over `n` connections of the real client,
+/// `parallel` at a time (each closed right after its SMP handshake).
 pub async fn handshake_cost(server: &Server, n: usize, parallel: usize) -> Result<HandshakeCost> {
+    let (addr, fp) = (server.addr, server.fingerprint);
+    measure(server, n, parallel, move |_| async move {
+        SmpClient::connect(addr, fp, opts()).await.map(drop)?;
+        Ok(())
+    })
+    .await
+}
+
+/// The same with the [`Flood`] client, which leaves the server the larger share of the CPUs:
+/// the server's cost per handshake at capacity.
+pub async fn handshake_cost_at_capacity(
+    server: &Server,
+    n: usize,
+    parallel: usize,
+) -> Result<HandshakeCost> {
+    let flood = Arc::new(Flood::new(server.fingerprint)?);
+    let addr = server.addr;
+    // The check outside the measured window too, so a refused hello fails before any figure.
+    flood.handshake(addr, true).await?;
+    measure(server, n, parallel, move |i| {
+        let flood = flood.clone();
+        async move { flood.handshake(addr, i % CHECK_EVERY == 0).await }
+    })
+    .await
+}
+
+/// Run `connect(i)` for `i` in `0..n`, `parallel` at a time, and divide the server's CPU time
+/// and context switches over the run by `n`.
+async fn measure<F, Fut>(
+    server: &Server,
+    n: usize,
+    parallel: usize,
+    connect: F,
+) -> Result<HandshakeCost>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
     let gate = Arc::new(Semaphore::new(parallel));
     // Let the previous phase's connections finish closing first.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (user0, kernel0) = server.cpu_split()?;
     let ctx0 = server.ctx_switches()?;
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let permit = gate.clone().acquire_owned().await?;
-        let (addr, fp) = (server.addr, server.fingerprint);
+        let fut = connect(i);
         tasks.push(tokio::spawn(async move {
-            let c = SmpClient::connect(addr, fp, opts()).await;
+            let r = fut.await;
             drop(permit);
-            c.map(drop)
+            r
         }));
     }
     for t in tasks {

@@ -8,6 +8,7 @@
 
 mod conns;
 mod delivery;
+mod flood;
 mod floor;
 mod pg;
 mod queues;
