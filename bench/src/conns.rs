@@ -39,13 +39,15 @@ pub async fn handshake_cost(server: &Server, n: usize, parallel: usize) -> Resul
 }
 
 /// The same with the [`Flood`] client, which leaves the server the larger share of the CPUs:
-/// the server's cost per handshake at capacity.
+/// the server's cost per handshake at capacity. With `x25519`, the client offers only an
+/// X25519 key share.
 pub async fn handshake_cost_at_capacity(
     server: &Server,
     n: usize,
     parallel: usize,
+    x25519: bool,
 ) -> Result<HandshakeCost> {
-    let flood = Arc::new(Flood::new(server.fingerprint)?);
+    let flood = Arc::new(Flood::new(server.fingerprint, x25519)?);
     let addr = server.addr;
     // The check outside the measured window too, so a refused hello fails before any figure.
     flood.handshake(addr, true).await?;

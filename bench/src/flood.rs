@@ -92,9 +92,15 @@ pub struct Flood {
 }
 
 impl Flood {
-    /// A client for the server whose CA certificate has this fingerprint.
-    pub fn new(fingerprint: [u8; 32]) -> Result<Self> {
-        let mut config = ClientConfig::builder_with_provider(Arc::new(smp_provider()))
+    /// A client for the server whose CA certificate has this fingerprint. With `x25519`, its
+    /// only key share is X25519 (as most TLS clients but not the reference's), else X448 first
+    /// as the reference client.
+    pub fn new(fingerprint: [u8; 32], x25519: bool) -> Result<Self> {
+        let mut provider = smp_provider();
+        if x25519 {
+            provider.kx_groups = vec![rustls::crypto::ring::kx_group::X25519];
+        }
+        let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(TrustAll))

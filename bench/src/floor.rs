@@ -109,6 +109,12 @@ impl Floors {
             + p.sbc_init
     }
 
+    /// [`Floors::handshake`] when the client's key share is X25519 instead of X448.
+    pub fn handshake_x25519(&self, ed448: bool) -> f64 {
+        let p = &self.primitives;
+        self.handshake(ed448) - p.x448_pair + p.x25519_pair
+    }
+
     /// Per-transmission share of a block's transport cost when `per_block` travel together.
     fn batch_share(&self, per_block: f64) -> f64 {
         let p = &self.primitives;
