@@ -33,8 +33,12 @@ pub struct Load {
     pub conns: usize,
     /// Body size in bytes.
     pub body: usize,
-    /// Offered messages per second.
+    /// Offered messages per second (open loop); ignored with `window`.
     pub rate: f64,
+    /// Closed loop instead: send as fast as the client can while fewer than this many
+    /// messages per queue (on average) are sent and not yet received. The client, not the
+    /// offered rate, then sets the pace: the server at the bench client's capacity.
+    pub window: Option<usize>,
     /// Messages to send.
     pub messages: usize,
 }
@@ -224,6 +228,9 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     let epoch = Instant::now();
     let msg_lat = Arc::new(Mutex::new(Vec::with_capacity(load.messages)));
     let ack_ok = Arc::new(AtomicUsize::new(0));
+    let window = load
+        .window
+        .map(|w| Arc::new(Semaphore::new(load.queues * w)));
     // Per queue: the messages still expected, so every message must arrive exactly once.
     let per_queue = load.messages.div_ceil(load.queues);
     let mut receivers = Vec::new();
@@ -238,6 +245,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         let lat = msg_lat.clone();
         let acks_ok = ack_ok.clone();
         let len = load.body;
+        let window = window.clone();
         receivers.push(tokio::spawn(async move {
             let mut seen = vec![false; per_queue];
             let mut next: Option<BrokerMsg> = None;
@@ -263,6 +271,9 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
                 lat.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(now.saturating_sub(sent) as f64 / 1e6);
+                if let Some(w) = &window {
+                    w.add_permits(1);
+                }
                 let (_, r) = rcv
                     .request(&q.rcv_id, Command::Ack(id), Some(&q.rcv_key))
                     .await?;
@@ -299,8 +310,13 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     let mut sends = Vec::with_capacity(load.messages);
     let mut seqs = vec![0u64; load.queues];
     for i in 0..load.messages {
-        let due = start + Duration::from_secs_f64(i as f64 / load.rate);
-        tokio::time::sleep_until(due.into()).await;
+        match &window {
+            Some(w) => w.clone().acquire_owned().await?.forget(),
+            None => {
+                let due = start + Duration::from_secs_f64(i as f64 / load.rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
         let permit = in_flight.clone().acquire_owned().await?;
         let qi = i % load.queues;
         let seq = seqs[qi];

@@ -82,6 +82,13 @@ pub struct Args {
     /// default: all of them.
     #[arg(long)]
     pub big_sub: Option<u64>,
+    /// Offered loads of 16 KB messages (msg/s), comma-separated, the ratio taken at the first;
+    /// default by mode (e.g. 500,250,1000).
+    #[arg(long, value_delimiter = ',')]
+    pub loads_16k: Vec<f64>,
+    /// Offered loads of 1 KB messages, as `--loads-16k`.
+    #[arg(long, value_delimiter = ',')]
+    pub loads_1k: Vec<f64>,
     /// Connections the many-queue SUB is spread over (one batch of 100 in flight on each).
     #[arg(long, default_value_t = 4)]
     pub sub_lanes: usize,

@@ -47,6 +47,12 @@ fn sizes(a: &Args) -> Sizes {
     if !a.big_queues.is_empty() {
         s.big_queues = a.big_queues.clone();
     }
+    if !a.loads_16k.is_empty() {
+        s.loads_16k = a.loads_16k.clone();
+    }
+    if !a.loads_1k.is_empty() {
+        s.loads_1k = a.loads_1k.clone();
+    }
     s
 }
 
@@ -142,6 +148,7 @@ async fn deliveries(
                 conns: 4,
                 body,
                 rate,
+                window: None,
                 messages: (rate * sz.seconds_per_load) as usize,
             };
             let o = delivery::run(server, &load).await?;
@@ -211,6 +218,7 @@ async fn deliveries(
         Some(median(&mut wire_ratios)),
         "—",
     );
+    capacity(rep, server, sz, store, body).await?;
     if server.cluster.is_some() {
         let d = median(&mut db_cpu);
         rep.row(
@@ -222,6 +230,74 @@ async fn deliveries(
             "—",
         );
     }
+    Ok(())
+}
+
+/// Messages per queue sent and not yet received in the closed-loop runs: enough to keep
+/// the server busy, far below the queue quota.
+const CAPACITY_WINDOW: usize = 8;
+/// Messages per second the closed-loop runs are sized for (about what the one-thread client
+/// reaches with 16 KB bodies).
+const CAPACITY_SIZING_RATE: f64 = 3000.0;
+
+/// The `_max` row: `reps` closed-loop runs, the client sending as fast as it can.
+async fn capacity(
+    rep: &mut Report,
+    server: &Server,
+    sz: &Sizes,
+    store: &str,
+    body: usize,
+) -> Result<()> {
+    let label = if body > 8192 { "16k" } else { "1k" };
+    let (mut s, mut wire, mut shares, mut rates) =
+        (Samples::default(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..sz.reps {
+        let f = fresh_floor()?;
+        let floor = f.delivery(body);
+        let load = Load {
+            queues: 32,
+            conns: 4,
+            body,
+            rate: f64::INFINITY,
+            window: Some(CAPACITY_WINDOW),
+            messages: (CAPACITY_SIZING_RATE * sz.seconds_per_load) as usize,
+        };
+        let o = delivery::run(server, &load).await?;
+        let c = o.cpu_per_msg_us();
+        let w = floor + o.ack_ok_share() * f.own_ok_block();
+        rep.note(format!(
+            "{store}, {label} bodies, closed loop ({CAPACITY_WINDOW} per queue): delivered \
+             {:.0} msg/s, server CPU {c:.0} µs/msg ({:.2}× floor; kernel ≈ {:.0} µs), SEND→MSG \
+             p50 {:.1} / p99 {:.1} ms; ACKs answered by their own OK {:.0} %, {:.2}× the floor \
+             of the blocks on the wire; {:.1} context switches/msg",
+            o.throughput(),
+            c / floor,
+            o.kernel_per_msg_us(),
+            o.msg_ms.0,
+            o.msg_ms.1,
+            o.ack_ok_share() * 100.0,
+            c / w,
+            o.ctx_per_msg()
+        ));
+        s.push(c, floor);
+        wire.push(c / w);
+        shares.push(o.ack_ok_share());
+        rates.push(o.throughput());
+    }
+    let (m, floor, ratio) = s.medians();
+    rep.row(
+        &format!("deliver_{label}_{store}_max"),
+        &format!(
+            "same at the bench client's capacity ({:.0} msg/s; {:.2}× the wire floor, {:.0} % of ACKs with their own OK)",
+            median(&mut rates),
+            median(&mut wire),
+            median(&mut shares) * 100.0
+        ),
+        format!("{m:.0} µs ({:.0} msg/s per core)", 1e6 / m),
+        format!("{floor:.0} µs"),
+        Some(ratio),
+        "—",
+    );
     Ok(())
 }
 
