@@ -35,8 +35,8 @@ pub struct Load {
     pub body: usize,
     /// Offered messages per second (open loop); ignored with `window`.
     pub rate: f64,
-    /// Closed loop instead: send as fast as the client can while fewer than this many
-    /// messages per queue (on average) are sent and not yet received. The client, not the
+    /// Closed loop instead: send as fast as the client can while each queue has fewer than
+    /// this many messages sent and not yet received. The client, not the
     /// offered rate, then sets the pace: the server at the bench client's capacity.
     pub window: Option<usize>,
     /// Messages to send.
@@ -228,9 +228,12 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     let epoch = Instant::now();
     let msg_lat = Arc::new(Mutex::new(Vec::with_capacity(load.messages)));
     let ack_ok = Arc::new(AtomicUsize::new(0));
-    let window = load
-        .window
-        .map(|w| Arc::new(Semaphore::new(load.queues * w)));
+    // Per queue, so that no queue's backlog can reach the quota.
+    let windows: Option<Vec<Arc<Semaphore>>> = load.window.map(|w| {
+        (0..load.queues)
+            .map(|_| Arc::new(Semaphore::new(w)))
+            .collect()
+    });
     // Per queue: the messages still expected, so every message must arrive exactly once.
     let per_queue = load.messages.div_ceil(load.queues);
     let mut receivers = Vec::new();
@@ -245,7 +248,7 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
         let lat = msg_lat.clone();
         let acks_ok = ack_ok.clone();
         let len = load.body;
-        let window = window.clone();
+        let window = windows.as_ref().map(|w| w[qi].clone());
         receivers.push(tokio::spawn(async move {
             let mut seen = vec![false; per_queue];
             let mut next: Option<BrokerMsg> = None;
@@ -310,15 +313,15 @@ pub async fn run(server: &Server, load: &Load) -> Result<Outcome> {
     let mut sends = Vec::with_capacity(load.messages);
     let mut seqs = vec![0u64; load.queues];
     for i in 0..load.messages {
-        match &window {
-            Some(w) => w.clone().acquire_owned().await?.forget(),
+        let qi = i % load.queues;
+        match &windows {
+            Some(w) => w[qi].acquire().await?.forget(),
             None => {
                 let due = start + Duration::from_secs_f64(i as f64 / load.rate);
                 tokio::time::sleep_until(due.into()).await;
             }
         }
         let permit = in_flight.clone().acquire_owned().await?;
-        let qi = i % load.queues;
         let seq = seqs[qi];
         seqs[qi] += 1;
         let q = queues[qi].clone();

@@ -233,7 +233,7 @@ async fn deliveries(
     Ok(())
 }
 
-/// Messages per queue sent and not yet received in the closed-loop runs: enough to keep
+/// Messages of a queue sent and not yet received in the closed-loop runs: enough to keep
 /// the server busy, far below the queue quota.
 const CAPACITY_WINDOW: usize = 8;
 /// Messages per second the closed-loop runs are sized for (about what the one-thread client
@@ -266,7 +266,7 @@ async fn capacity(
         let c = o.cpu_per_msg_us();
         let w = floor + o.ack_ok_share() * f.own_ok_block();
         rep.note(format!(
-            "{store}, {label} bodies, closed loop ({CAPACITY_WINDOW} per queue): delivered \
+            "{store}, {label} bodies, closed loop ({CAPACITY_WINDOW} per queue in flight): delivered \
              {:.0} msg/s, server CPU {c:.0} µs/msg ({:.2}× floor; kernel ≈ {:.0} µs), SEND→MSG \
              p50 {:.1} / p99 {:.1} ms; ACKs answered by their own OK {:.0} %, {:.2}× the floor \
              of the blocks on the wire; {:.1} context switches/msg",

@@ -142,15 +142,13 @@ impl Outbox {
         lock(&self.inner).bytes
     }
 
-    /// Everything queued, waiting for at least one transmission; `None` once closed.
+    /// Everything queued, waiting for at least one transmission; `None` once closed and
+    /// drained.
     pub async fn take(&self) -> Option<Vec<Outgoing>> {
         loop {
             let ready = self.ready.notified();
             {
                 let mut i = lock(&self.inner);
-                if i.closed {
-                    return None;
-                }
                 if !i.items.is_empty() {
                     i.bytes = 0;
                     let v: Vec<Outgoing> = std::mem::take(&mut i.items).into();
@@ -158,9 +156,21 @@ impl Outbox {
                     self.room.notify_waiters();
                     return Some(v);
                 }
+                if i.closed {
+                    return None;
+                }
             }
             ready.await;
         }
+    }
+
+    /// Stop taking transmissions but let the writer take what is queued, then end: the
+    /// replies to a connection's last block go out when the server stops or the session ends
+    /// between blocks (a SEND stored but never answered would be sent again by the client).
+    pub fn finish(&self) {
+        lock(&self.inner).closed = true;
+        self.ready.notify_one();
+        self.room.notify_waiters();
     }
 
     /// Close the queue: pending and later transmissions are dropped, waiters wake.
@@ -182,6 +192,33 @@ mod tests {
 
     fn msg(n: usize) -> Outgoing {
         Outgoing::event(b"q", BrokerMsg::Msg(vec![0; 24], vec![0; n]))
+    }
+
+    #[tokio::test]
+    async fn finish_lets_the_writer_take_what_is_queued_and_refuses_more() {
+        let b = Outbox::new(64 << 10);
+        assert!(
+            b.push_replies(vec![Outgoing::event(b"q", BrokerMsg::Ok)])
+                .await
+        );
+        b.finish();
+        assert_eq!(b.push(vec![msg(10)]), Pushed::Closed);
+        assert!(
+            !b.push_replies(vec![Outgoing::event(b"q", BrokerMsg::Pong)])
+                .await
+        );
+        let taken = b.take().await.expect("the reply queued before finish");
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].msg, BrokerMsg::Ok);
+        assert!(b.take().await.is_none());
+        // close drops what is queued
+        let c = Outbox::new(64 << 10);
+        assert!(
+            c.push_replies(vec![Outgoing::event(b"q", BrokerMsg::Ok)])
+                .await
+        );
+        c.close();
+        assert!(c.take().await.is_none());
     }
 
     #[tokio::test]

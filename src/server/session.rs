@@ -105,6 +105,8 @@ pub async fn run_session<R, W>(
     {
         abort.abort();
     }
+    // Whatever the writer could not send in time is dropped now, not with the last handle.
+    client.outbox.close();
 }
 
 /// Carry out a block's effects: deliveries to other connections, this connection's replies

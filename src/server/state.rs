@@ -206,7 +206,8 @@ impl ServerState {
     /// Forget a connection and the subscriptions it held.
     pub fn remove_client(&self, c: &Arc<ClientHandle>) {
         c.closed.cancel();
-        c.outbox.close();
+        // What is queued (the last block's replies) still goes out; the writer then ends.
+        c.outbox.finish();
         self.core.disconnect(&c.core);
         lock(&self.clients).remove(&c.id);
     }
