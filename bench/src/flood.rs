@@ -38,9 +38,6 @@ use tokio_rustls::TlsConnector;
 /// One connection in this many checks that the server accepted its hello.
 pub const CHECK_EVERY: usize = 64;
 
-/// Authentication tag of a block's secret box.
-const TAG: usize = 16;
-
 /// Accepts any certificate and signature: the bench knows whom it talks to, and checking
 /// would cost this client as much as the server's signing.
 #[derive(Debug)]
@@ -173,7 +170,7 @@ impl Flood {
             .context("empty batch")?
             .map_err(|_| anyhow::anyhow!("PING does not fit a block"))?;
         let (k, n) = snd.next_key();
-        let out = cbox::cb_encrypt(&k, &n, &content, SMP_BLOCK_SIZE - TAG)?;
+        let out = cbox::cb_encrypt(&k, &n, &content, SMP_BLOCK_SIZE - cbox::AUTH_TAG_SIZE)?;
         io.write_all(&out).await?;
         io.flush().await?;
         io.read_exact(&mut buf).await?;

@@ -332,32 +332,23 @@ async fn handshakes(
     } else {
         ("handshake_ed25519", "≥ 5,000/s per core")
     };
-    let (m, floor, ratio) = capacity.medians();
-    rep.row(
+    capacity.handshake_row(
+        rep,
         key,
         &format!("server CPU per TLS + SMP handshake, {alg} identity, at capacity"),
-        format!("{m:.0} µs ({:.0}/s per core)", 1e6 / m),
-        format!("{floor:.0} µs"),
-        Some(ratio),
         goal,
     );
-    let (m, floor, ratio) = client.medians();
-    rep.row(
+    client.handshake_row(
+        rep,
         &format!("{key}_client"),
         "same, the real client 4 at a time (the server waits for it at every flight)",
-        format!("{m:.0} µs ({:.0}/s per core)", 1e6 / m),
-        format!("{floor:.0} µs"),
-        Some(ratio),
         "—",
     );
     if !x25519.cpu.is_empty() {
-        let (m, floor, ratio) = x25519.medians();
-        rep.row(
+        x25519.handshake_row(
+            rep,
             &format!("{key}_x25519"),
             "same at capacity, a client whose key share is X25519 (the reference's is X448)",
-            format!("{m:.0} µs ({:.0}/s per core)", 1e6 / m),
-            format!("{floor:.0} µs"),
-            Some(ratio),
             "—",
         );
     }
@@ -392,6 +383,19 @@ impl Samples {
         self.cpu.push(cpu);
         self.floor.push(floor);
         self.ratio.push(cpu / floor);
+    }
+
+    /// A handshake row of these samples' medians.
+    fn handshake_row(&mut self, rep: &mut Report, key: &str, figure: &str, goal: &str) {
+        let (m, floor, ratio) = self.medians();
+        rep.row(
+            key,
+            figure,
+            format!("{m:.0} µs ({:.0}/s per core)", 1e6 / m),
+            format!("{floor:.0} µs"),
+            Some(ratio),
+            goal,
+        );
     }
 
     /// Median CPU, floor and ratio (each its own median).
