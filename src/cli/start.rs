@@ -34,6 +34,8 @@ pub fn run(args: StartArgs, paths: &Paths) -> Result<(), CliError> {
     let identity = crate::crypto::identity::load_identity(&paths.cfg_dir)?;
     print_start_info(&config, &identity.fingerprint.to_base64url());
 
+    // Before any thread allocates: see smp_heap::keep_trim_threshold.
+    smp_heap::keep_trim_threshold();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,10 @@
 //! [`MIN_FREE`], and at least a quarter of what is in use) its free pages are returned to the
 //! kernel. Under steady load the free share stays small and nothing is trimmed, so pages are
 //! not given back only to be faulted in again.
+//!
+//! `malloc_trim` cannot return the free top of a thread's arena; glibc returns it on free once
+//! it exceeds the trim threshold, which `start` keeps at 128 KiB
+//! ([`smp_heap::keep_trim_threshold`]) rather than let glibc raise it.
 
 use std::time::Duration;
 
