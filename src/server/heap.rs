@@ -27,7 +27,7 @@ pub const MIN_FREE: usize = 4 << 20;
 /// would trim every second for nothing (measured: 180 `madvise` calls a second). So a trim is
 /// due when the resident memory beyond what is in use has grown by [`MIN_FREE`] since what the
 /// last trim left.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Trimmer {
     /// Resident bytes beyond the heap's in-use ones right after the last trim.
     left: usize,
@@ -65,25 +65,25 @@ pub async fn run(shutdown: CancellationToken) {
         shutdown.cancelled().await;
         return;
     }
-    let trimmer = std::sync::Arc::new(std::sync::Mutex::new(Trimmer::default()));
+    let mut trimmer = Trimmer::default();
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                let trimmer = trimmer.clone();
-                let _ = tokio::task::spawn_blocking(move || check(&trimmer)).await;
+                if let Ok(t) = tokio::task::spawn_blocking(move || check(trimmer)).await {
+                    trimmer = t;
+                }
             }
         }
     }
 }
 
-/// One look at the heap, and a trim if one is due.
-fn check(trimmer: &std::sync::Mutex<Trimmer>) {
-    let mut t = trimmer.lock().unwrap_or_else(|e| e.into_inner());
+/// One look at the heap, and a trim if one is due; returns the trimmer as it is after.
+fn check(mut t: Trimmer) -> Trimmer {
     let (Some(s), Some(rss)) = (smp_heap::stats(), rss_anon()) else {
-        return;
+        return t;
     };
     if t.due(s, rss) {
         smp_heap::trim();
@@ -91,6 +91,7 @@ fn check(trimmer: &std::sync::Mutex<Trimmer>) {
             t.trimmed(s, rss);
         }
     }
+    t
 }
 
 #[cfg(test)]
