@@ -89,6 +89,7 @@ pub async fn run(
             &web_config,
             &fingerprint,
             tor.as_ref().map(|t| t.address.clone()),
+            Some(server.state.hello_pool.clone()),
         );
         if let Some((web, svcs)) = built {
             server.set_web(Some(web));

@@ -319,3 +319,70 @@ async fn handshake_timing() {
         );
     }
 }
+
+/// Answers ClientHellos on a thread of its own, as the server's hello pool does under load.
+#[derive(Debug, Default)]
+struct OtherThread {
+    ran_on: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl transport::tls::HelloWork for OtherThread {
+    fn answer(
+        &self,
+        job: Box<dyn FnOnce() + Send + 'static>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                job();
+                let _ = tx.send(std::thread::current().id());
+            });
+            if let Ok(id) = rx.await {
+                self.ran_on.lock().expect("lock").push(id);
+            }
+        })
+    }
+}
+
+/// The answer to the ClientHello computed on another thread gives the same handshake: both
+/// sides agree on the session ID (tls-unique), X448 without HelloRetryRequest, ALPN. With an
+/// Ed25519 identity and the reference's Ed448 one (`""`).
+#[tokio::test]
+async fn hello_answered_on_another_thread() {
+    for alg in ["ed25519", ""] {
+        let id = identity(alg);
+        let config = server_config(id.chain.clone(), id.signer.clone(), &[]).expect("config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let work = Arc::new(OtherThread::default());
+        let w = work.clone();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            tcp.set_nodelay(true).expect("nodelay");
+            let work: &dyn transport::tls::HelloWork = w.as_ref();
+            let mut conn = transport::tls::accept_with(tcp, config, T, Some(work)).await?;
+            conn.stream.write_all(&conn.session_id.clone()).await?;
+            conn.stream.flush().await?;
+            Ok::<_, TlsError>(conn)
+        });
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let mut client = connect(tcp, id.fingerprint, "localhost", Some(SMP_ALPN), T)
+            .await
+            .expect("client handshake");
+        let mut from_server = [0u8; 32];
+        client
+            .stream
+            .read_exact(&mut from_server)
+            .await
+            .expect("read");
+        let server = server.await.expect("join").expect("server handshake");
+        let ran_on = work.ran_on.lock().expect("lock").clone();
+        assert_eq!(ran_on.len(), 1, "{alg}: one answer, on the other thread");
+        assert_ne!(ran_on[0], std::thread::current().id());
+        assert_eq!(client.session_id, server.session_id, "{alg}");
+        assert_eq!(from_server.to_vec(), client.session_id, "{alg}");
+        assert_eq!(server.alpn.as_deref(), Some(SMP_ALPN), "{alg}");
+        assert_eq!(server.negotiated_group(), Some(NamedGroup::X448), "{alg}");
+        assert!(!server.facts.hello_retry, "{alg}");
+    }
+}

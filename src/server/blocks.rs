@@ -23,6 +23,10 @@
 //! - Work for a connection that closed (or a server stopping) ends after the transmission in
 //!   progress; the transmissions already applied keep their effects, as when a connection drops
 //!   between blocks.
+//!
+//! A second pool of the same kind ([`VerifyPool::for_handshakes`]) answers ClientHellos beyond
+//! its own inline budget (`transport::tls::HelloWork`), so a flood of replayed ClientHellos
+//! cannot take the runtime from connected clients either.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +47,7 @@ use crate::protocol::transmission::{
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// The threads that verify and apply blocks, off the runtime workers.
+#[derive(Debug)]
 pub struct VerifyPool {
     queue: std::sync::mpsc::Sender<Job>,
     threads: usize,
@@ -142,13 +147,24 @@ impl VerifyPool {
     /// database: its pool size, see [`crate::store::Store::io_waits`]), so commands waiting
     /// for commits do not leave the CPUs idle, and the database can commit them together.
     pub fn with_waiting(waiting: usize) -> Self {
+        Self::named("smp-verify", waiting)
+    }
+
+    /// The pool that answers ClientHellos when the runtime is busy (see
+    /// [`crate::transport::tls::HelloWork`]): the same rules with its own threads and budget,
+    /// so a flood of handshakes and a flood of signed blocks each slow only their own kind.
+    pub fn for_handshakes() -> Self {
+        Self::named("smp-tls", 0)
+    }
+
+    fn named(name: &str, waiting: usize) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) + waiting;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..threads {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("smp-verify-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
                     lower_priority();
                     loop {
@@ -205,6 +221,23 @@ impl VerifyPool {
         });
         self.queue.send(job).ok()?;
         rx.await.ok().flatten()
+    }
+}
+
+impl crate::transport::tls::HelloWork for VerifyPool {
+    fn answer(
+        &self,
+        job: Box<dyn FnOnce() + Send + 'static>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        if self.inline_allows() {
+            let started = Instant::now();
+            job();
+            self.inline_spent(started.elapsed());
+            return Box::pin(std::future::ready(()));
+        }
+        Box::pin(async move {
+            let _ = self.run(job).await;
+        })
     }
 }
 
@@ -392,6 +425,37 @@ mod tests {
         assert!(b.allows(later));
         b.spend(INLINE_BURST + Duration::from_micros(1));
         assert!(!b.allows(later));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn hellos_are_answered_inline_while_the_budget_lasts_then_on_the_pool() {
+        use crate::transport::tls::HelloWork;
+        type Job = Box<dyn FnOnce() + Send + 'static>;
+        fn where_it_ran() -> (Job, std::sync::mpsc::Receiver<String>) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let job: Job = Box::new(move || {
+                let name = std::thread::current().name().unwrap_or("").to_owned();
+                let _ = tx.send(name);
+            });
+            (job, rx)
+        }
+        let mut pool = VerifyPool::for_handshakes();
+        // the budget of one CPU, whatever this machine has
+        pool.inline = Some(Mutex::new(InlineBudget::new(1, Instant::now())));
+        let (job, ran) = where_it_ran();
+        pool.answer(job).await;
+        let first = ran.recv().expect("ran");
+        assert!(!first.starts_with("smp-tls-"), "ran on {first}");
+        // four bursts' worth inline: the budget gets one back meanwhile, so it is then owed
+        // and the next answers go to the pool
+        pool.answer(Box::new(|| std::thread::sleep(INLINE_BURST * 4)))
+            .await;
+        for _ in 0..3 {
+            let (job, ran) = where_it_ran();
+            pool.answer(job).await;
+            let name = ran.recv().expect("ran");
+            assert!(name.starts_with("smp-tls-"), "ran on {name:?}");
+        }
     }
 
     #[test]

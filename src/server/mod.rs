@@ -244,9 +244,13 @@ impl Server {
             let timeout = tls::DEFAULT_HANDSHAKE_TIMEOUT;
             // one load: the TLS and SMP handshakes of a connection present the same chain
             let creds = me.creds.current();
+            let work: &dyn tls::HelloWork = me.state.hello_pool.as_ref();
             let accepted = match &web {
-                Some(w) => tls::accept_routed(sock, creds.tls.clone(), w.as_ref(), timeout).await,
-                None => tls::accept(sock, creds.tls.clone(), timeout)
+                Some(w) => {
+                    let config = creds.tls.clone();
+                    tls::accept_routed(sock, config, w.as_ref(), timeout, Some(work)).await
+                }
+                None => tls::accept_with(sock, creds.tls.clone(), timeout, Some(work))
                     .await
                     .map(tls::RoutedConn::Smp),
             };

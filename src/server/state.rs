@@ -157,6 +157,8 @@ pub struct ServerState {
     pub names: std::sync::OnceLock<Arc<crate::names::Resolver>>,
     /// Threads that verify blocks off the runtime workers (`server::blocks`).
     pub verify_pool: super::blocks::VerifyPool,
+    /// Threads that answer ClientHellos when the runtime is busy (`transport::tls::HelloWork`).
+    pub hello_pool: Arc<super::blocks::VerifyPool>,
 }
 
 impl ServerState {
@@ -179,6 +181,7 @@ impl ServerState {
             )),
             names: std::sync::OnceLock::new(),
             verify_pool: super::blocks::VerifyPool::with_waiting(io_waits),
+            hello_pool: Arc::new(super::blocks::VerifyPool::for_handshakes()),
         }
     }
 

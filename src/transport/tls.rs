@@ -5,6 +5,8 @@
 //! session resumption. Every connection yields its session ID (the client's Finished
 //! verify_data), computed as described in `tls_unique`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -148,6 +150,40 @@ impl<IO> TlsServerConn<IO> {
     }
 }
 
+/// Where the costly step of accepting a TLS connection runs: rustls' answer to a ClientHello
+/// (key pair, key exchange, CertificateVerify), a few hundred µs of CPU that anyone can ask
+/// for by replaying one packet. The server runs it on the reading task while it has time to
+/// spare and otherwise on threads of lower priority, so a flood of ClientHellos cannot take
+/// the runtime from clients already connected.
+pub trait HelloWork: Send + Sync + std::fmt::Debug {
+    /// Run `job`; resolves once it has run, or has been dropped without running.
+    fn answer(
+        &self,
+        job: Box<dyn FnOnce() + Send + 'static>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// rustls' answer to the ClientHello, computed by `work` (inline without it).
+async fn answer_hello<IO>(
+    start: tokio_rustls::StartHandshake<IO>,
+    config: Arc<ServerConfig>,
+    work: Option<&dyn HelloWork>,
+) -> Result<tokio_rustls::server::Accept<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(work) = work else {
+        return Ok(start.into_stream(config));
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    work.answer(Box::new(move || {
+        let _ = tx.send(start.into_stream(config));
+    }))
+    .await;
+    rx.await
+        .map_err(|_| TlsError::Config("the TLS handshake thread is gone"))
+}
+
 /// Accept a TLS connection on `io`, finishing the handshake within `timeout`.
 ///
 /// Set TCP_NODELAY on TCP sockets: with Nagle on, a handshake stalls ~40 ms on delayed ACKs.
@@ -161,31 +197,50 @@ pub async fn accept<IO>(
     timeout: Duration,
 ) -> Result<TlsServerConn<IO>, TlsError>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::time::timeout(timeout, accept_inner(io, config))
+    accept_with(io, config, timeout, None).await
+}
+
+/// [`accept`], with rustls' answer to the ClientHello run by `work` (see [`HelloWork`]);
+/// `None` runs it here.
+pub async fn accept_with<IO>(
+    io: IO,
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+    work: Option<&dyn HelloWork>,
+) -> Result<TlsServerConn<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::time::timeout(timeout, accept_inner(io, config, work))
         .await
         .map_err(|_| TlsError::Timeout)?
 }
 
-async fn accept_inner<IO>(io: IO, config: Arc<ServerConfig>) -> Result<TlsServerConn<IO>, TlsError>
+async fn accept_inner<IO>(
+    io: IO,
+    config: Arc<ServerConfig>,
+    work: Option<&dyn HelloWork>,
+) -> Result<TlsServerConn<IO>, TlsError>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let recording = Recording::new(io, Tap::Reads);
     let start = LazyConfigAcceptor::new(Acceptor::default(), recording)
         .await
         .map_err(handshake_error)?;
-    finish_smp(start, config).await
+    finish_smp(start, config, work).await
 }
 
 /// Finish an SMP handshake from a read ClientHello, computing tls-unique.
 async fn finish_smp<IO>(
     start: tokio_rustls::StartHandshake<Recording<IO>>,
     config: Arc<ServerConfig>,
+    work: Option<&dyn HelloWork>,
 ) -> Result<TlsServerConn<IO>, TlsError>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let hello = start.client_hello();
     let sni = hello.server_name().map(str::to_owned);
@@ -203,8 +258,8 @@ where
             conn_config.alpn_protocols.clear();
         }
     }
-    let mut stream = start
-        .into_stream(Arc::new(conn_config))
+    let mut stream = answer_hello(start, Arc::new(conn_config), work)
+        .await?
         .await
         .map_err(handshake_error)?;
 
@@ -252,15 +307,17 @@ pub enum RoutedConn<IO> {
 
 /// Accept a TLS connection on a port shared by SMP and other services: the `router` looks at
 /// the ClientHello (SNI, ALPN) and either returns another service's configuration or leaves
-/// the connection to SMP, which uses `config` exactly as [`accept`] does.
+/// the connection to SMP, which uses `config` exactly as [`accept`] does. Both answers to the
+/// ClientHello run on `work`.
 pub async fn accept_routed<IO>(
     io: IO,
     config: Arc<ServerConfig>,
     router: &dyn TlsRouter,
     timeout: Duration,
+    work: Option<&dyn HelloWork>,
 ) -> Result<RoutedConn<IO>, TlsError>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let routed = async {
         let recording = Recording::new(io, Tap::Reads);
@@ -274,9 +331,12 @@ where
             .map(|it| it.map(<[u8]>::to_vec).collect())
             .unwrap_or_default();
         match router.route(sni.as_deref(), &offered) {
-            None => finish_smp(start, config).await.map(RoutedConn::Smp),
+            None => finish_smp(start, config, work).await.map(RoutedConn::Smp),
             Some(other) => {
-                let mut stream = start.into_stream(other).await.map_err(handshake_error)?;
+                let mut stream = answer_hello(start, other, work)
+                    .await?
+                    .await
+                    .map_err(handshake_error)?;
                 let (recording, conn) = stream.get_mut();
                 let _ = recording.finish();
                 let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
@@ -285,6 +345,31 @@ where
         }
     };
     tokio::time::timeout(timeout, routed)
+        .await
+        .map_err(|_| TlsError::Timeout)?
+}
+
+/// Accept a TLS connection for a service other than SMP (the web page on a port of its own),
+/// answering the ClientHello on `work` as [`accept`] does.
+pub async fn accept_other<IO>(
+    io: IO,
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+    work: Option<&dyn HelloWork>,
+) -> Result<tokio_rustls::server::TlsStream<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let accepted = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), io)
+            .await
+            .map_err(handshake_error)?;
+        answer_hello(start, config, work)
+            .await?
+            .await
+            .map_err(handshake_error)
+    };
+    tokio::time::timeout(timeout, accepted)
         .await
         .map_err(|_| TlsError::Timeout)?
 }

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::net::http::HttpTimeouts;
 use crate::net::ConnLimits;
 use crate::service::{Service, ServiceList};
-use crate::transport::tls::{TlsRouter, DEFAULT_HANDSHAKE_TIMEOUT, SMP_ALPN};
+use crate::transport::tls::{HelloWork, TlsRouter, DEFAULT_HANDSHAKE_TIMEOUT, SMP_ALPN};
 pub use certs::{WebCertError, WebCertReload, WebCerts};
 pub use http::Site;
 pub use page::PageInfo;
@@ -52,6 +52,8 @@ pub struct WebService {
     /// `[WEB] max_connections` and `max_connections_per_ip`, shared by the HTTP and the
     /// separate HTTPS listener.
     limits: Arc<ConnLimits>,
+    /// Where the separate HTTPS port answers ClientHellos (the SMP server's pool).
+    hello_work: Option<Arc<dyn HelloWork>>,
 }
 
 impl TlsRouter for WebService {
@@ -83,6 +85,7 @@ impl WebService {
             cert_files: None,
             timeouts: HttpTimeouts::default(),
             limits: ConnLimits::new(crate::config::limits::Limits::default().web),
+            hello_work: None,
         })
     }
 
@@ -183,14 +186,15 @@ impl WebService {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
-        match tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-            Ok(Ok(stream)) => {
+        let work = self.hello_work.as_deref();
+        let config = self.tls.clone();
+        match crate::transport::tls::accept_other(io, config, DEFAULT_HANDSHAKE_TIMEOUT, work).await
+        {
+            Ok(stream) => {
                 let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
                 self.serve_tls(stream, alpn, shutdown).await;
             }
-            Ok(Err(e)) => tracing::debug!("web: TLS handshake failed: {e}"),
-            Err(_) => tracing::debug!("web: TLS handshake timed out"),
+            Err(e) => tracing::debug!("web: TLS handshake failed: {e}"),
         }
     }
 
@@ -255,6 +259,7 @@ pub fn build(
     config: &Config,
     fingerprint: &str,
     onion_host: Option<String>,
+    hello_work: Option<Arc<dyn HelloWork>>,
 ) -> Option<(Arc<WebService>, ServiceList)> {
     let w = &config.web;
     let mut acme_cfg = config.acme.clone();
@@ -319,6 +324,7 @@ pub fn build(
     };
     service.renewer = renewer.as_ref().map(Renewer::handle);
     service.set_limits(config.limits.http, ConnLimits::new(config.limits.web));
+    service.hello_work = hello_work;
     if w.https.is_some() {
         service.cert_files = Some((cert_file_used, key_file_used));
     }
