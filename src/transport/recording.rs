@@ -19,9 +19,22 @@ use zeroize::Zeroizing;
 
 use super::tls_unique::CLIENT_HANDSHAKE_SECRET_LABEL;
 
-/// Upper bound on what we keep: a client flight is a few hundred bytes, a few KB with client
-/// certificates; anything larger is not a handshake we want to finish.
+/// Upper bound on what our client keeps of its own flights (a few hundred bytes, a few KB with
+/// a client certificate).
 const MAX_RECORDED: usize = 256 * 1024;
+
+/// The most of a client's bytes read before its TLS handshake is over. An SMP ClientHello is
+/// ~300 bytes, a browser's with a post-quantum key share ~2 KB, a service's certificate chain
+/// and Finished a few hundred more. Without it, a client could keep ~124 KB per connection here
+/// and in rustls (a ClientHello claiming 48 KB, sent but for its last bytes) for the 60 s the
+/// handshake may take.
+///
+/// A ClientHello that does not fit fails the handshake at once. After the ClientHello, reading
+/// stops at the limit instead: a client may send data right behind its Finished (and
+/// tokio-rustls reads on until the socket is empty), which must wait in the socket for the
+/// handshake to end; a client whose handshake cannot end within the limit waits for the
+/// handshake timeout with nothing more read.
+pub const HANDSHAKE_READ_LIMIT: usize = 16 * 1024;
 
 /// Bytes asked of the socket at once when the caller's buffer is smaller: two full TLS records
 /// of 16 KB SMP blocks. Read into the stack; what the caller cannot take waits in a heap buffer
@@ -48,6 +61,8 @@ pub struct Recording<IO> {
     /// Read from the socket, not yet handed to the caller: `ahead[ahead_pos..]`.
     ahead: Vec<u8>,
     ahead_pos: usize,
+    /// The client's ClientHello has been read (see [`HANDSHAKE_READ_LIMIT`]).
+    hello_read: bool,
 }
 
 impl<IO> Recording<IO> {
@@ -59,7 +74,14 @@ impl<IO> Recording<IO> {
             overflow: false,
             ahead: Vec::new(),
             ahead_pos: 0,
+            hello_read: false,
         }
+    }
+
+    /// The ClientHello has been read: from now on, reading pauses at [`HANDSHAKE_READ_LIMIT`]
+    /// instead of failing.
+    pub(crate) fn hello_read(&mut self) {
+        self.hello_read = true;
     }
 
     /// Stop recording and hand over what was recorded; `None` if it outgrew the limit.
@@ -116,17 +138,38 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Recording<IO> {
         }
         if this.ahead_pos < this.ahead.len() {
             this.take_ahead(buf);
-        } else if buf.remaining() >= READ_AHEAD {
-            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         } else {
-            let mut stack = [MaybeUninit::<u8>::uninit(); READ_AHEAD];
-            let mut ahead = ReadBuf::uninit(&mut stack);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut ahead))?;
-            let fresh = ahead.filled();
-            let n = fresh.len().min(buf.remaining());
-            buf.put_slice(&fresh[..n]);
-            if n < fresh.len() {
-                this.ahead = fresh[n..].to_vec();
+            // While the client's handshake is recorded, never read past the limit.
+            let cap = if this.tap == Some(Tap::Reads) {
+                let left = HANDSHAKE_READ_LIMIT.saturating_sub(this.recorded.len());
+                if left == 0 && this.hello_read {
+                    // Not woken: the handshake's timeout ends the wait, or the handshake
+                    // ends without more bytes and the next read after `finish` reads on.
+                    return Poll::Pending;
+                }
+                if left == 0 {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the client's ClientHello is over 16 KiB",
+                    )));
+                }
+                left
+            } else {
+                usize::MAX
+            };
+            if buf.remaining() >= READ_AHEAD && cap >= buf.remaining() {
+                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            } else {
+                let mut stack = [MaybeUninit::<u8>::uninit(); READ_AHEAD];
+                let want = READ_AHEAD.min(cap);
+                let mut ahead = ReadBuf::uninit(&mut stack[..want]);
+                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut ahead))?;
+                let fresh = ahead.filled();
+                let n = fresh.len().min(buf.remaining());
+                buf.put_slice(&fresh[..n]);
+                if n < fresh.len() {
+                    this.ahead = fresh[n..].to_vec();
+                }
             }
         }
         this.record(Tap::Reads, &buf.filled()[before..]);
@@ -216,6 +259,7 @@ impl rustls::KeyLog for SecretCapture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::AsyncReadExt;
 
     /// A reader that hands out `data` in the chunks given and counts the reads.
@@ -246,6 +290,12 @@ mod tests {
         }
     }
 
+    impl Recording<Chunks> {
+        fn get_inner_chunks_left(&self) -> usize {
+            self.inner.chunks.iter().map(Vec::len).sum()
+        }
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
     }
@@ -257,7 +307,8 @@ mod tests {
             chunks: vec![data[..16_406].to_vec(), data[16_406..].to_vec()],
             reads: 0,
         };
-        let mut r = Recording::new(inner, Tap::Reads);
+        // our client's side: reads are not recorded, so not limited either
+        let mut r = Recording::new(inner, Tap::Writes);
         let mut got = Vec::new();
         let mut small = [0u8; 4096];
         loop {
@@ -275,8 +326,91 @@ mod tests {
         // Socket reads: the first chunk (16,406 B), READ_AHEAD and the last 826 B of the
         // second, then the end of the stream; 4 KB reads would have taken 15.
         assert_eq!(r.get_ref().reads, 4);
+        assert_eq!(r.finish().expect("recorded"), Vec::<u8>::new());
+    }
+
+    /// Read in rustls' 4 KB steps until the end or an error.
+    async fn read_all(r: &mut Recording<Chunks>) -> (Vec<u8>, Option<io::Error>) {
+        let mut got = Vec::new();
+        let mut small = [0u8; 4096];
+        loop {
+            match r.read(&mut small).await {
+                Ok(0) => return (got, None),
+                Ok(n) => got.extend_from_slice(&small[..n]),
+                Err(e) => return (got, Some(e)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_hello_longer_than_the_limit_is_refused_without_reading_past_it() {
+        let data = pattern(HANDSHAKE_READ_LIMIT + 5_000);
+        let inner = Chunks {
+            chunks: vec![data.clone()],
+            reads: 0,
+        };
+        let mut r = Recording::new(inner, Tap::Reads);
+        let (got, err) = read_all(&mut r).await;
+        assert_eq!(
+            got,
+            data[..HANDSHAKE_READ_LIMIT],
+            "all up to the limit, nothing after"
+        );
+        let err = err.expect("refused past the limit");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(r.ahead.is_empty(), "nothing read ahead past the limit");
+        assert_eq!(r.get_inner_chunks_left(), 5_000);
         // While tapped, the recording holds exactly what the caller was given.
-        assert_eq!(r.finish().expect("recorded"), data);
+        assert_eq!(r.finish().expect("recorded"), got);
+    }
+
+    #[tokio::test]
+    async fn after_the_hello_reading_pauses_at_the_limit_until_the_handshake_is_over() {
+        let data = pattern(HANDSHAKE_READ_LIMIT + 5_000);
+        let inner = Chunks {
+            chunks: vec![data[..300].to_vec(), data[300..].to_vec()],
+            reads: 0,
+        };
+        let mut r = Recording::new(inner, Tap::Reads);
+        let mut hello = [0u8; 300];
+        r.read_exact(&mut hello).await.expect("hello");
+        r.hello_read();
+        let mut got = hello.to_vec();
+        let mut small = [0u8; 4096];
+        while got.len() < HANDSHAKE_READ_LIMIT {
+            let n = r.read(&mut small).await.expect("read");
+            got.extend_from_slice(&small[..n]);
+        }
+        assert_eq!(got, data[..HANDSHAKE_READ_LIMIT]);
+        // at the limit: no error, no byte, no end of stream; the read waits
+        let paused = tokio::time::timeout(Duration::from_millis(50), r.read(&mut small)).await;
+        assert!(paused.is_err(), "{paused:?}");
+        assert_eq!(
+            r.get_inner_chunks_left(),
+            5_000,
+            "nothing more taken from the socket"
+        );
+        // the handshake is over: the rest is read
+        assert_eq!(r.finish().expect("recorded"), got);
+        let (rest, err) = read_all(&mut r).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(rest, data[HANDSHAKE_READ_LIMIT..]);
+    }
+
+    #[tokio::test]
+    async fn once_the_handshake_is_over_reads_are_not_limited() {
+        let data = pattern(3 * HANDSHAKE_READ_LIMIT);
+        let inner = Chunks {
+            chunks: vec![data[..1_000].to_vec(), data[1_000..].to_vec()],
+            reads: 0,
+        };
+        let mut r = Recording::new(inner, Tap::Reads);
+        let mut hello = [0u8; 1_000];
+        r.read_exact(&mut hello).await.expect("hello");
+        assert_eq!(r.finish().expect("recorded"), data[..1_000]);
+        let (rest, err) = read_all(&mut r).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(rest, data[1_000..]);
     }
 
     #[tokio::test]

@@ -227,9 +227,10 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let recording = Recording::new(io, Tap::Reads);
-    let start = LazyConfigAcceptor::new(Acceptor::default(), recording)
+    let mut start = LazyConfigAcceptor::new(Acceptor::default(), recording)
         .await
         .map_err(handshake_error)?;
+    start.io.hello_read();
     finish_smp(start, config, work).await
 }
 
@@ -321,9 +322,10 @@ where
 {
     let routed = async {
         let recording = Recording::new(io, Tap::Reads);
-        let start = LazyConfigAcceptor::new(Acceptor::default(), recording)
+        let mut start = LazyConfigAcceptor::new(Acceptor::default(), recording)
             .await
             .map_err(handshake_error)?;
+        start.io.hello_read();
         let hello = start.client_hello();
         let sni = hello.server_name().map(str::to_owned);
         let offered: Vec<Vec<u8>> = hello
@@ -350,24 +352,29 @@ where
 }
 
 /// Accept a TLS connection for a service other than SMP (the web page on a port of its own),
-/// answering the ClientHello on `work` as [`accept`] does.
+/// answering the ClientHello on `work` and bounding what the client may send before the
+/// handshake is over as [`accept`] does.
 pub async fn accept_other<IO>(
     io: IO,
     config: Arc<ServerConfig>,
     timeout: Duration,
     work: Option<&dyn HelloWork>,
-) -> Result<tokio_rustls::server::TlsStream<IO>, TlsError>
+) -> Result<tokio_rustls::server::TlsStream<Recording<IO>>, TlsError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let accepted = async {
-        let start = LazyConfigAcceptor::new(Acceptor::default(), io)
+        let recording = Recording::new(io, Tap::Reads);
+        let mut start = LazyConfigAcceptor::new(Acceptor::default(), recording)
             .await
             .map_err(handshake_error)?;
-        answer_hello(start, config, work)
+        start.io.hello_read();
+        let mut stream = answer_hello(start, config, work)
             .await?
             .await
-            .map_err(handshake_error)
+            .map_err(handshake_error)?;
+        let _ = stream.get_mut().0.finish();
+        Ok(stream)
     };
     tokio::time::timeout(timeout, accepted)
         .await
