@@ -256,9 +256,16 @@ fn lower_priority() {
     }
 }
 
+/// Replies a block may build up before they are handed to the connection's outbox, which
+/// waits for room: a block of 110 GETs of a 16 KB message would otherwise hold 1.7 MB of
+/// replies at once for a client that does not read them.
+pub const REPLY_CHUNK_BYTES: usize = 64 * 1024;
+
 /// A block's transmissions, decoded (cheap) but not yet verified.
 pub struct Decoded {
     items: Vec<Result<SignedTransmission, Rejected>>,
+    /// The rest of a block whose first part was run already (see [`REPLY_CHUNK_BYTES`]).
+    rest: bool,
 }
 
 impl Decoded {
@@ -266,6 +273,7 @@ impl Decoded {
     pub fn new(params: &THParams, block: Result<Vec<u8>, TransportError>) -> Self {
         let block_err = || Decoded {
             items: vec![Err((Vec::new(), Vec::new(), ErrorType::Block))],
+            rest: false,
         };
         let Ok(content) = block else {
             return block_err();
@@ -278,6 +286,7 @@ impl Decoded {
                 .into_iter()
                 .map(|t| decode_server(params, parse_transmission(params, t)))
                 .collect(),
+            rest: false,
         }
     }
 
@@ -332,9 +341,13 @@ pub struct Conn {
     pub inline: AtomicBool,
 }
 
+/// What running (part of) a block left: its effects, and the transmissions not run yet when
+/// the replies reached [`REPLY_CHUNK_BYTES`] (run them after the replies are queued).
+pub type Ran = (Effects, Option<Decoded>);
+
 /// Verify and apply a block's transmissions in order, inline when cheap and otherwise on the
 /// verification pool. `None` only if the pool failed (the connection is then closed).
-pub async fn run(conn: &Conn, decoded: Decoded, now: i64) -> Option<Effects> {
+pub async fn run(conn: &Conn, decoded: Decoded, now: i64) -> Option<Ran> {
     if decoded.is_cheap() {
         return Some(apply_all(conn, decoded, now));
     }
@@ -365,7 +378,7 @@ pub async fn run(conn: &Conn, decoded: Decoded, now: i64) -> Option<Effects> {
     pool.run(move || apply_all(&owned, decoded, now)).await
 }
 
-fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Effects {
+fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Ran {
     let session = Session {
         client: &conn.client.core,
         version: conn.version,
@@ -373,7 +386,7 @@ fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Effects {
         forwarded: false,
     };
     let mut fx = Effects::default();
-    let batched = decoded.items.len() > 1;
+    let batched = decoded.items.len() > 1 && !decoded.rest;
     let mut rng = rand::thread_rng();
     let mut env = Env { now, rng: &mut rng };
     let core = &conn.state.core;
@@ -381,17 +394,26 @@ fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Effects {
         match decoded.into_subs() {
             Ok(subs) => {
                 core.receive_subs(&session, subs, &mut env, &mut fx);
-                return fx;
+                return (fx, None);
             }
             Err(other) => other,
         }
     } else {
         decoded
     };
-    for (i, t) in decoded.items.into_iter().enumerate() {
+    let mut items = decoded.items.into_iter().enumerate();
+    let mut reply_bytes = 0;
+    let counted = |fx: &Effects, from: (usize, usize)| -> usize {
+        let replies = fx.replies[from.0..].iter().map(super::outbox::cost);
+        replies
+            .chain(fx.follow[from.1..].iter().map(super::outbox::cost))
+            .sum()
+    };
+    while let Some((i, t)) = items.next() {
         if conn.client.closed.is_cancelled() || conn.shutdown.is_cancelled() {
             break;
         }
+        let before = (fx.replies.len(), fx.follow.len());
         match t {
             Err((corr, ent, e)) => fx
                 .replies
@@ -401,8 +423,22 @@ fn apply_all(conn: &Conn, decoded: Decoded, now: i64) -> Effects {
                 .core
                 .receive(&session, st, batched && i == 0, &mut env, &mut fx),
         }
+        reply_bytes += counted(&fx, before);
+        if reply_bytes >= REPLY_CHUNK_BYTES {
+            let rest: Vec<_> = items.map(|(_, t)| t).collect();
+            if rest.is_empty() {
+                break;
+            }
+            return (
+                fx,
+                Some(Decoded {
+                    items: rest,
+                    rest: true,
+                }),
+            );
+        }
     }
-    fx
+    (fx, None)
 }
 
 #[cfg(test)]

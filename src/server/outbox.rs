@@ -1,7 +1,8 @@
 //! A connection's output queue, bounded by bytes rather than by entries.
 //!
-//! Replies to the connection's own commands wait for room ([`Outbox::push_replies`]), so a
-//! client that does not read is simply not read either; transmissions from other connections
+//! Replies to the connection's own commands wait for room ([`Outbox::push_replies`]: at most
+//! [`REPLY_ROOM`] queued or being written), so a client that does not read is simply not read
+//! either; transmissions from other connections
 //! (MSG, END, NMSG) never wait ([`Outbox::push`]) and overflow the limit only for a client that
 //! stopped reading, which is then disconnected. The writer takes everything queued at once
 //! ([`Outbox::take`]) and packs it into as few 16 KB blocks as it fits.
@@ -20,6 +21,11 @@ use crate::sync::lock;
 /// Default bound of a connection's queued output (`Settings::client_output_bytes`).
 pub const DEFAULT_OUTPUT_BYTES: usize = 4 << 20;
 
+/// A connection's own replies wait while more than this of its output is queued or being
+/// written (or a quarter of the limit, if smaller). A client that reads has far less pending;
+/// one that does not holds no more than this plus one part of a block's replies.
+pub const REPLY_ROOM: usize = 128 << 10;
+
 /// What happened to pushed transmissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -35,6 +41,8 @@ pub enum Pushed {
 struct Inner {
     items: VecDeque<Outgoing>,
     bytes: usize,
+    /// Taken by the writer and not yet written.
+    writing: usize,
     closed: bool,
 }
 
@@ -107,9 +115,11 @@ impl Outbox {
         Pushed::Queued
     }
 
-    /// Queue the replies to a block of this connection's commands, first waiting until the
-    /// queue is below a quarter of the limit (back-pressure on the reader). False if closed.
+    /// Queue the replies to a block of this connection's commands, first waiting until what
+    /// is queued or being written is at most [`REPLY_ROOM`] (back-pressure on the reader).
+    /// False if closed.
     pub async fn push_replies(&self, items: Vec<Outgoing>) -> bool {
+        let room_for_replies = (self.limit / 4).min(REPLY_ROOM);
         loop {
             let room = self.room.notified();
             {
@@ -117,7 +127,7 @@ impl Outbox {
                 if i.closed {
                     return false;
                 }
-                if i.bytes <= self.limit / 4 {
+                if i.bytes + i.writing <= room_for_replies {
                     if !items.is_empty() {
                         i.bytes += items.iter().map(cost).sum::<usize>();
                         i.items.extend(items);
@@ -150,10 +160,9 @@ impl Outbox {
             {
                 let mut i = lock(&self.inner);
                 if !i.items.is_empty() {
+                    i.writing += i.bytes;
                     i.bytes = 0;
                     let v: Vec<Outgoing> = std::mem::take(&mut i.items).into();
-                    drop(i);
-                    self.room.notify_waiters();
                     return Some(v);
                 }
                 if i.closed {
@@ -162,6 +171,15 @@ impl Outbox {
             }
             ready.await;
         }
+    }
+
+    /// The writer wrote transmissions of `bytes` (their [`cost`]) that it took.
+    pub fn written(&self, bytes: usize) {
+        {
+            let mut i = lock(&self.inner);
+            i.writing = i.writing.saturating_sub(bytes);
+        }
+        self.room.notify_waiters();
     }
 
     /// Stop taking transmissions but let the writer take what is queued, then end: the
@@ -180,6 +198,7 @@ impl Outbox {
             i.closed = true;
             i.items = VecDeque::new();
             i.bytes = 0;
+            i.writing = 0;
         }
         self.ready.notify_one();
         self.room.notify_waiters();
@@ -229,17 +248,44 @@ mod tests {
         // now above the limit: further deliveries are refused
         assert_eq!(b.push(vec![msg(10)]), Pushed::Overflow);
         assert!(b.is_busy());
-        // replies wait until the writer takes what is queued
+        // replies wait until the writer has taken and written what is queued
         let reply = b.push_replies(vec![Outgoing::new(b"c", b"q", BrokerMsg::Ok)]);
         tokio::pin!(reply);
         assert!(futures_poll_once(reply.as_mut()).await.is_none());
         let taken = b.take().await.expect("items");
         assert_eq!(taken.len(), 2);
+        assert!(!b.is_busy(), "taken: no longer queued");
+        assert!(futures_poll_once(reply.as_mut()).await.is_none());
+        b.written(cost(&taken[0]));
+        assert!(futures_poll_once(reply.as_mut()).await.is_none());
+        b.written(cost(&taken[1]));
         assert!(reply.await);
         assert_eq!(b.take().await.expect("reply").len(), 1);
         b.close();
         assert!(b.take().await.is_none());
         assert_eq!(b.push(vec![msg(1)]), Pushed::Closed);
+    }
+
+    #[tokio::test]
+    async fn replies_wait_while_much_is_queued_or_being_written() {
+        let b = Outbox::new(DEFAULT_OUTPUT_BYTES);
+        // a reader's first large batch is queued at once, whatever its size
+        assert!(b.push_replies(vec![msg(100 << 10), msg(100 << 10)]).await);
+        let taken = b.take().await.expect("items");
+        // the writer holds 200 KiB: the next replies wait for it
+        let reply = b.push_replies(vec![msg(16 << 10)]);
+        tokio::pin!(reply);
+        assert!(futures_poll_once(reply.as_mut()).await.is_none());
+        // one of the two written: 100 KiB left in the writer, under REPLY_ROOM
+        b.written(cost(&taken[0]));
+        assert!(reply.await);
+        // small replies of a client that reads never wait
+        b.written(cost(&taken[1]));
+        let _ = b.take().await.expect("the 16 KiB");
+        for _ in 0..100 {
+            let ok = b.push_replies(vec![Outgoing::new(b"c", b"q", BrokerMsg::Ok)]);
+            assert_eq!(futures_poll_once(Box::pin(ok)).await, Some(true));
+        }
     }
 
     /// Poll a future once: `Some(output)` if it was ready.

@@ -18,7 +18,7 @@ use super::blocks::{run as run_block, Conn, Decoded};
 use super::core::{Effects, Job, SessionKeys};
 use super::state::{ClientHandle, ServerState};
 use crate::clock::now_secs;
-use crate::protocol::transmission::{batch, encode_server, THParams};
+use crate::protocol::transmission::{batch, block_room, encode_server, THParams, MAX_BATCH};
 use crate::protocol::version::SMP_BLOCK_SIZE;
 use crate::transport::smp::{BlockWriter, ServerSession};
 
@@ -87,10 +87,22 @@ pub async fn run_session<R, W>(
         // Verification may run off this worker (`server::blocks`); the next block is read only
         // after this one's effects are carried out, so they stay in order.
         // Boxed: a block's futures live only while it runs, not in the idle session's state.
-        let Some(fx) = Box::pin(run_block(&conn, Decoded::new(&params, block), now)).await else {
-            break;
-        };
-        if !Box::pin(carry_out(&state, &client, fx)).await {
+        // A block whose replies grow large runs in parts, each part's replies queued (waiting
+        // for room) before the next part runs (`blocks::REPLY_CHUNK_BYTES`).
+        let mut part = Some(Decoded::new(&params, block));
+        let mut open = true;
+        while let Some(d) = part.take() {
+            let Some((fx, rest)) = Box::pin(run_block(&conn, d, now)).await else {
+                open = false;
+                break;
+            };
+            if !Box::pin(carry_out(&state, &client, fx)).await {
+                open = false;
+                break;
+            }
+            part = rest;
+        }
+        if !open {
             break;
         }
     }
@@ -140,6 +152,72 @@ async fn carry_out(state: &Arc<ServerState>, client: &Arc<ClientHandle>, fx: Eff
 
 /// Take everything queued for the connection, pack it into as few blocks as fits and write
 /// them; a write that stalls for [`WRITE_TIMEOUT`] closes the connection.
+/// Encoded transmissions waiting to fill a block, with the outbox cost they stand for.
+#[derive(Default)]
+struct Packer {
+    pending: Vec<Vec<u8>>,
+    len: usize,
+    cost: usize,
+}
+
+/// Block contents ready to write (empty when every transmission was too large for a block),
+/// and the outbox cost of their transmissions.
+struct Packed {
+    contents: Vec<Vec<u8>>,
+    cost: usize,
+}
+
+impl Packer {
+    /// Add a transmission; returns the full block it does not fit into, if any.
+    fn push(&mut self, encoded: Vec<u8>, cost: usize) -> Option<Packed> {
+        let room = block_room(SMP_BLOCK_SIZE);
+        let l = encoded.len() + 2;
+        let full =
+            !self.pending.is_empty() && (self.len + l > room || self.pending.len() == MAX_BATCH);
+        let out = if full { self.finish() } else { None };
+        self.pending.push(encoded);
+        self.len += l;
+        self.cost += cost;
+        out
+    }
+
+    /// The block being filled, if any.
+    fn finish(&mut self) -> Option<Packed> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let contents = batch(&self.pending, SMP_BLOCK_SIZE)
+            .into_iter()
+            .flatten()
+            .collect();
+        let cost = self.cost;
+        *self = Packer::default();
+        Some(Packed { contents, cost })
+    }
+}
+
+/// Write packed blocks and tell the outbox; false (the connection closed) if the client does
+/// not take them within [`WRITE_TIMEOUT`].
+async fn write_one<W: AsyncWrite + Unpin>(
+    writer: &mut BlockWriter<W>,
+    client: &ClientHandle,
+    packed: Packed,
+) -> bool {
+    // A response too large for a block is dropped, as the reference logs and skips it.
+    for content in packed.contents {
+        let w = tokio::time::timeout(WRITE_TIMEOUT, writer.write_block(&content)).await;
+        if !matches!(w, Ok(Ok(()))) {
+            // Closing the outbox too wakes a read loop waiting there for room, which would
+            // otherwise wait for this writer forever.
+            client.outbox.close();
+            client.closed.cancel();
+            return false;
+        }
+    }
+    client.outbox.written(packed.cost);
+    true
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: BlockWriter<W>,
     params: THParams,
@@ -147,19 +225,22 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 ) {
     while let Some(items) = client.outbox.take().await {
         client.snd_active_at.store(now_secs(), Ordering::Relaxed);
-        let encoded: Vec<Vec<u8>> = items
-            .iter()
-            .map(|o| encode_server(&params, &o.corr_id, &o.entity_id, &o.msg))
-            .collect();
-        drop(items);
-        // A response too large for a block is dropped, as the reference logs and skips it.
-        for content in batch(&encoded, SMP_BLOCK_SIZE).into_iter().flatten() {
-            let w = tokio::time::timeout(WRITE_TIMEOUT, writer.write_block(&content)).await;
-            if !matches!(w, Ok(Ok(()))) {
-                // Closing the outbox too wakes a read loop waiting there for room, which
-                // would otherwise wait for this writer forever.
-                client.outbox.close();
-                client.closed.cancel();
+        // One block at a time: encoded transmissions are packed as they come and each block
+        // is written before the next is built, so the writer holds one block besides what it
+        // took, and the outbox learns as each block goes out.
+        let mut packer = Packer::default();
+        for o in items {
+            let cost = crate::server::outbox::cost(&o);
+            let encoded = encode_server(&params, &o.corr_id, &o.entity_id, &o.msg);
+            drop(o);
+            if let Some(block) = packer.push(encoded, cost) {
+                if !write_one(&mut writer, &client, block).await {
+                    return;
+                }
+            }
+        }
+        if let Some(block) = packer.finish() {
+            if !write_one(&mut writer, &client, block).await {
                 return;
             }
         }

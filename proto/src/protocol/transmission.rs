@@ -53,11 +53,20 @@ pub fn split_batch(content: &[u8]) -> DResult<Vec<&[u8]>> {
     Ok(v)
 }
 
+/// Transmissions a block holds at most (its count is one byte).
+pub const MAX_BATCH: usize = 255;
+
+/// Bytes of a block's content available to length-prefixed transmissions (each takes its
+/// length + 2), after the padding length, count and the block encryption tag.
+pub fn block_room(block_size: usize) -> usize {
+    block_size - 19
+}
+
 /// Pack encoded transmissions into block contents (before padding), as many per block as fit
-/// (at most 255, leaving room for padding length, count and the block encryption tag).
+/// (at most [`MAX_BATCH`] and [`block_room`]).
 /// Each item is `Ok(content)` or `Err(index)` for a transmission too large for any block.
 pub fn batch(transmissions: &[Vec<u8>], block_size: usize) -> Vec<Result<Vec<u8>, usize>> {
-    let limit = block_size - 19;
+    let limit = block_room(block_size);
     let mut out = Vec::new();
     let mut cur: Vec<&[u8]> = Vec::new();
     let mut len = 0usize;
@@ -80,7 +89,7 @@ pub fn batch(transmissions: &[Vec<u8>], block_size: usize) -> Vec<Result<Vec<u8>
             out.push(Err(i));
             continue;
         }
-        if len + l > limit || cur.len() == 255 {
+        if len + l > limit || cur.len() == MAX_BATCH {
             flush(&mut cur, &mut len, &mut out);
         }
         cur.push(t);
