@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::blocks::{run as run_block, Conn, Decoded};
-use super::core::{Effects, Job, SessionKeys};
+use super::core::{Effects, Job, Outgoing, SessionKeys};
 use super::state::{ClientHandle, ServerState};
 use crate::clock::now_secs;
 use crate::protocol::transmission::{batch, block_room, encode_server, THParams, MAX_BATCH};
@@ -218,6 +218,41 @@ async fn write_one<W: AsyncWrite + Unpin>(
     true
 }
 
+/// Write what the writer took: one block at a time, encoded transmissions packed as they
+/// come and each block written before the next is built, so the writer holds one block
+/// besides what it took, and the outbox learns as each block goes out. False when the
+/// connection closed.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    writer: &mut BlockWriter<W>,
+    params: &THParams,
+    client: &ClientHandle,
+    items: Vec<Outgoing>,
+) -> bool {
+    let mut packer = Packer::default();
+    let mut items = items.into_iter();
+    let mut drained = false;
+    while !drained {
+        let packed = match items.next() {
+            Some(o) => {
+                let cost = crate::server::outbox::cost(&o);
+                let encoded = encode_server(params, &o.corr_id, &o.entity_id, &o.msg);
+                drop(o);
+                packer.push(encoded, cost)
+            }
+            None => {
+                drained = true;
+                packer.finish()
+            }
+        };
+        if let Some(block) = packed {
+            if !write_one(writer, client, block).await {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: BlockWriter<W>,
     params: THParams,
@@ -225,24 +260,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 ) {
     while let Some(items) = client.outbox.take().await {
         client.snd_active_at.store(now_secs(), Ordering::Relaxed);
-        // One block at a time: encoded transmissions are packed as they come and each block
-        // is written before the next is built, so the writer holds one block besides what it
-        // took, and the outbox learns as each block goes out.
-        let mut packer = Packer::default();
-        for o in items {
-            let cost = crate::server::outbox::cost(&o);
-            let encoded = encode_server(&params, &o.corr_id, &o.entity_id, &o.msg);
-            drop(o);
-            if let Some(block) = packer.push(encoded, cost) {
-                if !write_one(&mut writer, &client, block).await {
-                    return;
-                }
-            }
-        }
-        if let Some(block) = packer.finish() {
-            if !write_one(&mut writer, &client, block).await {
-                return;
-            }
+        // Boxed: the batch's state lives only while it is written, not in the idle writer's.
+        if !Box::pin(write_batch(&mut writer, &params, &client, items)).await {
+            return;
         }
     }
     writer.shutdown().await;
