@@ -150,8 +150,6 @@ async fn carry_out(state: &Arc<ServerState>, client: &Arc<ClientHandle>, fx: Eff
     true
 }
 
-/// Take everything queued for the connection, pack it into as few blocks as fits and write
-/// them; a write that stalls for [`WRITE_TIMEOUT`] closes the connection.
 /// Encoded transmissions waiting to fill a block, with the outbox cost they stand for.
 #[derive(Default)]
 struct Packer {
@@ -253,6 +251,8 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     true
 }
 
+/// Take everything queued for the connection, pack it into as few blocks as fits and write
+/// them; a write that stalls for [`WRITE_TIMEOUT`] closes the connection.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: BlockWriter<W>,
     params: THParams,
