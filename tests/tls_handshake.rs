@@ -15,9 +15,20 @@ use tokio::net::{TcpListener, TcpStream};
 
 const T: Duration = Duration::from_secs(10);
 
-/// Start a one-connection server; it sends its session ID and echoes one line.
+/// Start a one-connection server; it sends its session ID.
 async fn one_shot_server(
     config: Arc<rustls::ServerConfig>,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<Result<transport::tls::TlsServerConn<TcpStream>, TlsError>>,
+) {
+    one_shot_server_with(config, None).await
+}
+
+/// [`one_shot_server`] with `work` answering the ClientHello.
+async fn one_shot_server_with(
+    config: Arc<rustls::ServerConfig>,
+    work: Option<Arc<OtherThread>>,
 ) -> (
     std::net::SocketAddr,
     tokio::task::JoinHandle<Result<transport::tls::TlsServerConn<TcpStream>, TlsError>>,
@@ -27,7 +38,8 @@ async fn one_shot_server(
     let task = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         tcp.set_nodelay(true).expect("nodelay");
-        let mut conn = accept(tcp, config, T).await?;
+        let work = work.as_deref().map(|w| w as &dyn transport::tls::HelloWork);
+        let mut conn = transport::tls::accept_with(tcp, config, T, work).await?;
         conn.stream.write_all(&conn.session_id.clone()).await?;
         conn.stream.flush().await?;
         Ok(conn)
@@ -35,9 +47,18 @@ async fn one_shot_server(
     (addr, task)
 }
 
-async fn handshake(id: &Identity, alpn: Option<&[u8]>) {
+/// A handshake with a one-shot server: both ends, and the session ID the server sent.
+async fn shake(
+    id: &Identity,
+    alpn: Option<&[u8]>,
+    work: Option<Arc<OtherThread>>,
+) -> (
+    transport::tls::TlsClientConn<TcpStream>,
+    transport::tls::TlsServerConn<TcpStream>,
+    [u8; 32],
+) {
     let config = server_config(id.chain.clone(), id.signer.clone(), &[]).expect("config");
-    let (addr, server) = one_shot_server(config).await;
+    let (addr, server) = one_shot_server_with(config, work).await;
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let mut client = connect(tcp, id.fingerprint, "localhost", alpn, T)
         .await
@@ -49,6 +70,11 @@ async fn handshake(id: &Identity, alpn: Option<&[u8]>) {
         .await
         .expect("read");
     let server = server.await.expect("join").expect("server handshake");
+    (client, server, from_server)
+}
+
+async fn handshake(id: &Identity, alpn: Option<&[u8]>) {
+    let (client, server, from_server) = shake(id, alpn, None).await;
 
     assert_eq!(client.session_id.len(), 32);
     assert_eq!(client.session_id, server.session_id);
@@ -351,31 +377,8 @@ impl transport::tls::HelloWork for OtherThread {
 async fn hello_answered_on_another_thread() {
     for alg in ["ed25519", ""] {
         let id = identity(alg);
-        let config = server_config(id.chain.clone(), id.signer.clone(), &[]).expect("config");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let work = Arc::new(OtherThread::default());
-        let w = work.clone();
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.expect("accept");
-            tcp.set_nodelay(true).expect("nodelay");
-            let work: &dyn transport::tls::HelloWork = w.as_ref();
-            let mut conn = transport::tls::accept_with(tcp, config, T, Some(work)).await?;
-            conn.stream.write_all(&conn.session_id.clone()).await?;
-            conn.stream.flush().await?;
-            Ok::<_, TlsError>(conn)
-        });
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let mut client = connect(tcp, id.fingerprint, "localhost", Some(SMP_ALPN), T)
-            .await
-            .expect("client handshake");
-        let mut from_server = [0u8; 32];
-        client
-            .stream
-            .read_exact(&mut from_server)
-            .await
-            .expect("read");
-        let server = server.await.expect("join").expect("server handshake");
+        let (client, server, from_server) = shake(&id, Some(SMP_ALPN), Some(work.clone())).await;
         let ran_on = work.ran_on.lock().expect("lock").clone();
         assert_eq!(ran_on.len(), 1, "{alg}: one answer, on the other thread");
         assert_ne!(ran_on[0], std::thread::current().id());

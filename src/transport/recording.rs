@@ -329,6 +329,15 @@ mod tests {
         assert_eq!(r.finish().expect("recorded"), Vec::<u8>::new());
     }
 
+    /// The server's wrapper over a socket that delivers `data` in two reads, split at `first`.
+    fn server_side(data: &[u8], first: usize) -> Recording<Chunks> {
+        let inner = Chunks {
+            chunks: vec![data[..first].to_vec(), data[first..].to_vec()],
+            reads: 0,
+        };
+        Recording::new(inner, Tap::Reads)
+    }
+
     /// Read in rustls' 4 KB steps until the end or an error.
     async fn read_all(r: &mut Recording<Chunks>) -> (Vec<u8>, Option<io::Error>) {
         let mut got = Vec::new();
@@ -367,11 +376,7 @@ mod tests {
     #[tokio::test]
     async fn after_the_hello_reading_pauses_at_the_limit_until_the_handshake_is_over() {
         let data = pattern(HANDSHAKE_READ_LIMIT + 5_000);
-        let inner = Chunks {
-            chunks: vec![data[..300].to_vec(), data[300..].to_vec()],
-            reads: 0,
-        };
-        let mut r = Recording::new(inner, Tap::Reads);
+        let mut r = server_side(&data, 300);
         let mut hello = [0u8; 300];
         r.read_exact(&mut hello).await.expect("hello");
         r.hello_read();
@@ -400,11 +405,7 @@ mod tests {
     #[tokio::test]
     async fn once_the_handshake_is_over_reads_are_not_limited() {
         let data = pattern(3 * HANDSHAKE_READ_LIMIT);
-        let inner = Chunks {
-            chunks: vec![data[..1_000].to_vec(), data[1_000..].to_vec()],
-            reads: 0,
-        };
-        let mut r = Recording::new(inner, Tap::Reads);
+        let mut r = server_side(&data, 1_000);
         let mut hello = [0u8; 1_000];
         r.read_exact(&mut hello).await.expect("hello");
         assert_eq!(r.finish().expect("recorded"), data[..1_000]);

@@ -163,25 +163,43 @@ pub trait HelloWork: Send + Sync + std::fmt::Debug {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
-/// rustls' answer to the ClientHello, computed by `work` (inline without it).
+/// Read a client's ClientHello through the recording wrapper (tls-unique, and at most
+/// [`super::recording::HANDSHAKE_READ_LIMIT`] of the client's bytes until the handshake ends).
+async fn read_hello<IO>(io: IO) -> Result<tokio_rustls::StartHandshake<Recording<IO>>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let recording = Recording::new(io, Tap::Reads);
+    let mut start = LazyConfigAcceptor::new(Acceptor::default(), recording)
+        .await
+        .map_err(handshake_error)?;
+    start.io.hello_read();
+    Ok(start)
+}
+
+/// The rest of the handshake from a read ClientHello, rustls' answer to it computed by `work`
+/// (here without it).
 async fn answer_hello<IO>(
     start: tokio_rustls::StartHandshake<IO>,
     config: Arc<ServerConfig>,
     work: Option<&dyn HelloWork>,
-) -> Result<tokio_rustls::server::Accept<IO>, TlsError>
+) -> Result<tokio_rustls::server::TlsStream<IO>, TlsError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(work) = work else {
-        return Ok(start.into_stream(config));
+    let accept = match work {
+        None => start.into_stream(config),
+        Some(work) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            work.answer(Box::new(move || {
+                let _ = tx.send(start.into_stream(config));
+            }))
+            .await;
+            rx.await
+                .map_err(|_| TlsError::Config("the TLS handshake thread is gone"))?
+        }
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    work.answer(Box::new(move || {
-        let _ = tx.send(start.into_stream(config));
-    }))
-    .await;
-    rx.await
-        .map_err(|_| TlsError::Config("the TLS handshake thread is gone"))
+    accept.await.map_err(handshake_error)
 }
 
 /// Accept a TLS connection on `io`, finishing the handshake within `timeout`.
@@ -226,11 +244,7 @@ async fn accept_inner<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let recording = Recording::new(io, Tap::Reads);
-    let mut start = LazyConfigAcceptor::new(Acceptor::default(), recording)
-        .await
-        .map_err(handshake_error)?;
-    start.io.hello_read();
+    let start = read_hello(io).await?;
     finish_smp(start, config, work).await
 }
 
@@ -259,10 +273,7 @@ where
             conn_config.alpn_protocols.clear();
         }
     }
-    let mut stream = answer_hello(start, Arc::new(conn_config), work)
-        .await?
-        .await
-        .map_err(handshake_error)?;
+    let mut stream = answer_hello(start, Arc::new(conn_config), work).await?;
 
     let (recording, conn) = stream.get_mut();
     let flight = session_flight(recording.finish(), &capture, conn)?;
@@ -321,11 +332,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let routed = async {
-        let recording = Recording::new(io, Tap::Reads);
-        let mut start = LazyConfigAcceptor::new(Acceptor::default(), recording)
-            .await
-            .map_err(handshake_error)?;
-        start.io.hello_read();
+        let start = read_hello(io).await?;
         let hello = start.client_hello();
         let sni = hello.server_name().map(str::to_owned);
         let offered: Vec<Vec<u8>> = hello
@@ -335,10 +342,7 @@ where
         match router.route(sni.as_deref(), &offered) {
             None => finish_smp(start, config, work).await.map(RoutedConn::Smp),
             Some(other) => {
-                let mut stream = answer_hello(start, other, work)
-                    .await?
-                    .await
-                    .map_err(handshake_error)?;
+                let mut stream = answer_hello(start, other, work).await?;
                 let (recording, conn) = stream.get_mut();
                 let _ = recording.finish();
                 let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
@@ -364,15 +368,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let accepted = async {
-        let recording = Recording::new(io, Tap::Reads);
-        let mut start = LazyConfigAcceptor::new(Acceptor::default(), recording)
-            .await
-            .map_err(handshake_error)?;
-        start.io.hello_read();
-        let mut stream = answer_hello(start, config, work)
-            .await?
-            .await
-            .map_err(handshake_error)?;
+        let mut stream = answer_hello(read_hello(io).await?, config, work).await?;
         let _ = stream.get_mut().0.finish();
         Ok(stream)
     };
